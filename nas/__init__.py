@@ -1,0 +1,12 @@
+"""nas: hardware-aware neural architecture search and analytical design.
+
+The Python API: ``load_space``, ``load_arch``, ``build``, ``count``; see README.md.
+"""
+from nas.cost.count import ArchCost, count
+from nas.errors import NASError
+from nas.models.build import build, fuse
+from nas.space import Arch, SearchSpace, load_arch, load_space
+
+__version__ = "0.1.0"
+__all__ = ["Arch", "ArchCost", "NASError", "SearchSpace", "build", "count", "fuse", "load_arch", "load_space",
+           "__version__"]

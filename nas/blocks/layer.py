@@ -1,0 +1,207 @@
+"""A layer: norm + token mixer + channel mixer around residuals, built and costed from one LayerCfg.
+
+Layouts:
+- ``metaformer``: x + ls1*mixer(norm1(x)); then x + ls2*mlp(norm2(x)) (PoolFormer/MetaFormer);
+- ``convnext``: x + ls*mlp(norm(mixer(x))) (ConvNeXt: one residual, the norm between mixer and MLP);
+- self-contained mixers (mbconv) ignore the layout: they are the whole layer.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import torch
+from torch import nn
+
+from nas.blocks.common import (
+    Cost,
+    DropPath,
+    LayerScale,
+    conv_cost,
+    make_act,
+    make_conv,
+    make_norm,
+    norm_cost,
+    numel,
+)
+from nas.blocks.registry import get_mixer
+
+LAYOUTS = ("metaformer", "convnext")
+CHANNEL_MIXERS = ("mlp", "glu", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class LayerCfg:
+    """Everything that defines one layer at one input shape; hashable, so costs memoise on it."""
+
+    mixer: str
+    cin: int
+    cout: int
+    spatial: tuple[int, ...]
+    kernel: int = 3
+    ratio: float = 4.0
+    groups: int = 1
+    stride: int = 1
+    dims: int = 2
+    norm: str = "bn"
+    act: str = "gelu"
+    layout: str = "metaformer"
+    channel_mixer: str = "mlp"
+    se: float = 0.0
+    layer_scale: float | None = None
+    opts: tuple[tuple[str, Any], ...] = ()
+    drop_path: float = 0.0
+
+    @property
+    def c(self) -> int:
+        """Channels of a shape-preserving layer."""
+        return self.cin
+
+    def opt(self, name: str) -> Any:
+        """A mixer option: the space's value, else the mixer's default."""
+        for k, v in self.opts:
+            if k == name:
+                return v
+        return get_mixer(self.mixer).options[name]
+
+    @property
+    def out_spatial(self) -> tuple[int, ...]:
+        """Spatial shape after the layer (only self-contained mixers stride)."""
+        if self.stride == 1:
+            return self.spatial
+        return tuple((s + self.stride - 1) // self.stride for s in self.spatial)
+
+
+def hidden_width(c: int, ratio: float) -> int:
+    """Hidden width of the channel mixer: round(ratio * C)."""
+    return max(1, int(round(c * ratio)))
+
+
+class Mlp(nn.Module):
+    """Channel mixer: 1x1 conv expand, act, 1x1 conv project (GLU: a gated pair before the project)."""
+
+    def __init__(self, c: int, hidden: int, dims: int, act: str, glu: bool = False):
+        super().__init__()
+        self.glu = glu
+        self.fc1 = make_conv(c, hidden * (2 if glu else 1), 1, dims, bias=True)
+        self.act = make_act(act)
+        self.fc2 = make_conv(hidden, c, 1, dims, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc1(x)
+        if self.glu:
+            a, b = h.chunk(2, dim=1)
+            h = self.act(a) * b
+        else:
+            h = self.act(h)
+        return self.fc2(h)
+
+
+def mlp_cost(cfg: LayerCfg) -> Cost:
+    """Cost of the channel mixer of a layer."""
+    if cfg.channel_mixer == "none":
+        return Cost()
+    c, sp = cfg.c, cfg.spatial
+    h = hidden_width(c, cfg.ratio)
+    mult = 2 if cfg.channel_mixer == "glu" else 1
+    return conv_cost(c, h * mult, 1, sp, bias=True) + conv_cost(h, c, 1, sp, bias=True)
+
+
+class Layer(nn.Module):
+    """A residual layer around a token mixer (see the module docstring for layouts)."""
+
+    def __init__(self, cfg: LayerCfg):
+        super().__init__()
+        self.layout = cfg.layout
+        c, d = cfg.c, cfg.dims
+        self.mixer = get_mixer(cfg.mixer).build(cfg)
+        self.drop_path = DropPath(cfg.drop_path)
+        ls = (lambda: LayerScale(c, cfg.layer_scale, d)) if cfg.layer_scale is not None else nn.Identity
+        has_mlp = cfg.channel_mixer != "none"
+        if self.layout == "metaformer":
+            self.norm1 = make_norm(cfg.norm, c, d)
+            self.ls1 = ls()
+            if has_mlp:
+                self.norm2 = make_norm(cfg.norm, c, d)
+        else:  # convnext: mixer -> norm -> mlp -> scale
+            self.norm = make_norm(cfg.norm, c, d)
+        self.mlp = Mlp(c, hidden_width(c, cfg.ratio), d, cfg.act, cfg.channel_mixer == "glu") if has_mlp else None
+        self.ls2 = ls() if has_mlp or self.layout == "convnext" else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.layout == "metaformer":
+            x = x + self.drop_path(self.ls1(self.mixer(self.norm1(x))))
+            if self.mlp is not None:
+                x = x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+            return x
+        h = self.norm(self.mixer(x))
+        if self.mlp is not None:
+            h = self.mlp(h)
+        return x + self.drop_path(self.ls2(h))
+
+
+def build_layer(cfg: LayerCfg) -> nn.Module:
+    """The standard module of a layer configuration."""
+    defn = get_mixer(cfg.mixer)
+    if defn.self_contained:
+        return defn.build(cfg)
+    return Layer(cfg)
+
+
+@lru_cache(maxsize=200_000)
+def layer_cost(cfg: LayerCfg) -> Cost:
+    """Analytic cost of a layer (memoised: spaces repeat configurations)."""
+    defn = get_mixer(cfg.mixer)
+    if defn.self_contained:
+        return defn.cost(cfg)
+    c, sp = cfg.c, cfg.spatial
+    cost = defn.cost(cfg) + mlp_cost(cfg)
+    n_norms = (2 if cfg.channel_mixer != "none" else 1) if cfg.layout == "metaformer" else 1
+    cost = cost + Cost(n_norms * norm_cost(cfg.norm, c, sp).params, 0, 0)
+    n_scales = (1 + (cfg.channel_mixer != "none")) if cfg.layout == "metaformer" else 1
+    if cfg.layer_scale is not None:
+        cost = cost + Cost(n_scales * c, 0, 0)
+    return cost + Cost(0, 0, c * numel(sp))  # the residual sum's output
+
+
+@lru_cache(maxsize=200_000)
+def latency_key(cfg: LayerCfg) -> str:
+    """The signature a device profile indexes a layer by: type, then numeric fields, then options.
+
+    Training-only settings (drop path, layer-scale init) are left out: they do not change inference time.
+    """
+    defn = get_mixer(cfg.mixer)
+    sp = "x".join(str(s) for s in cfg.spatial)
+    parts = [f"layer:{cfg.mixer}", f"cin={cfg.cin}", f"cout={cfg.cout}", f"hw={sp}", f"s={cfg.stride}"]
+    if defn.uses_kernel:
+        parts.append(f"k={cfg.kernel}")
+    if defn.self_contained or cfg.channel_mixer != "none":
+        parts.append(f"r={cfg.ratio:g}")
+    if cfg.groups != 1:
+        parts.append(f"g={cfg.groups}")
+    if cfg.se:
+        parts.append(f"se={cfg.se:g}")
+    parts += [f"d={cfg.dims}", f"norm={cfg.norm}", f"act={cfg.act}"]
+    if not defn.self_contained:
+        parts += [f"layout={cfg.layout}", f"cm={cfg.channel_mixer}", f"ls={int(cfg.layer_scale is not None)}"]
+    parts += [f"{k}={v}" for k, v in cfg.opts]
+    return "|".join(parts)
+
+
+def check_layer(cfg: LayerCfg) -> str | None:
+    """Why the layer cannot be built (e.g. channels not divisible by heads), or None."""
+    defn = get_mixer(cfg.mixer)
+    if cfg.dims not in defn.dims:
+        return f"mixer {cfg.mixer} has no {cfg.dims}D form"
+    if not defn.self_contained and (cfg.cin != cfg.cout or cfg.stride != 1):
+        return f"mixer {cfg.mixer} keeps shape; it cannot change channels or stride (use a downsample layer)"
+    if cfg.groups > 1 and (cfg.cin % cfg.groups or cfg.cout % cfg.groups):
+        return f"groups={cfg.groups} must divide the channels {cfg.cin}->{cfg.cout}"
+    return defn.check(cfg) if defn.check else None
+
+
+def spatial_numel(cfg: LayerCfg) -> int:
+    """Positions in the layer's input feature map."""
+    return math.prod(cfg.spatial)

@@ -1,0 +1,12 @@
+"""dwconv: k x k depthwise convolution with bias (ConvNeXt's token mixer); any kernel size."""
+from __future__ import annotations
+
+from nas.blocks.common import conv_cost, make_conv
+from nas.blocks.registry import MixerDef, register
+
+register(MixerDef(
+    name="dwconv",
+    abbrev="dw",
+    build=lambda cfg: make_conv(cfg.c, cfg.c, cfg.kernel, cfg.dims, groups=cfg.c, bias=True),
+    cost=lambda cfg: conv_cost(cfg.c, cfg.c, cfg.kernel, cfg.spatial, groups=cfg.c, bias=True),
+))

@@ -1,0 +1,65 @@
+"""The block registry: YAML names -> one definition each (module builder + analytic cost).
+
+A token mixer registers a :class:`MixerDef`. From it come the standard module (``build``), the cost
+(``cost``), and, through :func:`nas.blocks.layer.latency_key`, the key device profiles index by.
+Adding a mixer is one file under ``nas/blocks/mixers/`` plus one ``register`` call there.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from nas.blocks.common import Cost
+    from nas.blocks.layer import LayerCfg
+
+
+@dataclass(frozen=True)
+class MixerDef:
+    """One token mixer: how to build it and what it costs, for a given layer configuration.
+
+    ``self_contained`` mixers (mbconv) are the whole layer: their own residual, no norm/channel mixer
+    around them, and they may change channels and stride. Others map (N, C, *S) to the same shape.
+    """
+
+    name: str
+    abbrev: str
+    build: Callable[[LayerCfg], nn.Module]
+    cost: Callable[[LayerCfg], Cost]
+    uses_kernel: bool = True
+    dims: tuple[int, ...] = (1, 2)
+    self_contained: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+    """Fixed per-space options with their defaults (e.g. attention head_dim); YAML mixer_options override."""
+    check: Callable[[LayerCfg], str | None] | None = None
+    """Returns why a configuration is impossible (e.g. channels not divisible), or None."""
+
+
+MIXERS: dict[str, MixerDef] = {}
+
+
+def register(defn: MixerDef) -> MixerDef:
+    """Add a mixer definition to the registry (names and abbreviations must be unique)."""
+    if defn.name in MIXERS:
+        raise ValueError(f"mixer {defn.name!r} registered twice")
+    if any(m.abbrev == defn.abbrev for m in MIXERS.values()):
+        raise ValueError(f"mixer abbreviation {defn.abbrev!r} registered twice")
+    MIXERS[defn.name] = defn
+    return defn
+
+
+def mixer_names() -> list[str]:
+    """Registered mixer names plus 'skip' (the layer is left out)."""
+    from nas.blocks import mixers  # noqa: F401  (registers the catalogue)
+
+    return [*MIXERS, "skip"]
+
+
+def get_mixer(name: str) -> MixerDef:
+    """The definition of a mixer by its YAML name."""
+    from nas.blocks import mixers  # noqa: F401
+
+    return MIXERS[name]

@@ -1,0 +1,97 @@
+"""nas.count(arch): params, MACs and memory analytically, without building the model.
+
+Reads the same network plan as nas.build, and each unit's cost comes from its block's own definition,
+so params equal the built model's exactly. MACs count conv, linear and matmul/attention only.
+Memory is an inference estimate at batch 1 in fp32: weight bytes plus the largest per-layer working set
+(the layer's input plus every tensor it writes).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from nas.blocks.common import Cost, conv_norm_act_cost, linear_cost, norm_cost, numel
+from nas.blocks.layer import layer_cost
+from nas.space.arch import Arch
+from nas.space.resolve import ConvUnit, NetPlan, resolve
+from nas.units import fmt_bytes, fmt_macs, fmt_params
+
+BYTES_PER_ELEMENT = 4
+
+
+@dataclass(frozen=True)
+class ArchCost:
+    """Counted costs of an arch (provenance: analytic count)."""
+
+    params: int
+    macs: int
+    memory: int
+    activations: int
+    stages: tuple[Cost, ...] = ()
+
+    def as_dict(self) -> dict[str, int]:
+        return {"params": self.params, "macs": self.macs, "memory": self.memory, "activations": self.activations}
+
+    def __str__(self) -> str:
+        return f"{fmt_params(self.params)}, {fmt_macs(self.macs)}, {fmt_bytes(self.memory)} (counted)"
+
+
+@lru_cache(maxsize=10_000)
+def conv_unit_cost(u: ConvUnit) -> Cost:
+    """Cost of a stem/downsample conv unit."""
+    s = u.spec
+    out = u.out_spatial
+    if s.norm_position == "pre":
+        bias = True if s.bias is None else s.bias
+        from nas.blocks.common import conv_cost
+
+        return Cost(norm_cost(s.norm, u.cin, u.spatial).params) + conv_cost(u.cin, u.cout, s.kernel, out, bias=bias)
+    return conv_norm_act_cost(u.cin, u.cout, s.kernel, out, norm=s.norm, bias=s.bias)
+
+
+def head_cost(plan: NetPlan) -> Cost:
+    """Cost of the classification head (zero for features-only heads)."""
+    h = plan.head
+    if h.type == "features":
+        return Cost()
+    c, sp = plan.head_cin, plan.head_spatial
+    cost = Cost()
+    if h.pre is not None:
+        w, nm, _ = h.pre
+        cost = cost + conv_norm_act_cost(c, w, 1, sp, norm=nm)
+        c = w
+    if h.norm == "ln":
+        cost = cost + Cost(2 * c)
+    if h.post is not None:
+        w, _, bias = h.post
+        cost = cost + linear_cost(c, w, 1, bias)
+        c = w
+    return cost + linear_cost(c, h.classes, 1)
+
+
+def count_plan(plan: NetPlan) -> ArchCost:
+    """Sum the costs of a network plan."""
+    stem = conv_unit_cost(plan.stem)
+    total = stem
+    peak = plan.in_channels * numel(plan.input_spatial) + stem.act
+    stage_costs = []
+    for sp in plan.stages:
+        sc = Cost()
+        if sp.downsample is not None:
+            dc = conv_unit_cost(sp.downsample)
+            sc = sc + dc
+            peak = max(peak, sp.downsample.cin * numel(sp.downsample.spatial) + dc.act)
+        for cfg in sp.layers:
+            lc = layer_cost(cfg)
+            sc = sc + lc
+            peak = max(peak, cfg.cin * numel(cfg.spatial) + lc.act)
+        stage_costs.append(sc)
+        total = total + sc
+    total = total + head_cost(plan)
+    memory = BYTES_PER_ELEMENT * (total.params + peak)
+    return ArchCost(total.params, total.macs, memory, total.act, tuple(stage_costs))
+
+
+def count(arch: Arch) -> ArchCost:
+    """Params, MACs and memory of an arch, analytically (no model is built)."""
+    return count_plan(resolve(arch))

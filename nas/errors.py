@@ -1,0 +1,35 @@
+"""One exception family for user mistakes; the CLI turns these into one line and exit code 2."""
+from __future__ import annotations
+
+
+class NASError(Exception):
+    """A user-facing error: bad input, missing file, impossible request.
+
+    The message must name the file/field at fault and what is allowed.
+    """
+
+
+class SpaceError(NASError):
+    """A search-space YAML or an arch does not validate."""
+
+
+class BudgetError(NASError):
+    """A budget string cannot be parsed or cannot be met."""
+
+
+class ProfileError(NASError):
+    """A device profile is missing, incomplete or inconsistent."""
+
+
+class PredictorError(NASError):
+    """A predictor file is missing, malformed or does not match the profile/space."""
+
+
+class ZooError(NASError):
+    """A zoo entry is missing, incomplete or fails its checksums."""
+
+
+def where(path: object | None, key: str | None = None) -> str:
+    """Format the 'file: key' prefix error messages start with."""
+    parts = [str(p) for p in (path, key) if p not in (None, "")]
+    return ": ".join(parts)

@@ -1,0 +1,122 @@
+"""nas.build(arch): the standard nn.Module of an arch, from the same plan nas.count reads.
+
+The network is stem -> stages (optional downsample, then layers) -> head. ``forward_features`` returns
+every stage's output (multi-scale features for dense prediction); ``forward`` returns logits, or the
+feature list when built with ``features_only``. ``fuse()`` returns the deploy form (BN folded,
+re-parameterised branches merged) with unchanged outputs.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nas.blocks.common import ConvNormAct, make_act, make_conv, make_norm
+from nas.blocks.layer import build_layer
+from nas.space.arch import Arch
+from nas.space.resolve import ConvUnit, NetPlan, resolve
+
+
+def _conv_unit(u: ConvUnit, dims: int) -> nn.Module:
+    s = u.spec
+    if s.norm_position == "pre":  # ConvNeXt downsampling: norm on the input, then a (patchify) conv
+        bias = True if s.bias is None else s.bias
+        return nn.Sequential(make_norm(s.norm, u.cin, dims),
+                             make_conv(u.cin, u.cout, s.kernel, dims, s.stride, bias=bias, padding=s.padding),
+                             make_act(s.act))
+    return ConvNormAct(u.cin, u.cout, s.kernel, dims, s.stride, norm=s.norm, act=s.act, bias=s.bias,
+                       padding=s.padding)
+
+
+class Head(nn.Module):
+    """Optional 1x1 conv, global average pool, optional LN, optional linear + act, dropout, classifier."""
+
+    def __init__(self, plan: NetPlan):
+        super().__init__()
+        h, c, d = plan.head, plan.head_cin, plan.dims
+        self.pre = None
+        if h.pre is not None:
+            w, nm, ac = h.pre
+            self.pre = ConvNormAct(c, w, 1, d, norm=nm, act=ac)
+            c = w
+        self.norm = nn.LayerNorm(c, eps=1e-6) if h.norm == "ln" else nn.Identity()
+        self.post = None
+        if h.post is not None:
+            w, ac, bias = h.post
+            self.post = nn.Sequential(nn.Linear(c, w, bias=bias), make_act(ac))
+            c = w
+        self.dropout = nn.Dropout(h.dropout)
+        self.fc = nn.Linear(c, h.classes)
+        self.num_features = c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pre is not None:
+            x = self.pre(x)
+        x = self.norm(x.mean(dim=tuple(range(2, x.dim()))))
+        if self.post is not None:
+            x = self.post(x)
+        return self.fc(self.dropout(x))
+
+
+class Network(nn.Module):
+    """A backbone built from an arch: ``stem``, ``stages`` (each an nn.Sequential), ``head``."""
+
+    def __init__(self, plan: NetPlan, features_only: bool = False, out_indices: tuple[int, ...] | None = None):
+        super().__init__()
+        d = plan.dims
+        self.stem = _conv_unit(plan.stem, d)
+        stages = []
+        for sp in plan.stages:
+            mods = ([_conv_unit(sp.downsample, d)] if sp.downsample is not None else [])
+            mods += [build_layer(cfg) for cfg in sp.layers]
+            stages.append(nn.Sequential(*mods))
+        self.stages = nn.ModuleList(stages)
+        self.features_only = features_only or plan.head.type == "features"
+        n = len(plan.stages)
+        self.out_indices = tuple(out_indices if out_indices is not None else (plan.head.out_indices or range(n)))
+        self.feature_channels = [plan.stages[i].channels for i in self.out_indices]
+        self.head = None if self.features_only else Head(plan)
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Outputs of the stages named by ``out_indices`` (all stages by default)."""
+        x = self.stem(x)
+        feats = []
+        last = max(self.out_indices) if self.features_only else len(self.stages) - 1
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                feats.append(x)
+            if i >= last:
+                break
+        return feats
+
+    def forward_backbone(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's output (the map the head pools)."""
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+    def forward(self, x: torch.Tensor):
+        if self.features_only:
+            return self.forward_features(x)
+        return self.head(self.forward_backbone(x))
+
+    def fuse(self) -> Network:
+        """Deploy form in place: BN folded into convs, re-parameterised branches merged (eval mode)."""
+        return fuse(self)
+
+
+@torch.no_grad()
+def fuse(model: nn.Module) -> nn.Module:
+    """Call ``fuse()`` on every submodule that has one, innermost first; sets eval mode."""
+    model.eval()
+    for m in list(model.modules())[::-1]:
+        if m is not model and hasattr(m, "fuse") and callable(m.fuse):
+            m.fuse()
+    return model
+
+
+def build(arch: Arch, features_only: bool = False, out_indices: tuple[int, ...] | None = None,
+          drop_path: float | None = None) -> Network:
+    """The standard nn.Module of ``arch`` (plain torch; depends on no supernet code)."""
+    return Network(resolve(arch, drop_path), features_only, out_indices)

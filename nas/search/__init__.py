@@ -1,0 +1,1 @@
+"""Search: budgets, Optuna studies, evaluators and Pareto fronts."""

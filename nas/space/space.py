@@ -1,0 +1,402 @@
+"""SearchSpace: a parsed space plus everything done with its points (make, sample, min/max, mutate, encode)."""
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nas.blocks.layer import LayerCfg, check_layer
+from nas.blocks.registry import get_mixer
+from nas.errors import SpaceError
+from nas.io import read_yaml
+from nas.paths import builtin_dir
+from nas.space.arch import Arch, LayerChoice, StageChoice
+from nas.space.language import LAYER_KEYS, SpaceSpec, StageSpec, parse_space
+
+
+class SearchSpace:
+    """A validated space of backbones; every arch it yields can be built and counted."""
+
+    def __init__(self, spec: SpaceSpec, source_path: Path | None = None):
+        self.spec = spec
+        self.source_path = source_path
+        self._check_all_layers()
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def dims(self) -> int:
+        return self.spec.dims
+
+    @property
+    def stages(self) -> tuple[StageSpec, ...]:
+        return self.spec.stages
+
+    def __repr__(self) -> str:
+        return f"SearchSpace({self.name!r}, {len(self.stages)} stages, ~10^{self.log10_size():.1f} archs)"
+
+    # ---- validation ------------------------------------------------------------------------------
+    def _stage_shapes(self, resolution: int) -> list[tuple[int, ...]]:
+        """Spatial shape at each stage's layers for an input resolution (strides are fixed by the space)."""
+        from nas.blocks.common import conv_spatial
+
+        st = self.spec.stem
+        sp = conv_spatial((resolution,) * self.dims, st.kernel, st.stride, padding=st.padding)
+        shapes = []
+        for stage in self.stages:
+            if stage.downsample == "conv":
+                d = stage.down
+                sp = conv_spatial(sp, d.kernel, d.stride, padding=d.padding)
+            shapes.append(sp)
+            if stage.downsample == "in_block":
+                sp = tuple((s + stage.stride - 1) // stage.stride for s in sp)
+        return shapes
+
+    def _check_all_layers(self) -> None:
+        """Every combination of a stage's choices must give a buildable layer; fail early naming it."""
+        src = self.spec.source
+        shapes = [self._stage_shapes(r) for r in (min(self.spec.resolutions), max(self.spec.resolutions))]
+        for si, stage in enumerate(self.stages):
+            for w, m, k, r, g in itertools.product(stage.widths, stage.mixers, stage.kernels, stage.ratios,
+                                                   stage.groups):
+                if m == "skip":
+                    continue
+                for shape in shapes:
+                    lc = self._canon_layer(stage, m, k, r, g)
+                    cfg = LayerCfg(mixer=m, cin=w, cout=w, spatial=shape[si], kernel=lc.kernel or 0,
+                                   ratio=float(lc.ratio or 0), groups=lc.groups, dims=self.dims, norm=stage.norm,
+                                   act=stage.act, layout=stage.layout, channel_mixer=stage.channel_mixer,
+                                   se=stage.se, layer_scale=stage.layer_scale, opts=stage.options_for(m))
+                    why = check_layer(cfg)
+                    if why:
+                        raise SpaceError(f"{src}: stages[{si}]: width {w}, mixer {m}, kernel {k}: {why}")
+
+    # ---- making archs ----------------------------------------------------------------------------
+    @staticmethod
+    def _canon_layer(stage: StageSpec, mixer: str, kernel: Any, ratio: Any, groups: Any) -> LayerChoice:
+        if mixer == "skip":
+            return LayerChoice("skip", None, None, 1)
+        d = get_mixer(mixer)
+        k = kernel if d.uses_kernel else None
+        r = ratio if (d.self_contained or stage.channel_mixer != "none") else None
+        if r is not None:
+            r = int(r) if float(r) == int(r) else float(r)
+        g = groups if d.self_contained else 1
+        return LayerChoice(mixer, k, r, g)
+
+    def make_arch(self, data: dict[str, Any], source: str = "<arch>") -> Arch:
+        """Validate plain data against this space and return the canonical Arch (errors name the field)."""
+        def fail(path: str, msg: str) -> SpaceError:
+            return SpaceError(f"{source}: {path}: {msg}")
+
+        if not isinstance(data, dict):
+            raise SpaceError(f"{source}: an arch is a mapping with resolution, stem and stages")
+        if data.get("space", self.name) != self.name:
+            raise fail("space", f"arch is of space {data.get('space')!r}, not {self.name!r}")
+        res = data.get("resolution", max(self.spec.resolutions))
+        if res not in self.spec.resolutions:
+            raise fail("resolution", f"{res!r} not allowed; choose from {list(self.spec.resolutions)}")
+        stem = data.get("stem", self.spec.stem_widths[0] if len(self.spec.stem_widths) == 1 else None)
+        if stem not in self.spec.stem_widths:
+            raise fail("stem", f"{stem!r} not allowed; choose from {list(self.spec.stem_widths)}")
+        stages_in = data.get("stages")
+        if not isinstance(stages_in, list) or len(stages_in) != len(self.stages):
+            raise fail("stages", f"expected a list of {len(self.stages)} stages")
+        stages = []
+        for si, (st, node) in enumerate(zip(self.stages, stages_in)):
+            p = f"stages[{si}]"
+            if not isinstance(node, dict):
+                raise fail(p, "expected a mapping with depth, width, layers")
+            layers_in = node.get("layers")
+            depth = node.get("depth", len(layers_in) if isinstance(layers_in, list) else None)
+            if depth not in st.depths:
+                raise fail(f"{p}.depth", f"{depth!r} not allowed; choose from {list(st.depths)}")
+            width = node.get("width", st.widths[0] if len(st.widths) == 1 else None)
+            if width not in st.widths:
+                raise fail(f"{p}.width", f"{width!r} not allowed; choose from {list(st.widths)}")
+            if not isinstance(layers_in, list) or len(layers_in) != depth:
+                raise fail(f"{p}.layers", f"expected a list of {depth} layers (the depth)")
+            layers = []
+            for li, ln in enumerate(layers_in):
+                lp = f"{p}.layers[{li}]"
+                if not isinstance(ln, dict):
+                    raise fail(lp, "expected a mapping with mixer, kernel, ratio, groups")
+                vals = {}
+                for key in LAYER_KEYS:
+                    allowed = st.mixer_choices(li) if key == "mixer" else st.layer_choices(key)
+                    v = ln.get(key, allowed[0] if len(allowed) == 1 else None)
+                    if v is None and key in ("kernel", "ratio") and ln.get("mixer") is not None:
+                        v = allowed[0]  # unused by this mixer: canonicalised away below
+                    if key == "groups" and v is None:
+                        v = 1 if 1 in allowed else allowed[0]
+                    if v not in allowed:
+                        raise fail(f"{lp}.{key}", f"{v!r} not allowed; choose from {list(allowed)}")
+                    vals[key] = v
+                layers.append(self._canon_layer(st, vals["mixer"], vals["kernel"], vals["ratio"], vals["groups"]))
+            for key in LAYER_KEYS:
+                if key not in st.per_layer and len({getattr(lc, key) for lc in layers if lc.mixer != "skip"}) > 1:
+                    raise fail(f"{p}.layers", f"{key} is chosen per stage in this space; all layers must agree")
+            stages.append(StageChoice(depth, width, tuple(layers)))
+        return Arch(self, res, stem, tuple(stages))
+
+    def arch_from_dict(self, data: dict[str, Any], source: str = "<arch>") -> Arch:
+        """Alias of make_arch (reads what Arch.to_dict writes; the 'id' and 'space_file' keys are ignored)."""
+        data = {k: v for k, v in data.items() if k not in ("id", "space_file")}
+        return self.make_arch(data, source)
+
+    # ---- sampling --------------------------------------------------------------------------------
+    def _sample_stage(self, st: StageSpec, rng: random.Random, depth: int | None = None,
+                      width: int | None = None) -> StageChoice:
+        depth = rng.choice(st.depths) if depth is None else depth
+        width = rng.choice(st.widths) if width is None else width
+        shared = {k: rng.choice(st.layer_choices(k)) for k in LAYER_KEYS if k not in st.per_layer}
+        if "mixer" in shared and shared["mixer"] == "skip":
+            shared["mixer"] = rng.choice(st.mixer_choices(0))
+        layers = []
+        for i in range(depth):
+            v = {k: shared[k] if k in shared else rng.choice(st.mixer_choices(i) if k == "mixer"
+                                                                else st.layer_choices(k)) for k in LAYER_KEYS}
+            layers.append(self._canon_layer(st, v["mixer"], v["kernel"], v["ratio"], v["groups"]))
+        return StageChoice(depth, width, tuple(layers))
+
+    def sample(self, seed: int | None = None, rng: random.Random | None = None) -> Arch:
+        """A uniformly random arch (each choice uniform); the same seed gives the same arch."""
+        rng = rng or random.Random(seed)
+        res = rng.choice(self.spec.resolutions)
+        stem = rng.choice(self.spec.stem_widths)
+        stages = tuple(self._sample_stage(st, rng) for st in self.stages)
+        return Arch(self, res, stem, stages)
+
+    def sample_many(self, n: int, seed: int = 0) -> list[Arch]:
+        """n archs from one seeded stream."""
+        rng = random.Random(seed)
+        return [self.sample(rng=rng) for _ in range(n)]
+
+    def _extreme(self, largest: bool) -> Arch:
+        from nas.cost.count import count
+
+        pick = max if largest else min
+        stages = []
+        for st in self.stages:
+            kw = {k: pick(st.layer_choices(k)) for k in ("kernel", "ratio", "groups")}
+            if not largest:
+                kw["groups"] = max(st.groups)  # more groups: fewer MACs
+            else:
+                kw["groups"] = min(st.groups)
+            depth = pick(st.depths)
+            layers = tuple(self._canon_layer(st, st.mixer_choices(i)[0], kw["kernel"], kw["ratio"], kw["groups"])
+                           for i in range(depth))
+            stages.append([depth, pick(st.widths), layers, kw])
+        base = [StageChoice(d, w, ls) for d, w, ls, _ in stages]
+        res, stem = pick(self.spec.resolutions), pick(self.spec.stem_widths)
+        # mixers: per stage, the one with the fewest (most) MACs; 'skip' where allowed for the smallest
+        for si, st in enumerate(self.stages):
+            d, w, _, kw = stages[si]
+            best = None
+            for m in st.mixers:
+                if m == "skip" and largest:
+                    continue
+                layers = tuple(self._canon_layer(st, m if m in st.mixer_choices(i) else st.mixer_choices(i)[0],
+                                                 kw["kernel"], kw["ratio"], kw["groups"]) for i in range(d))
+                trial = list(base)
+                trial[si] = StageChoice(d, w, layers)
+                c = count(Arch(self, res, stem, tuple(trial)))
+                score = (c.macs, c.params)
+                if best is None or (score > best[0] if largest else score < best[0]):
+                    best = (score, layers)
+            base[si] = StageChoice(d, w, best[1])
+        return Arch(self, res, stem, tuple(base))
+
+    def min(self) -> Arch:
+        """The smallest arch: minimum depth, width, kernel, ratio, resolution and the cheapest mixers."""
+        return self._extreme(False)
+
+    def max(self) -> Arch:
+        """The largest arch: maximum of every numeric choice and the most expensive mixers."""
+        return self._extreme(True)
+
+    # ---- evolution -------------------------------------------------------------------------------
+    def mutate(self, arch: Arch, prob: float = 0.1, seed: int | None = None,
+               rng: random.Random | None = None) -> Arch:
+        """Resample each choice with probability ``prob`` (at least one change when possible)."""
+        rng = rng or random.Random(seed)
+        for _ in range(20):
+            res = rng.choice(self.spec.resolutions) if rng.random() < prob else arch.resolution
+            stem = rng.choice(self.spec.stem_widths) if rng.random() < prob else arch.stem
+            stages = []
+            for st, ch in zip(self.stages, arch.stages):
+                depth = rng.choice(st.depths) if rng.random() < prob else ch.depth
+                width = rng.choice(st.widths) if rng.random() < prob else ch.width
+                fresh = self._sample_stage(st, rng, depth, width)
+                layers = []
+                shared_flip = {k: rng.random() < prob for k in LAYER_KEYS if k not in st.per_layer}
+                for i in range(depth):
+                    old = ch.layers[i] if i < ch.depth else fresh.layers[i]
+                    if old.mixer == "skip" and i == 0 and st.downsample == "in_block":
+                        old = fresh.layers[i]
+                    vals = {}
+                    for k in LAYER_KEYS:
+                        flip = shared_flip[k] if k in shared_flip else rng.random() < prob
+                        ov = getattr(old, k)
+                        if ov is None:  # a field the old mixer did not use: take the fresh draw
+                            ov = getattr(fresh.layers[i], k) or st.layer_choices(k)[0]
+                        vals[k] = getattr(fresh.layers[i], k) if flip else ov
+                        if vals[k] is None:
+                            vals[k] = st.layer_choices(k)[0]
+                    if "mixer" not in st.per_layer:
+                        vals["mixer"] = layers[0].mixer if layers else vals["mixer"]
+                    for k in ("kernel", "ratio", "groups"):
+                        if k not in st.per_layer and layers:
+                            first = layers[0]
+                            if getattr(first, k) is not None:
+                                vals[k] = getattr(first, k)
+                    layers.append(self._canon_layer(st, vals["mixer"], vals["kernel"], vals["ratio"],
+                                                    vals["groups"]))
+                stages.append(StageChoice(depth, width, tuple(layers)))
+            child = self.make_arch(Arch(self, res, stem, tuple(stages)).to_dict())
+            if child != arch or self.log10_size() == 0:
+                return child
+        return child
+
+    def crossover(self, a: Arch, b: Arch, seed: int | None = None, rng: random.Random | None = None) -> Arch:
+        """Uniform crossover at stage granularity (plus resolution and stem)."""
+        rng = rng or random.Random(seed)
+        res = (a if rng.random() < 0.5 else b).resolution
+        stem = (a if rng.random() < 0.5 else b).stem
+        stages = tuple((sa if rng.random() < 0.5 else sb) for sa, sb in zip(a.stages, b.stages))
+        return Arch(self, res, stem, stages)
+
+    # ---- encoding --------------------------------------------------------------------------------
+    @lru_cache(maxsize=1)  # noqa: B019  (one space object, one layout)
+    def _encoding_layout(self) -> list[tuple]:
+        layout: list[tuple] = [("resolution",), ("stem",)]
+        for si, st in enumerate(self.stages):
+            layout += [("depth", si), ("width", si)]
+            for li in range(st.max_depth):
+                layout.append(("active", si, li))
+                layout += [("mixer", si, li, m) for m in st.mixers] if len(st.mixers) > 1 else []
+                for k in ("kernel", "ratio", "groups"):
+                    if len(st.layer_choices(k)) > 1:
+                        layout.append((k, si, li))
+        return layout
+
+    def encoding_names(self) -> list[str]:
+        """Names of the columns of ``encode`` (for predictors and reports)."""
+        return [":".join(str(p) for p in item) for item in self._encoding_layout()]
+
+    def encode(self, arch: Arch) -> np.ndarray:
+        """Fixed-length vector in [0, 1]: choice indices scaled to [0, 1], one-hot mixers, active flags."""
+        def scaled(choices, v) -> float:
+            if v is None or len(choices) < 2:
+                return 0.0
+            lo, hi = min(choices), max(choices)
+            return (v - lo) / (hi - lo)
+
+        out = []
+        for item in self._encoding_layout():
+            kind = item[0]
+            if kind == "resolution":
+                out.append(scaled(self.spec.resolutions, arch.resolution))
+            elif kind == "stem":
+                out.append(scaled(self.spec.stem_widths, arch.stem))
+            else:
+                st, ch = self.stages[item[1]], arch.stages[item[1]]
+                if kind == "depth":
+                    out.append(scaled(st.depths, ch.depth))
+                elif kind == "width":
+                    out.append(scaled(st.widths, ch.width))
+                else:
+                    li = item[2]
+                    lc = ch.layers[li] if li < ch.depth else None
+                    if kind == "active":
+                        out.append(float(lc is not None and lc.mixer != "skip"))
+                    elif kind == "mixer":
+                        out.append(float(lc is not None and lc.mixer == item[3]))
+                    else:
+                        out.append(scaled(st.layer_choices(kind), getattr(lc, kind) if lc else None))
+        return np.asarray(out, dtype=np.float32)
+
+    # ---- size ------------------------------------------------------------------------------------
+    def log10_size(self) -> float:
+        """log10 of the number of distinct choice combinations (before canonicalisation)."""
+        total = math.log10(len(self.spec.resolutions)) + math.log10(len(self.spec.stem_widths))
+        for st in self.stages:
+            per_layer = math.prod(len(st.layer_choices(k)) for k in LAYER_KEYS if k in st.per_layer)
+            per_stage = math.prod(len(st.layer_choices(k)) for k in LAYER_KEYS if k not in st.per_layer)
+            n = sum(per_layer ** d for d in st.depths) * per_stage * len(st.widths)
+            total += math.log10(n)
+        return total
+
+
+_CACHE: dict[tuple[str, float], SearchSpace] = {}
+
+
+def builtin_spaces() -> list[str]:
+    """Names of the built-in spaces (YAML files under search_spaces/, plus nb201)."""
+    d = builtin_dir("search_spaces")
+    names = sorted(p.stem for p in d.glob("*.yaml"))
+    return names
+
+
+def resolve_space_path(name_or_path: str | Path) -> Path:
+    """A built-in space name, a name under search_spaces/reference/, or a YAML path."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.is_file():
+            raise SpaceError(f"{p}: no such space file")
+        return p
+    d = builtin_dir("search_spaces")
+    for cand in (d / f"{name_or_path}.yaml", d / "reference" / f"{name_or_path}.yaml"):
+        if cand.is_file():
+            return cand
+    names = builtin_spaces() + sorted(f"reference/{q.stem}" for q in (d / "reference").glob("*.yaml"))
+    raise SpaceError(f"space '{name_or_path}': not a built-in space or a .yaml file; built-in: {', '.join(names)}")
+
+
+def load_space(name_or_path: str | Path | SearchSpace) -> SearchSpace:
+    """Load a space by built-in name or YAML path (parsed once per file version)."""
+    if isinstance(name_or_path, SearchSpace):
+        return name_or_path
+    if str(name_or_path).startswith("reference/"):
+        name_or_path = str(name_or_path).split("/", 1)[1]
+    path = resolve_space_path(name_or_path).resolve()
+    key = (str(path), path.stat().st_mtime)
+    if key not in _CACHE:
+        _CACHE[key] = SearchSpace(parse_space(read_yaml(path), _display(path)), path)
+    return _CACHE[key]
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        try:
+            return str(path.relative_to(builtin_dir("search_spaces").parent))
+        except ValueError:
+            return str(path)
+
+
+def load_arch(path: str | Path, space: SearchSpace | str | None = None) -> Arch:
+    """Read an arch YAML/JSON file; its space comes from ``space``, or the file's space/space_file keys."""
+    from nas.io import read_json
+
+    path = Path(path)
+    data = read_json(path) if path.suffix == ".json" else read_yaml(path)
+    if not isinstance(data, dict):
+        raise SpaceError(f"{path}: an arch file is a mapping with space, resolution, stem, stages")
+    if space is None:
+        sf = data.get("space_file")
+        if sf and Path(sf).is_file():
+            space = load_space(sf)
+        elif data.get("space"):
+            space = load_space(data["space"])
+        else:
+            raise SpaceError(f"{path}: space: missing; name the space the arch belongs to")
+    return load_space(space).arch_from_dict(data, str(path))
