@@ -61,12 +61,12 @@ def _si(value: float, unit: str, digits: int = 2) -> str:
 
 def fmt_params(n: float) -> str:
     """3504872 -> '3.50 M params'."""
-    return _si(n, "params")
+    return _si(n, " params").replace("  ", " ")
 
 
 def fmt_macs(n: float) -> str:
     """4.46e9 -> '4.46 GMACs'."""
-    return _si(n, "MACs").replace(" MACs", " MACs")
+    return _si(n, "MACs")
 
 
 def fmt_ms(ms: float) -> str:

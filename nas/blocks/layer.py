@@ -141,6 +141,28 @@ class Layer(nn.Module):
             h = self.mlp(h)
         return x + self.drop_path(self.ls2(h))
 
+    @torch.no_grad()
+    def fuse(self) -> None:
+        """Fold the BatchNorm in front of the MLP into its first 1x1 conv (exact: no padding involved).
+
+        A BatchNorm in front of a padded mixer cannot be folded exactly and stays (it is an affine op).
+        """
+        norm = self.norm2 if self.layout == "metaformer" and self.mlp is not None else None
+        if self.layout == "convnext" and self.mlp is not None:
+            norm = self.norm
+        if not isinstance(norm, nn.modules.batchnorm._BatchNorm):
+            return
+        fc1 = self.mlp.fc1
+        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+        shift = norm.bias - norm.running_mean * scale
+        w = fc1.weight
+        fc1.bias.add_(w.flatten(1) @ shift)
+        w.mul_(scale.reshape(1, -1, *([1] * (w.dim() - 2))))
+        if self.layout == "metaformer":
+            self.norm2 = nn.Identity()
+        else:
+            self.norm = nn.Identity()
+
 
 def build_layer(cfg: LayerCfg) -> nn.Module:
     """The standard module of a layer configuration."""

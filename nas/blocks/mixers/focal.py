@@ -1,0 +1,78 @@
+"""focal: FocalNet's focal modulation with ``focal_level`` L levels (option, default 2, at least 1).
+
+A 1x1 conv (bias) maps C to a query q (C), a context ctx (C) and L+1 gates. Level l = 0..L-1 applies a
+depthwise conv (no bias) with kernel k + 2l (k = ``cfg.kernel``; e.g. k=3, L=2: 3 then 5) and GELU to the
+previous level's context, hierarchically growing the receptive field; a global level is GELU of the
+spatial mean of the last context. The levels are summed, each weighted by its gate channel; a 1x1 conv
+(bias) turns the sum into the modulator; q * modulator goes through a final 1x1 projection (bias).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nas.blocks.common import Cost, conv_cost, make_conv, numel
+from nas.blocks.registry import MixerDef, register
+
+
+def level_kernels(k: int, levels: int) -> list[int]:
+    """Depthwise kernel of each focal level: k, k+2, k+4, ..."""
+    return [k + 2 * lv for lv in range(levels)]
+
+
+class FocalModulation(nn.Module):
+    """Focal modulation on (N, C, *S) maps (see the module docstring)."""
+
+    def __init__(self, c: int, k: int, dims: int, levels: int):
+        super().__init__()
+        self.c, self.levels = c, levels
+        self.f = make_conv(c, 2 * c + levels + 1, 1, dims, bias=True)
+        self.focal = nn.ModuleList(
+            nn.Sequential(make_conv(c, c, kl, dims, groups=c), nn.GELU()) for kl in level_kernels(k, levels)
+        )
+        self.act = nn.GELU()
+        self.h = make_conv(c, c, 1, dims, bias=True)
+        self.proj = make_conv(c, c, 1, dims, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, ctx, gates = torch.split(self.f(x), [self.c, self.c, self.levels + 1], dim=1)
+        agg = 0
+        for lv, level in enumerate(self.focal):
+            ctx = level(ctx)
+            agg = agg + ctx * gates[:, lv : lv + 1]
+        glob = self.act(ctx.mean(dim=tuple(range(2, ctx.dim())), keepdim=True))
+        agg = agg + glob * gates[:, self.levels :]
+        return self.proj(q * self.h(agg))
+
+
+def focal_cost(cfg) -> Cost:
+    """f, L depthwise convs without bias, modulator h and proj; act adds the gated sums and q*modulator."""
+    c, sp = cfg.c, cfg.spatial
+    levels = cfg.opt("focal_level")
+    cost = conv_cost(c, 2 * c + levels + 1, 1, sp, bias=True)
+    for kl in level_kernels(cfg.kernel, levels):
+        cost = cost + conv_cost(c, c, kl, sp, groups=c)
+    pw = conv_cost(c, c, 1, sp, bias=True)
+    return cost + pw + pw + Cost(0, 0, (levels + 2) * c * numel(sp))
+
+
+def _check(cfg) -> str | None:
+    levels = cfg.opt("focal_level")
+    if not isinstance(levels, int) or levels < 1:
+        return f"focal: focal_level {levels} must be an integer >= 1"
+    if cfg.kernel % 2 == 0:
+        return f"focal: kernel {cfg.kernel} must be odd"
+    return None
+
+
+register(
+    MixerDef(
+        name="focal",
+        abbrev="fm",
+        build=lambda cfg: FocalModulation(cfg.c, cfg.kernel, cfg.dims, cfg.opt("focal_level")),
+        cost=focal_cost,
+        options={"focal_level": 2},
+        check=_check,
+    )
+)

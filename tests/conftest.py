@@ -1,0 +1,19 @@
+"""Test settings: one torch thread (stable and fair on 2 cores), built-in data from this checkout."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    """The public measured datasets beside the checkout (../shared/datasets)."""
+    return SHARED / "datasets"
