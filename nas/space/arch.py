@@ -48,12 +48,13 @@ class Arch:
     __slots__ = ("space", "resolution", "stem", "stages", "_key", "_id")
 
     def __init__(self, space: SearchSpace, resolution: int, stem: int, stages: tuple[StageChoice, ...]):
-        object.__setattr__(self, "space", space)
-        object.__setattr__(self, "resolution", resolution)
-        object.__setattr__(self, "stem", stem)
-        object.__setattr__(self, "stages", stages)
-        object.__setattr__(self, "_key", None)
-        object.__setattr__(self, "_id", None)
+        _set = object.__setattr__
+        _set(self, "space", space)
+        _set(self, "resolution", resolution)
+        _set(self, "stem", stem)
+        _set(self, "stages", stages)
+        _set(self, "_key", None)
+        _set(self, "_id", None)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Arch is immutable; use mutate()/replace via the space")

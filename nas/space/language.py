@@ -9,6 +9,7 @@ plain scalars. Every error names the file, the key path and what is allowed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +77,12 @@ class StageSpec:
     def mixer_choices(self, index: int) -> tuple[str, ...]:
         """Mixers allowed at layer ``index`` (a stride-carrying first layer cannot be skipped)."""
         if index == 0 and self.downsample == "in_block":
-            return tuple(m for m in self.mixers if m != "skip")
+            return self._first_mixers
         return self.mixers
+
+    @cached_property
+    def _first_mixers(self) -> tuple[str, ...]:
+        return tuple(m for m in self.mixers if m != "skip")
 
     def options_for(self, mixer: str) -> tuple[tuple[str, Any], ...]:
         """Mixer options as sorted (key, value) pairs, defaults filled in."""

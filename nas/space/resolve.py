@@ -8,9 +8,8 @@ from dataclasses import dataclass
 
 from nas.blocks.common import conv_spatial
 from nas.blocks.layer import LayerCfg
-from nas.blocks.registry import get_mixer
-from nas.space.arch import Arch
-from nas.space.language import ConvSpec, HeadSpec
+from nas.space.arch import Arch, LayerChoice
+from nas.space.language import ConvSpec, HeadSpec, StageSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +48,17 @@ class NetPlan:
     head_spatial: tuple[int, ...]
 
 
-def _ratio_used(mixer: str, channel_mixer: str) -> bool:
-    return get_mixer(mixer).self_contained or channel_mixer != "none"
+def layer_cfg(st: StageSpec, lc: LayerChoice, cin: int, cout: int, spatial: tuple[int, ...], stride: int,
+              dims: int, drop_path: float = 0.0) -> LayerCfg:
+    """The LayerCfg of one active layer choice at its input shape (the one place this mapping lives)."""
+    return LayerCfg(
+        mixer=lc.mixer, cin=cin, cout=cout, spatial=spatial,
+        kernel=lc.kernel if lc.kernel is not None else 0,
+        ratio=float(lc.ratio) if lc.ratio is not None else 0.0, groups=lc.groups,
+        stride=stride, dims=dims, norm=st.norm, act=st.act, layout=st.layout,
+        channel_mixer=st.channel_mixer, se=st.se, layer_scale=st.layer_scale, opts=st.options_for(lc.mixer),
+        drop_path=drop_path,
+    )
 
 
 def resolve(arch: Arch, drop_path: float | None = None) -> NetPlan:
@@ -76,14 +84,8 @@ def resolve(arch: Arch, drop_path: float | None = None) -> NetPlan:
             if lc.mixer == "skip":
                 continue
             first = i == 0 and st.downsample == "in_block"
-            cfg = LayerCfg(
-                mixer=lc.mixer, cin=c, cout=ch.width if first else c, spatial=sp,
-                kernel=lc.kernel if lc.kernel is not None else 0,
-                ratio=float(lc.ratio) if lc.ratio is not None else 0.0, groups=lc.groups,
-                stride=st.stride if first else 1, dims=dims, norm=st.norm, act=st.act, layout=st.layout,
-                channel_mixer=st.channel_mixer, se=st.se, layer_scale=st.layer_scale, opts=st.options_for(lc.mixer),
-                drop_path=dp_max * li / max(1, n_layers - 1),
-            )
+            cfg = layer_cfg(st, lc, c, ch.width if first else c, sp, st.stride if first else 1, dims,
+                            dp_max * li / max(1, n_layers - 1))
             layers.append(cfg)
             li += 1
             c, sp = cfg.cout, cfg.out_spatial

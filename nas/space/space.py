@@ -25,6 +25,8 @@ class SearchSpace:
     def __init__(self, spec: SpaceSpec, source_path: Path | None = None):
         self.spec = spec
         self.source_path = source_path
+        self._count_cache: dict = {}  # nas.count's per-unit memo (keys hold choices and shapes)
+        self._canon_cache: dict = {}
         self._check_all_layers()
 
     @property
@@ -79,8 +81,15 @@ class SearchSpace:
                         raise SpaceError(f"{src}: stages[{si}]: width {w}, mixer {m}, kernel {k}: {why}")
 
     # ---- making archs ----------------------------------------------------------------------------
+    def _canon_layer(self, stage: StageSpec, mixer: str, kernel: Any, ratio: Any, groups: Any) -> LayerChoice:
+        key = (id(stage), mixer, kernel, ratio, groups)
+        hit = self._canon_cache.get(key)
+        if hit is None:
+            hit = self._canon_cache[key] = self._canon_layer_uncached(stage, mixer, kernel, ratio, groups)
+        return hit
+
     @staticmethod
-    def _canon_layer(stage: StageSpec, mixer: str, kernel: Any, ratio: Any, groups: Any) -> LayerChoice:
+    def _canon_layer_uncached(stage: StageSpec, mixer: str, kernel: Any, ratio: Any, groups: Any) -> LayerChoice:
         if mixer == "skip":
             return LayerChoice("skip", None, None, 1)
         d = get_mixer(mixer)
@@ -154,23 +163,33 @@ class SearchSpace:
     # ---- sampling --------------------------------------------------------------------------------
     def _sample_stage(self, st: StageSpec, rng: random.Random, depth: int | None = None,
                       width: int | None = None) -> StageChoice:
-        depth = rng.choice(st.depths) if depth is None else depth
-        width = rng.choice(st.widths) if width is None else width
-        shared = {k: rng.choice(st.layer_choices(k)) for k in LAYER_KEYS if k not in st.per_layer}
-        if "mixer" in shared and shared["mixer"] == "skip":
-            shared["mixer"] = rng.choice(st.mixer_choices(0))
+        rnd = rng.random
+
+        def pick(choices: tuple) -> Any:
+            return choices[0] if len(choices) == 1 else choices[int(rnd() * len(choices))]
+
+        depth = pick(st.depths) if depth is None else depth
+        width = pick(st.widths) if width is None else width
+        per_layer = st.per_layer
+        m0 = pick(st.mixer_choices(0)) if "mixer" not in per_layer else None
+        k0 = pick(st.kernels) if "kernel" not in per_layer else None
+        r0 = pick(st.ratios) if "ratio" not in per_layer else None
+        g0 = pick(st.groups) if "groups" not in per_layer else None
+        canon = self._canon_layer
         layers = []
         for i in range(depth):
-            v = {k: shared[k] if k in shared else rng.choice(st.mixer_choices(i) if k == "mixer"
-                                                                else st.layer_choices(k)) for k in LAYER_KEYS}
-            layers.append(self._canon_layer(st, v["mixer"], v["kernel"], v["ratio"], v["groups"]))
+            m = m0 if m0 is not None else pick(st.mixer_choices(i) if i == 0 else st.mixers)
+            k = k0 if k0 is not None else pick(st.kernels)
+            r = r0 if r0 is not None else pick(st.ratios)
+            g = g0 if g0 is not None else pick(st.groups)
+            layers.append(canon(st, m, k, r, g))
         return StageChoice(depth, width, tuple(layers))
 
     def sample(self, seed: int | None = None, rng: random.Random | None = None) -> Arch:
         """A uniformly random arch (each choice uniform); the same seed gives the same arch."""
         rng = rng or random.Random(seed)
-        res = rng.choice(self.spec.resolutions)
-        stem = rng.choice(self.spec.stem_widths)
+        res = self.spec.resolutions[int(rng.random() * len(self.spec.resolutions))]
+        stem = self.spec.stem_widths[int(rng.random() * len(self.spec.stem_widths))]
         stages = tuple(self._sample_stage(st, rng) for st in self.stages)
         return Arch(self, res, stem, stages)
 

@@ -1,0 +1,97 @@
+"""`nas search --budget latency:5ms`: multi-objective search under budgets; writes runs/<study>/."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from nas.cli import ui
+from nas.errors import NASError
+from nas.search.engine import STRATEGIES, SearchConfig, run_search
+from nas.units import fmt_bytes, fmt_macs, fmt_ms, fmt_params
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="search a space for the Pareto front under budgets")
+    p.add_argument("--budget", action="append", default=[],
+                   help="e.g. latency:5ms,params:5M (keys latency, params, macs, memory); repeatable")
+    p.add_argument("--space", default="hybrid", help="built-in space or YAML (default: hybrid)")
+    p.add_argument("--device", help="device profile for latency (default: this machine's shipped CPU profile)")
+    p.add_argument("--accuracy", default="proxy:entropy",
+                   help="supernet:CKPT | predictor:FILE | proxy:NAME (default: proxy:entropy, training-free)")
+    p.add_argument("--objectives", default="accuracy,latency",
+                   help="comma list: accuracy plus any of latency, params, macs, memory")
+    p.add_argument("--strategy", default="nsga2", choices=STRATEGIES)
+    p.add_argument("--trials", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--study", help="study name (default: <space>-<strategy>-s<seed>)")
+    p.add_argument("--storage", help="Optuna storage URL (default: SQLite in runs/<study>/study.db)")
+    p.add_argument("--resume", action="store_true", help="continue an existing study")
+    p.add_argument("--workers", type=int, default=1, help="evaluator workers (Ray actors when > 1)")
+    p.add_argument("--ray-address", help="join a Ray cluster (default: embedded local Ray)")
+    p.add_argument("--runs", type=Path, default=Path("runs"), help="folder of run folders (default: runs/)")
+    p.add_argument("--verify", action="store_true",
+                   help="measure the Pareto archs on this machine afterwards and compare with the predictions")
+    p.set_defaults(func=cmd_search)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    if not args.budget:
+        raise NASError("--budget: required, e.g. --budget latency:5ms (keys latency, params, macs, memory)")
+    if args.workers < 1:
+        raise NASError(f"--workers {args.workers}: must be at least 1")
+    cfg = SearchConfig(budget=args.budget, space=args.space, device=args.device, accuracy=args.accuracy,
+                       objectives=tuple(o.strip() for o in args.objectives.split(",") if o.strip()),
+                       strategy=args.strategy, trials=args.trials, seed=args.seed, study=args.study,
+                       storage=args.storage, resume=args.resume, workers=args.workers,
+                       ray_address=args.ray_address, runs_dir=args.runs)
+    with ui.progress(cfg.trials, f"search {cfg.space}") as bar:
+        state = {"last": 0}
+
+        def tick(done: int, total: int, row: dict) -> None:
+            bar.advance(done - state["last"])
+            state["last"] = done
+            bar.set_description(f"search {cfg.space} hv={row['hypervolume']:.3g}")
+
+        result = run_search(cfg, progress=tick)
+    s = result.summary
+    verify = _verify(result, args) if args.verify else {}
+    if ui.json_mode():
+        ui.print_json({**s, "run_dir": str(result.run_dir), "verify": verify})
+        return 0
+    ui.info(f"accuracy: {s['estimator']['provenance']}")
+    if s["latency"]["provenance"]:
+        ui.info(f"latency: {s['latency']['provenance']}")
+    ui.info("params/MACs/memory: counted analytically")
+    rows = []
+    for e in s["pareto"]:
+        m = e["metrics"]
+        row = {"id": e["id"], "accuracy": f"{m['accuracy']:.4g}",
+               "latency": fmt_ms(m["latency_ms"]) if m["latency_ms"] is not None else "-",
+               "params": fmt_params(m["params"]), "macs": fmt_macs(m["macs"]), "memory": fmt_bytes(m["memory"])}
+        if e["id"] in verify:
+            row["measured"] = fmt_ms(verify[e["id"]]["measured_ms"])
+        row["arch"] = e["arch"]
+        rows.append(row)
+    cols = ["id", "accuracy", "latency"] + (["measured"] if verify else []) + ["params", "macs", "memory", "arch"]
+    ui.print_table(f"Pareto front of {s['study']} ({len(rows)} archs, budget {s['budget'] or 'none'})", cols, rows)
+    print(f"{s['trials']} trials ({s['evaluated']} scored, {s['feasible']} feasible, {s['duplicates']} duplicates) "
+          f"in {s['elapsed_s']:.0f}s; hypervolume {s['hypervolume']:.4g}; results in {result.run_dir}/")
+    return 0
+
+
+def _verify(result, args) -> dict:
+    """Measure the Pareto archs here through the profile's refine path; predicted vs measured per arch."""
+    from nas.profile.run import refine
+
+    archs = [e["arch_file"] for e in result.summary["pareto"]]
+    measured = refine(result.summary["device"], [result.run_dir / a for a in archs])
+    out = {}
+    for e in result.summary["pareto"]:
+        if e["id"] in measured:
+            pred, meas = e["metrics"]["latency_ms"], measured[e["id"]]
+            out[e["id"]] = {"predicted_ms": pred, "measured_ms": meas,
+                            "error": (pred - meas) / meas if pred is not None else None}
+    from nas.io import write_json
+
+    write_json(result.run_dir / "verify.json", out)
+    return out

@@ -1,0 +1,215 @@
+"""Estimators a search scores archs with: accuracy (supernet, predictor, training-free proxy) and latency.
+
+An accuracy estimator is created from a spec string (``proxy:zen``, ``supernet:CKPT``, ``predictor:FILE``)
+so Ray workers can rebuild it from plain text and keep it resident. Every estimator states its
+provenance, which the tables, the summary and the model cards print next to its figures.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from nas.errors import NASError
+from nas.space import Arch, SearchSpace
+
+
+class AccuracyEstimator(Protocol):
+    """Scores archs; higher is better."""
+
+    name: str
+    provenance: str
+
+    def evaluate(self, arch: Arch) -> float: ...
+
+
+@dataclass
+class ProxyEstimator:
+    """A training-free score of the arch's standard model (nas.proxies), or the analytic entropy."""
+
+    proxy: str
+    batch_size: int = 8
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"proxy:{self.proxy}"
+
+    @property
+    def provenance(self) -> str:
+        if self.proxy in _analytic_proxies():
+            return f"training-free score '{self.proxy}' (analytic, from the arch's structure; not an accuracy)"
+        return (f"training-free score '{self.proxy}' on the untrained model, batch {self.batch_size}, seed "
+                f"{self.seed} (ranks archs; not an accuracy)")
+
+    def evaluate(self, arch: Arch) -> float:
+        analytic = _analytic_proxies()
+        if self.proxy in analytic:
+            return float(analytic[self.proxy](arch))
+        import torch
+
+        from nas.models import build
+        from nas.proxies import compute
+
+        torch.manual_seed(self.seed)
+        model = build(arch)
+        shape = (arch.space.spec.in_channels,) + (arch.resolution,) * arch.space.dims
+        return float(compute(self.proxy, model, shape, seed=self.seed, batch_size=self.batch_size,
+                             num_classes=arch.space.spec.head.classes))
+
+
+def _analytic_proxies() -> dict:
+    out: dict = {}
+    try:
+        from nas.proxies.entropy import ENTROPY_PROXIES
+
+        out.update(ENTROPY_PROXIES)
+    except ImportError:  # pragma: no cover - the analytical design package is part of nas
+        pass
+    from nas.cost.count import count
+
+    out.setdefault("params", lambda a: float(count(a).params))
+    out.setdefault("macs", lambda a: float(count(a).macs))
+    return out
+
+
+def proxy_names() -> list[str]:
+    """All names ``proxy:NAME`` accepts."""
+    names = set(_analytic_proxies())
+    try:
+        from nas.proxies import PROXIES
+
+        names |= set(PROXIES)
+    except ImportError:  # pragma: no cover
+        pass
+    return sorted(names)
+
+
+@dataclass
+class SupernetEstimator:
+    """Accuracy of the subnet with weights inherited from a trained supernet, after BN recalibration."""
+
+    checkpoint: str
+
+    def __post_init__(self) -> None:
+        from nas.supernet import load_supernet
+
+        self._sn = load_supernet(self.checkpoint)
+
+    @property
+    def name(self) -> str:
+        return f"supernet:{self.checkpoint}"
+
+    @property
+    def provenance(self) -> str:
+        return f"supernet-inherited accuracy ({self.checkpoint}, BN recalibrated), validation split"
+
+    def evaluate(self, arch: Arch) -> float:
+        return float(self._sn.evaluate(arch))
+
+
+@dataclass
+class PredictorEstimator:
+    """An accuracy predictor (JSON, nas.predictors) fitted on (arch, accuracy) pairs."""
+
+    path: str
+
+    def __post_init__(self) -> None:
+        from nas.predictors import load_predictor
+
+        self._p = load_predictor(self.path)
+
+    @property
+    def name(self) -> str:
+        return f"predictor:{self.path}"
+
+    @property
+    def provenance(self) -> str:
+        return f"predicted accuracy ({Path(self.path).name})"
+
+    def evaluate(self, arch: Arch) -> float:
+        return float(self._p.predict(arch.encode()[None, :])[0])
+
+
+@dataclass
+class CrashOnceEstimator:
+    """Test aid (``debug:crash-once:MARKER``): the worker process dies the first time, then scores params."""
+
+    marker: str
+
+    name = "debug:crash-once"
+    provenance = "test estimator (parameter count)"
+
+    def evaluate(self, arch: Arch) -> float:
+        if not os.path.exists(self.marker):
+            Path(self.marker).write_text("crashed")
+            os._exit(17)
+        from nas.cost.count import count
+
+        return float(count(arch).params)
+
+
+@dataclass
+class SleepEstimator:
+    """Test aid (``debug:sleep:SECONDS``): scores the parameter count after sleeping, to mimic slow scores."""
+
+    seconds: float
+
+    name = "debug:sleep"
+    provenance = "test estimator (parameter count, delayed)"
+
+    def evaluate(self, arch: Arch) -> float:
+        import time
+
+        time.sleep(self.seconds)
+        from nas.cost.count import count
+
+        return float(count(arch).params)
+
+
+def make_estimator(spec: str, space: SearchSpace | None = None) -> AccuracyEstimator:
+    """Build an accuracy estimator from its spec string; errors list the allowed forms."""
+    kind, _, arg = spec.partition(":")
+    if kind == "proxy":
+        names = proxy_names()
+        if arg not in names:
+            raise NASError(f"--accuracy {spec}: unknown proxy '{arg}'; choose from {', '.join(names)}")
+        return ProxyEstimator(arg)
+    if kind == "supernet":
+        if not arg or not Path(arg).exists():
+            raise NASError(f"--accuracy {spec}: no supernet checkpoint at '{arg}'")
+        return SupernetEstimator(arg)
+    if kind == "predictor":
+        if not arg or not Path(arg).is_file():
+            raise NASError(f"--accuracy {spec}: no accuracy predictor file at '{arg}'")
+        return PredictorEstimator(arg)
+    if kind == "debug" and arg.startswith("crash-once:"):
+        return CrashOnceEstimator(arg.split(":", 1)[1])
+    if kind == "debug" and arg.startswith("sleep:"):
+        return SleepEstimator(float(arg.split(":", 1)[1]))
+    raise NASError(f"--accuracy {spec}: choose from supernet:CKPT, predictor:FILE, proxy:NAME "
+                   f"({', '.join(proxy_names())})")
+
+
+class LatencyModel:
+    """Latency in ms of archs on a device: a calibrated predictor of the device's profile."""
+
+    def __init__(self, device: str, space: SearchSpace):
+        from nas.profile.predict import load_latency_predictor
+
+        self.device = device
+        self._p = load_latency_predictor(device, space)
+        self.provenance = self._p.provenance
+
+    def predict(self, archs: list[Arch]) -> np.ndarray:
+        return np.asarray(self._p.predict(archs), dtype=float)
+
+    def __call__(self, arch: Arch) -> float:
+        v = float(self.predict([arch])[0])
+        if not math.isfinite(v):
+            raise NASError(f"latency predictor for {self.device} returned {v} for {arch.id}")
+        return v

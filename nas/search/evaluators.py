@@ -1,0 +1,129 @@
+"""Where accuracy estimates run: in this process, or on Ray actors that keep the estimator resident.
+
+Both take batches of (key, arch) and yield (key, score, seconds, worker) as each finishes. On Ray, an
+actor that dies is restarted and its arch re-submitted once, so a lost worker costs one retried trial.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from nas.errors import NASError
+from nas.search.estimators import make_estimator
+from nas.space import Arch, SearchSpace, load_space
+
+
+class LocalEvaluator:
+    """Evaluate in the calling process, one arch after another."""
+
+    workers = 1
+
+    def __init__(self, spec: str, space: SearchSpace, threads: int = 1):
+        import torch
+
+        torch.set_num_threads(threads)
+        self.estimator = make_estimator(spec, space)
+        self.provenance = self.estimator.provenance
+
+    def run(self, batch: list[tuple[Any, Arch]]) -> Iterator[tuple[Any, float, float, str]]:
+        for key, arch in batch:
+            t0 = time.perf_counter()
+            score = self.estimator.evaluate(arch)
+            yield key, score, time.perf_counter() - t0, f"local:{os.getpid()}"
+
+    def close(self) -> None:
+        pass
+
+
+def _space_ref(space: SearchSpace) -> str:
+    return str(space.source_path) if space.source_path is not None else space.name
+
+
+class _EvalActor:
+    """Ray actor body: builds the estimator once and scores arch dicts."""
+
+    def __init__(self, spec: str, space_ref: str, threads: int):
+        import torch
+
+        torch.set_num_threads(threads)  # Ray sets OMP_NUM_THREADS in workers; pin torch explicitly
+        self.space = load_space(space_ref)
+        self.estimator = make_estimator(spec, self.space)
+
+    def provenance(self) -> str:
+        return self.estimator.provenance
+
+    def evaluate(self, arch_dict: dict) -> tuple[float, float, str]:
+        arch = self.space.arch_from_dict(arch_dict)
+        t0 = time.perf_counter()
+        score = self.estimator.evaluate(arch)
+        return score, time.perf_counter() - t0, f"ray:{os.getpid()}"
+
+
+def init_ray(address: str | None, num_cpus: int) -> None:
+    """Start embedded Ray (files kept under the temp dir, no dashboard) or join a cluster."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
+    if address:
+        ray.init(address=address, **kw)
+    else:
+        tmp = Path(tempfile.gettempdir()) / f"nas-ray-{os.getuid()}"
+        ray.init(num_cpus=num_cpus, _temp_dir=str(tmp), **kw)
+
+
+class RayEvaluator:
+    """Evaluate on N Ray actors (embedded local Ray by default, or a cluster at ``address``)."""
+
+    def __init__(self, spec: str, space: SearchSpace, workers: int, address: str | None = None,
+                 threads: int = 1, max_retries: int = 1):
+        import ray
+
+        init_ray(address, workers * threads)
+        self.workers = workers
+        self.max_retries = max_retries
+        remote = ray.remote(num_cpus=threads, max_restarts=-1, max_task_retries=0)(_EvalActor)
+        self._actors = [remote.remote(spec, _space_ref(space), threads) for _ in range(workers)]
+        try:
+            self.provenance = ray.get(self._actors[0].provenance.remote())
+        except ray.exceptions.RayActorError as e:
+            raise NASError(f"evaluator workers failed to start: {e}") from None
+        self.retried = 0
+
+    def run(self, batch: list[tuple[Any, Arch]]) -> Iterator[tuple[Any, float, float, str]]:
+        import ray
+
+        queue = [(key, arch.to_dict(), 0) for key, arch in batch]
+        idle = list(self._actors)
+        inflight: dict[Any, tuple[Any, dict, int, Any]] = {}
+        while queue or inflight:
+            while queue and idle:
+                key, data, tries = queue.pop(0)
+                actor = idle.pop(0)
+                inflight[actor.evaluate.remote(data)] = (key, data, tries, actor)
+            done, _ = ray.wait(list(inflight), num_returns=1)
+            ref = done[0]
+            key, data, tries, actor = inflight.pop(ref)
+            idle.append(actor)  # a dead actor is restarted by Ray (max_restarts=-1)
+            try:
+                score, secs, worker = ray.get(ref)
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
+                if tries >= self.max_retries:
+                    raise NASError(f"arch {data.get('stages') and key}: evaluator worker died twice ({e})") from None
+                self.retried += 1
+                queue.insert(0, (key, data, tries + 1))
+                continue
+            yield key, score, secs, worker
+
+    def close(self) -> None:
+        import ray
+
+        for a in self._actors:
+            ray.kill(a)
+        self._actors = []

@@ -1,0 +1,96 @@
+"""The run folder of a search: trials table, Pareto archs, Pareto plot and summary (atomic writes).
+
+runs/<study>/
+  study.db            the Optuna study (SQLite, unless --storage points elsewhere)
+  trials.csv/.parquet every trial: arch, metrics, feasibility, duplicates, hypervolume so far
+  pareto/<id>.yaml    the Pareto archs (load with nas.load_arch)
+  pareto.png          accuracy vs latency, budget line, feasible/infeasible/Pareto
+  summary.json        the machine summary (what `nas export RUN` reads)
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from nas.io import atomic_path, atomic_write_bytes, write_json
+from nas.search.budget import Budget
+
+
+def write_run(run_dir: Path, cfg: Any, space: Any, table: Any, pareto: list[dict], budget: Budget,
+              acc_provenance: str, lat_provenance: str | None, elapsed_s: float, retried: int) -> dict:
+    """Write every file of the run folder and return the summary dict."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(run_dir / "trials.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_path(run_dir / "trials.parquet") as tmp:
+        table.to_parquet(tmp, index=False)
+    (run_dir / "pareto").mkdir(exist_ok=True)
+    entries = []
+    for r in pareto:
+        arch = r["_arch"]
+        rel = f"pareto/{arch.id}.yaml"
+        arch.save(run_dir / rel)
+        entries.append({
+            "id": arch.id, "arch_file": rel, "arch": str(arch), "trial": r["number"],
+            "metrics": {"accuracy": r["accuracy"], "latency_ms": r["latency_ms"], "params": r["params"],
+                        "macs": r["macs"], "memory": r["memory"]},
+            "provenance": {"accuracy": acc_provenance, "latency": lat_provenance,
+                           "params": "counted analytically", "macs": "counted analytically",
+                           "memory": "counted analytically (weights + peak activations, batch 1, fp32)"},
+        })
+    plot = _plot(run_dir, table, pareto, budget, cfg)
+    hv = float(table["hypervolume"].iloc[-1]) if len(table) else 0.0
+    summary = {
+        "study": run_dir.name, "space": space.name,
+        "space_file": str(space.source_path) if space.source_path else None,
+        "device": cfg.device, "budget": str(budget) if len(budget) else "",
+        "budget_text": cfg.budget if isinstance(cfg.budget, str) else ",".join(cfg.budget),
+        "strategy": cfg.strategy, "seed": cfg.seed, "objectives": list(cfg.objectives),
+        "estimator": {"name": cfg.accuracy, "provenance": acc_provenance},
+        "latency": {"device": cfg.device, "provenance": lat_provenance},
+        "trials": int(len(table)), "evaluated": int(table["evaluated"].sum()) if len(table) else 0,
+        "feasible": int(table["feasible"].sum()) if len(table) else 0,
+        "duplicates": int(table["duplicate_of"].notna().sum()) if len(table) else 0,
+        "retried_after_worker_failure": int(retried), "hypervolume": hv, "elapsed_s": round(elapsed_s, 2),
+        "pareto": entries, "plot": plot,
+    }
+    write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def _plot(run_dir: Path, table: Any, pareto: list[dict], budget: Budget, cfg: Any) -> str | None:
+    """Accuracy vs latency (or MACs when latency is not an objective): feasible, infeasible, Pareto, budget."""
+    if not len(table):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xcol = "latency_ms" if table["latency_ms"].notna().any() else "macs"
+    xlabel = "latency (ms, predicted)" if xcol == "latency_ms" else "MACs (counted)"
+    ev = table[table["accuracy"].notna()]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
+    infeas = table[~table["feasible"]]
+    feas = ev[ev["feasible"]]
+    ax.scatter(infeas[xcol], [feas["accuracy"].min() if len(feas) else 0] * len(infeas), marker="x", s=10,
+               color="0.7", label=f"infeasible ({len(infeas)}, not scored)")
+    ax.scatter(feas[xcol], feas["accuracy"], s=12, color="tab:blue", alpha=0.6, label=f"feasible ({len(feas)})")
+    if pareto:
+        px = sorted(((r[xcol], r["accuracy"]) for r in pareto))
+        ax.plot([p[0] for p in px], [p[1] for p in px], "-o", color="tab:red", ms=4, label=f"Pareto ({len(px)})")
+    lim = budget.get("latency") if xcol == "latency_ms" else budget.get("macs")
+    if lim is not None:
+        ax.axvline(lim.limit, ls="--", color="k", lw=1, label=f"budget {lim}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"accuracy estimate ({cfg.accuracy})")
+    ax.set_title(f"{run_dir.name}: {len(table)} trials")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(run_dir / "pareto.png", buf.getvalue())
+    return "pareto.png"
