@@ -135,9 +135,12 @@ def arch_to_params(space: SearchSpace, arch: Arch, dists: dict[str, CategoricalD
             elif parts[1] == "width":
                 v = ch.width
             else:
-                li = int(parts[1][1:]) if len(parts) == 3 else 0
                 key = parts[-1]
-                v = getattr(ch.layers[li], key) if li < ch.depth else None
+                if len(parts) == 3:
+                    li = int(parts[1][1:])
+                    v = getattr(ch.layers[li], key) if li < ch.depth else None
+                else:  # a per-stage choice: the value its layers share (skip layers carry none)
+                    v = next((getattr(lc, key) for lc in ch.layers if getattr(lc, key) is not None), None)
         p[name] = v if v in dist.choices else rng.choice(dist.choices)
     return p
 
@@ -237,6 +240,7 @@ def run_search(cfg: SearchConfig, progress: Callable[[int, int, dict], None] | N
         raise NASError(f"study '{name}' already exists in {run_dir}; pass --resume to continue it or --study NEW")
     if cfg.resume and not exists:
         raise NASError(f"--resume: no study '{name}' in {cfg.storage or run_dir}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=name, storage=storage, directions=directions,
                                 sampler=_sampler(cfg), load_if_exists=cfg.resume)
     if not exists:

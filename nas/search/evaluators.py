@@ -63,6 +63,21 @@ class _EvalActor:
         return score, time.perf_counter() - t0, f"ray:{os.getpid()}"
 
 
+def _wait_restarted(actor: Any, timeout_s: float = 300.0) -> None:
+    """Ray restarts a dead actor (max_restarts=-1); wait until it answers before giving it work."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            ray.get(actor.provenance.remote(), timeout=timeout_s)
+            return
+        except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError):
+            if time.monotonic() > deadline:
+                raise NASError("an evaluator worker died and did not come back within 5 minutes") from None
+            time.sleep(0.5)
+
+
 def init_ray(address: str | None, num_cpus: int) -> None:
     """Start embedded Ray (files kept under the temp dir, no dashboard) or join a cluster."""
     import ray
@@ -110,15 +125,17 @@ class RayEvaluator:
             done, _ = ray.wait(list(inflight), num_returns=1)
             ref = done[0]
             key, data, tries, actor = inflight.pop(ref)
-            idle.append(actor)  # a dead actor is restarted by Ray (max_restarts=-1)
             try:
                 score, secs, worker = ray.get(ref)
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
                 if tries >= self.max_retries:
-                    raise NASError(f"arch {data.get('stages') and key}: evaluator worker died twice ({e})") from None
+                    raise NASError(f"trial {key}: its evaluator worker died {tries + 1} times ({e})") from None
                 self.retried += 1
                 queue.insert(0, (key, data, tries + 1))
+                _wait_restarted(actor)
+                idle.append(actor)
                 continue
+            idle.append(actor)
             yield key, score, secs, worker
 
     def close(self) -> None:

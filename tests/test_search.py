@@ -1,0 +1,180 @@
+"""nas search: constraints, Pareto extraction, dedupe, resume after kill -9, Ray worker failure."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+
+import nas
+from nas.errors import BudgetError, NASError
+from nas.search.engine import SearchConfig, arch_to_params, distributions, params_to_arch, run_search
+from nas.search.pareto import hypervolume, pareto_mask
+
+TINY = {
+    "name": "tiny-search",
+    "input": {"channels": 3, "resolution": [32, 48]},
+    "stem": {"width": [8, 16], "kernel": 3, "stride": 2},
+    "stages": [
+        {"depth": [1, 2], "width": [16, 24], "stride": 2, "mixer": ["dwconv", "pool", "skip"], "kernel": [3, 5],
+         "ratio": [2, 4], "per_layer": ["mixer", "kernel"]},
+        {"depth": [1, 2, 3], "width": [32, 48], "stride": 2, "mixer": ["dwconv", "mbconv"], "ratio": [2, 4],
+         "kernel": [3, 5], "per_layer": ["mixer", "kernel", "ratio"]},
+    ],
+    "head": {"classes": 10},
+}
+
+
+@pytest.fixture()
+def tiny_space(tmp_path) -> Path:
+    p = tmp_path / "tiny.yaml"
+    p.write_text(yaml.safe_dump(TINY))
+    return p
+
+
+def cfg(tmp_path, space, **kw) -> SearchConfig:
+    base = dict(budget="params:60K", space=str(space), objectives=("accuracy", "macs"), accuracy="proxy:params",
+                trials=30, seed=0, runs_dir=tmp_path / "runs")
+    base.update(kw)
+    return SearchConfig(**base)
+
+
+def test_params_roundtrip_through_optuna_distributions(tiny_space):
+    import random
+
+    sp = nas.load_space(tiny_space)
+    dists = distributions(sp)
+    rng = random.Random(0)
+    for arch in sp.sample_many(30, seed=1):
+        assert params_to_arch(sp, arch_to_params(sp, arch, dists, rng)) == arch
+
+
+def test_constraints_pareto_and_outputs(tmp_path, tiny_space):
+    res = run_search(cfg(tmp_path, tiny_space))
+    t = res.trials
+    assert len(t) == 30 and t["number"].is_unique
+    # feasibility is the budget, set as Optuna constraints
+    assert (t["feasible"] == (t["params"] < 60_000)).all()
+    assert t.loc[~t["feasible"], "evaluated"].eq(False).all()  # infeasible archs are never scored
+    study = optuna.load_study(study_name=res.study_name, storage=f"sqlite:///{res.run_dir / 'study.db'}")
+    for tr in study.trials:
+        assert set(tr.constraints) == {"params"}
+        assert (tr.constraints["params"] <= 0) == tr.user_attrs["row"]["feasible"]
+    # Pareto set: feasible, non-dominated (max accuracy, min MACs), nothing feasible dominates it
+    feas = t[t["feasible"] & t["evaluated"]]
+    front = {r["id"] for r in res.summary["pareto"]}
+    for e in res.summary["pareto"]:
+        m = e["metrics"]
+        assert m["params"] < 60_000
+        dominated = feas[(feas["accuracy"] >= m["accuracy"]) & (feas["macs"] <= m["macs"])
+                         & ((feas["accuracy"] > m["accuracy"]) | (feas["macs"] < m["macs"]))]
+        assert dominated.empty
+    vals = feas[["accuracy", "macs"]].to_numpy(float)
+    mask = pareto_mask(vals, ["max", "min"])
+    assert set(feas.loc[mask, "arch_id"]) == front
+    # run folder
+    for f in ("trials.csv", "trials.parquet", "summary.json", "pareto.png"):
+        assert (res.run_dir / f).is_file()
+    summary = json.loads((res.run_dir / "summary.json").read_text())
+    assert summary["estimator"]["provenance"] and summary["pareto"]
+    arch = nas.load_arch(res.run_dir / summary["pareto"][0]["arch_file"], space=nas.load_space(tiny_space))
+    assert arch.id == summary["pareto"][0]["id"]
+    assert np.all(np.diff(t["hypervolume"].to_numpy()) >= -1e-9)  # hypervolume never decreases
+
+
+def test_identical_archs_are_evaluated_once(tmp_path):
+    small = {**TINY, "stages": [{"depth": [1, 2], "width": [16], "stride": 2, "mixer": ["dwconv", "pool"],
+                                 "kernel": [3, 5], "per_layer": ["mixer"]}]}
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(small))
+    res = run_search(cfg(tmp_path, path, trials=60, strategy="random", budget="params:1G"))
+    t = res.trials
+    scored = t[t["evaluated"] & t["duplicate_of"].isna()]
+    assert scored["arch_id"].is_unique
+    dups = t[t["duplicate_of"].notna()]
+    assert len(dups) > 0  # the tiny space repeats itself within 60 trials
+    first = t.set_index("number")
+    for _, r in dups.iterrows():
+        assert first.loc[int(r["duplicate_of"]), "arch_id"] == r["arch_id"]
+
+
+@pytest.mark.parametrize("strategy", ["nsga2", "tpe", "evolution", "random"])
+def test_strategies_are_deterministic(tmp_path, tiny_space, strategy):
+    a = run_search(cfg(tmp_path / "a", tiny_space, strategy=strategy, trials=24, population=8))
+    b = run_search(cfg(tmp_path / "b", tiny_space, strategy=strategy, trials=24, population=8))
+    assert list(a.trials["arch_id"]) == list(b.trials["arch_id"])
+
+
+def test_impossible_budget_is_reported_before_searching(tmp_path, tiny_space):
+    with pytest.raises(BudgetError, match="smallest achievable params is"):
+        run_search(cfg(tmp_path, tiny_space, budget="params:100"))
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_existing_study_needs_resume(tmp_path, tiny_space):
+    run_search(cfg(tmp_path, tiny_space, trials=5))
+    with pytest.raises(NASError, match="already exists.*--resume"):
+        run_search(cfg(tmp_path, tiny_space, trials=5))
+    res = run_search(cfg(tmp_path, tiny_space, trials=9, resume=True))
+    assert list(res.trials["number"]) == list(range(9))
+
+
+def test_resume_after_kill_loses_and_repeats_nothing(tmp_path, tiny_space):
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "nas.cli.main", "search", "--space", str(tiny_space), "--budget", "params:1G",
+           "--objectives", "accuracy,macs", "--accuracy", "debug:sleep:0.15", "--trials", "40", "--runs", str(runs),
+           "--study", "killed"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    db = runs / "killed" / "study.db"
+    deadline = time.time() + 60
+    done_before: list[int] = []
+    while time.time() < deadline:
+        time.sleep(0.5)
+        if db.exists():
+            try:
+                st = optuna.load_study(study_name="killed", storage=f"sqlite:///{db}")
+                done_before = [t.number for t in st.get_trials(states=(optuna.trial.TrialState.COMPLETE,))]
+            except Exception:  # noqa: BLE001 - the study may not be created yet
+                continue
+            if len(done_before) >= 6:
+                break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    st = optuna.load_study(study_name="killed", storage=f"sqlite:///{db}")
+    complete = {t.number: t.user_attrs["row"]["arch_id"] for t in st.get_trials(
+        states=(optuna.trial.TrialState.COMPLETE,))}
+    assert 6 <= len(complete) < 40
+    res = run_search(SearchConfig(budget="params:1G", space=str(tiny_space), objectives=("accuracy", "macs"),
+                                  accuracy="proxy:params", trials=40, runs_dir=runs, study="killed", resume=True))
+    t = res.trials
+    assert len(t) == 40 and t["number"].is_unique
+    # every trial completed before the kill is still there, unchanged, and was not evaluated again
+    kept = t.set_index("number")
+    for number, arch_id in complete.items():
+        assert kept.loc[number, "arch_id"] == arch_id
+    st = optuna.load_study(study_name="killed", storage=f"sqlite:///{db}")
+    assert len(st.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 40
+
+
+def test_ray_worker_death_costs_one_retry(tmp_path, tiny_space):
+    marker = tmp_path / "crashed.marker"
+    res = run_search(cfg(tmp_path, tiny_space, trials=12, workers=2, accuracy=f"debug:crash-once:{marker}",
+                         budget="params:1G"))
+    assert marker.exists()  # a worker really died
+    assert res.summary["retried_after_worker_failure"] == 1
+    assert len(res.trials) == 12 and res.trials["evaluated"].sum() + res.trials["duplicate_of"].notna().sum() == 12
+
+
+def test_hypervolume_2d():
+    vals = np.array([[0.9, 3.0], [0.8, 1.0], [0.5, 2.0]])
+    # reference (accuracy 0, latency 5): union of boxes (0.9 x 2) and (0.8 x 4) = 1.8 + 0.8*2 = 3.4
+    assert hypervolume(vals, ["max", "min"], [0.0, 5.0]) == pytest.approx(0.9 * 2 + 0.8 * 2)
+    assert list(pareto_mask(vals, ["max", "min"])) == [True, True, False]
