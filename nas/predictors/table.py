@@ -48,9 +48,15 @@ _INT = re.compile(r"^[+-]?\d+$")
 Value = int | float | str
 
 
+_SHAPE = re.compile(r"^\d+(x\d+)+$")
+
+
 def _parse_value(text: str) -> Value:
+    """ints, floats, and spatial shapes ``56x56`` as their number of positions (so they interpolate)."""
     if _INT.match(text):
         return int(text)
+    if _SHAPE.match(text):
+        return math.prod(int(p) for p in text.split("x"))
     try:
         f = float(text)
     except ValueError:

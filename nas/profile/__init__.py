@@ -31,3 +31,28 @@ __all__ = [
     "ort_session",
     "summarize",
 ]
+
+# Profiles, units and latency predictors (lazy: they pull in pandas and the model code).
+_LAZY = {
+    "Profile": "nas.profile.store",
+    "default_device": "nas.profile.store",
+    "list_profiles": "nas.profile.store",
+    "Unit": "nas.profile.units",
+    "arch_units": "nas.profile.units",
+    "space_units": "nas.profile.units",
+    "ProfileSettings": "nas.profile.run",
+    "run_profile": "nas.profile.run",
+    "import_table": "nas.profile.importer",
+    "LatencyPredictor": "nas.profile.predict",
+    "fit_latency_predictor": "nas.profile.predict",
+    "load_latency_predictor": "nas.profile.predict",
+}
+__all__ += list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'nas.profile' has no attribute {name!r}")

@@ -1,0 +1,326 @@
+"""Import arch-level latency tables measured elsewhere into device profiles (no timing here).
+
+Two table formats, one profile per latency column:
+
+* ``ofa``: Once-for-All MobileNetV3 encodings - columns ``resolution``, ``depths`` (5 integers),
+  ``kernel_sizes`` and ``expand_ratios`` (20 integers each, space separated) and latency columns
+  named ``<device>_<batch>_ms`` (e.g. ``v100_32_ms``); archs go through
+  :func:`nas.space.ofa.from_ofa` into the ``ofa-mbv3`` space;
+* ``archs``: a column ``arch`` holding an arch as JSON (what ``Arch.key`` / ``Arch.to_json`` write),
+  optionally ``split``, and one or more latency columns ending in ``_ms``.
+
+Each imported profile is ``kind: imported``: it holds no block table, only end-to-end rows, split
+into ``calib`` and ``holdout`` by a hash of the arch id (the same arch falls in the same split on
+every device, which few-shot transfer between devices relies on). profile.yaml records the source
+file and its SHA-256, the column, where the data came from and its licence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nas.errors import ProfileError
+from nas.io import sha256_file
+from nas.profile.store import Profile, check_name, slug, space_file_ref
+from nas.space import SearchSpace, load_space
+
+FORMATS = ("auto", "ofa", "archs")
+OFA_COLUMNS = ("resolution", "depths", "kernel_sizes", "expand_ratios")
+_LAT_RE = re.compile(r"^(?P<device>.+)_(?P<batch>\d+)_ms$")
+
+# Known device names of the public OFA GPU table (HELP's file names -> marketing names).
+GPU_NAMES = {
+    "2080ti": "NVIDIA GeForce RTX 2080 Ti",
+    "titan_rtx": "NVIDIA TITAN RTX",
+    "titan_xp": "NVIDIA TITAN Xp",
+    "v100": "NVIDIA Tesla V100",
+}
+# Provenance of the OFA GPU table shipped in shared/datasets (see its README).
+OFA_PROVENANCE = {
+    "origin": "HELP repository (HayeonLee/HELP): data/ofa/latency/*.pt and data/ofa/ofa_archs.pt, "
+    "converted to CSV once (5,000 OFA MobileNetV3 sub-networks, end-to-end latency)",
+    "url": "https://github.com/HayeonLee/HELP",
+    "licence": "MIT",
+}
+
+
+@dataclass
+class ImportedColumn:
+    """One latency column turned into one profile."""
+
+    column: str
+    device: str
+    path: Path
+    rows: int
+    calib: int
+    holdout: int
+    duplicates: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "path": str(self.path)}
+
+
+def holdout_of(arch_id: str, share: float) -> bool:
+    """Whether an arch id falls in the held-out split (a hash, so every device agrees)."""
+    h = int(hashlib.sha256(("holdout:" + arch_id).encode()).hexdigest()[:12], 16)
+    return h / float(16**12) < share
+
+
+def detect_format(df: pd.DataFrame, source: str) -> str:
+    if all(c in df.columns for c in OFA_COLUMNS):
+        return "ofa"
+    if "arch" in df.columns:
+        return "archs"
+    raise ProfileError(
+        f"{source}: cannot tell the table format; expected columns {', '.join(OFA_COLUMNS)} (ofa) "
+        f"or an 'arch' column (archs), plus latency columns ending in _ms"
+    )
+
+
+def _ints(text: Any, n: int, where: str) -> list[int]:
+    try:
+        vals = [int(v) for v in str(text).replace(",", " ").split()]
+    except ValueError:
+        raise ProfileError(f"{where}: {text!r} is not a list of integers") from None
+    if len(vals) != n:
+        raise ProfileError(f"{where}: expected {n} integers, got {len(vals)}")
+    return vals
+
+
+def _archs_ofa(df: pd.DataFrame, space: SearchSpace, source: str) -> list:
+    from nas.space.ofa import from_ofa
+
+    out = []
+    for i, (r, d, k, e) in enumerate(
+        zip(df["resolution"], df["depths"], df["kernel_sizes"], df["expand_ratios"])
+    ):
+        where = f"{source}: row {i + 2}"
+        try:
+            out.append(
+                from_ofa(
+                    _ints(k, 20, f"{where}: kernel_sizes"),
+                    _ints(e, 20, f"{where}: expand_ratios"),
+                    _ints(d, 5, f"{where}: depths"),
+                    int(r),
+                    space,
+                )
+            )
+        except ProfileError:
+            raise
+        except Exception as ex:  # a SpaceError naming the field, or a bad number
+            raise ProfileError(f"{where}: {ex}") from None
+    return out
+
+
+def _archs_json(df: pd.DataFrame, space: SearchSpace, source: str) -> list:
+    out = []
+    for i, text in enumerate(df["arch"]):
+        where = f"{source}: row {i + 2}: arch"
+        try:
+            data = json.loads(text) if isinstance(text, str) else text
+        except json.JSONDecodeError as e:
+            raise ProfileError(f"{where}: not JSON ({e.msg})") from None
+        if not isinstance(data, dict):
+            raise ProfileError(f"{where}: expected a JSON object")
+        out.append(space.arch_from_dict(data, where))
+    return out
+
+
+def latency_columns(df: pd.DataFrame) -> list[str]:
+    """Columns holding latencies (names ending in ``_ms``)."""
+    return [c for c in df.columns if str(c).endswith("_ms")]
+
+
+def default_profile_name(column: str, prefix: str = "gpu") -> str:
+    """``v100_32_ms -> gpu-v100-b32``; other columns -> ``<prefix>-<slug of column without _ms>``."""
+    m = _LAT_RE.match(column)
+    if m:
+        return f"{prefix}-{slug(m['device'])}-b{int(m['batch'])}"
+    return f"{prefix}-{slug(column[: -len('_ms')])}"
+
+
+def _machine(column: str) -> dict[str, Any]:
+    m = _LAT_RE.match(column)
+    device = m["device"] if m else column[: -len("_ms")]
+    return {
+        "gpu_name": GPU_NAMES.get(device, device),
+        "cpu_model": None,
+        "backend": None,
+        "threads": None,
+        "batch": int(m["batch"]) if m else None,
+        "dtype": None,
+        "measured_here": False,
+    }
+
+
+def import_table(
+    path: str | Path,
+    space: str | SearchSpace | None = None,
+    *,
+    fmt: str = "auto",
+    columns: Sequence[str] | None = None,
+    names: Sequence[str] | None = None,
+    root: Path | None = None,
+    prefix: str = "gpu",
+    holdout_share: float = 0.2,
+    source: str | None = None,
+    url: str | None = None,
+    licence: str | None = None,
+    description: str | None = None,
+    force: bool = False,
+) -> list[ImportedColumn]:
+    """Import every latency column of a table (or ``columns``) into profiles under ``root``.
+
+    ``names`` gives the profile names (one per column; default :func:`default_profile_name`).
+    Existing profiles are refused unless ``force``. Returns one :class:`ImportedColumn` per profile.
+    """
+    from nas.profile.run import profiles_root
+
+    path = Path(path)
+    if not path.is_file():
+        raise ProfileError(f"{path}: no such file")
+    if fmt not in FORMATS:
+        raise ProfileError(f"--format {fmt}: unknown; choose from {', '.join(FORMATS)}")
+    if not 0.0 <= holdout_share < 1.0:
+        raise ProfileError(f"--holdout-share {holdout_share}: must be in [0, 1)")
+    try:
+        df = pd.read_csv(path, dtype={"depths": str, "kernel_sizes": str, "expand_ratios": str, "arch": str})
+    except Exception as e:
+        raise ProfileError(f"{path}: cannot read CSV ({type(e).__name__}: {e})") from None
+    fmt = detect_format(df, str(path)) if fmt == "auto" else fmt
+    if fmt == "ofa":
+        missing = [c for c in OFA_COLUMNS if c not in df.columns]
+        if missing:
+            raise ProfileError(f"{path}: format ofa needs column(s) {', '.join(missing)}")
+        space = load_space(space or "ofa-mbv3")
+    else:
+        if "arch" not in df.columns:
+            raise ProfileError(f"{path}: format archs needs an 'arch' column (arch JSON)")
+        if space is None:
+            raise ProfileError(f"{path}: name the space of the archs (--space)")
+        space = load_space(space)
+    all_lat = latency_columns(df)
+    cols = list(columns) if columns else all_lat
+    if not cols:
+        raise ProfileError(f"{path}: no latency columns (names ending in _ms)")
+    bad = [c for c in cols if c not in all_lat]
+    if bad:
+        raise ProfileError(
+            f"{path}: column '{bad[0]}' is not a latency column; available: {', '.join(all_lat)}"
+        )
+    if names is not None and len(names) != len(cols):
+        raise ProfileError(f"{len(names)} profile names for {len(cols)} latency columns; give one per column")
+    names = [check_name(n) for n in names] if names else [default_profile_name(c, prefix) for c in cols]
+    if len(set(names)) != len(names):
+        raise ProfileError(f"profile names repeat: {', '.join(names)}")
+    root = profiles_root(root)
+    if not force:
+        for n in names:
+            if Profile.exists(root / n):
+                raise ProfileError(f"{root / n}: profile exists; pass --force to replace it")
+
+    archs = _archs_ofa(df, space, str(path)) if fmt == "ofa" else _archs_json(df, space, str(path))
+    ids = np.array([a.id for a in archs])
+    keys = [a.key for a in archs]
+    if "split" in df.columns:
+        split = df["split"].astype(str).to_numpy()
+        wrong = sorted(set(split) - {"calib", "holdout", "refine"})
+        if wrong:
+            raise ProfileError(f"{path}: column split: '{wrong[0]}' unknown; allowed: calib, holdout, refine")
+    else:
+        split = np.array(["holdout" if holdout_of(i, holdout_share) else "calib" for i in ids])
+    digest = sha256_file(path)
+    prov = dict(OFA_PROVENANCE) if fmt == "ofa" else {}
+    if source:
+        prov["origin"] = source
+    if url:
+        prov["url"] = url
+    if licence:
+        prov["licence"] = licence
+    out = []
+    for col, name in zip(cols, names):
+        lat = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64)
+        ok = np.isfinite(lat) & (lat > 0)
+        frame = pd.DataFrame(
+            {
+                "space": space.name,
+                "arch_id": ids[ok],
+                "arch": [k for k, g in zip(keys, ok) if g],
+                "split": split[ok],
+                "median_ms": lat[ok],
+                "p25_ms": np.nan,
+                "p75_ms": np.nan,
+                "stable": True,
+            }
+        )
+        # the same arch measured twice: keep the median of its latencies
+        dup = int(frame.duplicated(["arch_id", "split"]).sum())
+        if dup:
+            med = frame.groupby(["arch_id", "split"], sort=False)["median_ms"].transform("median")
+            frame = frame.assign(median_ms=med).drop_duplicates(["arch_id", "split"]).reset_index(drop=True)
+        m = _LAT_RE.match(col)
+        machine = _machine(col)
+        desc = description or (
+            f"{machine['gpu_name']}, batch {machine['batch']}: end-to-end latency of {len(frame)} "
+            f"{space.name} archs imported from {path.name} (column {col})"
+        )
+        prof = Profile.create(
+            root / name,
+            name,
+            kind="imported",
+            description=desc,
+            machine=machine,
+            protocol=None,
+            archs_format="parquet" if len(frame) > 1000 else "csv",
+            protocol_note="as published by the source: end-to-end latency in ms, protocol not recorded here",
+            source={
+                "file": path.name,
+                "sha256": digest,
+                "column": col,
+                "format": fmt,
+                "rows": int(len(df)),
+                "rows_kept": int(ok.sum()),
+                "duplicates_merged": dup,
+                **{k: v for k, v in prov.items() if k != "licence"},
+            },
+            licence=prov.get("licence", "unknown"),
+            batch=int(m["batch"]) if m else None,
+        )
+        prof.space_meta(space.name).update(
+            {
+                "space_file": space_file_ref(space),
+                "holdout_share": holdout_share if "split" not in df.columns else None,
+                "complete": True,
+            }
+        )
+        prof.add_archs(frame.to_dict("records"))
+        if force and (root / name).is_dir():
+            for f in (root / name).iterdir():
+                if f.suffix in (".csv", ".parquet") and f.name not in prof.meta["files"].values():
+                    f.unlink()
+        prof.flush()
+        counts = frame["split"].value_counts()
+        out.append(
+            ImportedColumn(
+                col,
+                name,
+                prof.path,
+                int(len(frame)),
+                int(counts.get("calib", 0)),
+                int(counts.get("holdout", 0)),
+                dup,
+            )
+        )
+    return out
+
+
+__all__ = ["FORMATS", "GPU_NAMES", "ImportedColumn", "default_profile_name", "holdout_of", "import_table"]

@@ -1,0 +1,466 @@
+"""Device profiles: units and keys, the profiling job (protocol, resume, time cap), the store, import."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from nas.errors import ProfileError
+from nas.profile import run as prun
+from nas.profile.importer import holdout_of, import_table
+from nas.profile.run import ProfileSettings, quick_settings, read_arch_file, refine_profile, run_profile
+from nas.profile.store import Profile, cpu_slug, default_device_name, find_profile
+from nas.profile.units import KeyIndex, arch_keys, arch_units, key_fields, space_units
+from nas.space import load_space
+
+TINY = """
+name: tprof
+dims: 2
+input: {channels: 3, resolution: [32, 40]}
+defaults: {per_layer: [mixer, kernel], ratio: 2, downsample: {type: conv, kernel: 3, norm: bn}}
+stem: {width: [8, 16], kernel: 3, stride: 2}
+stages:
+  - {depth: [1, 2], width: [16], stride: 2, mixer: [dwconv, pool, skip], kernel: [3, 5]}
+  - {depth: [1, 2], width: [24, 32], stride: 2, mixer: [dwconv, attention], kernel: [3]}
+head: {classes: 10}
+"""
+
+TINY_MB = """
+name: tprofmb
+dims: 2
+input: {channels: 3, resolution: [32]}
+defaults: {mixer: mbconv, downsample: in_block, per_layer: [kernel, ratio], kernel: [3, 5], ratio: [3, 6]}
+stem: {width: 8, kernel: 3, stride: 2, act: hswish}
+stages:
+  - {depth: 1, width: 8, kernel: 3, ratio: 1, act: relu}
+  - {depth: [1, 2], width: 16, stride: 2, act: relu, se: 0.25}
+  - {depth: [1, 2], width: 24, stride: 1, act: hswish}
+head: {classes: 10, pre: {width: 48, norm: bn, act: hswish}, post: {width: 64, act: hswish, bias: false}}
+"""
+
+SEQ = """
+name: tprofseq
+dims: 1
+input: {channels: 1, length: [64]}
+defaults: {per_layer: [mixer, kernel], ratio: 2, downsample: {type: conv, kernel: 3, norm: bn}}
+stem: {width: 8, kernel: 7, stride: 4}
+stages:
+  - {depth: [1, 2], width: [16], stride: 2, mixer: [dwconv, identity], kernel: [3, 7]}
+head: {classes: 4}
+"""
+
+
+def _space(tmp_path: Path, text: str, name: str):
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(text)
+    return load_space(p)
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    return _space(tmp_path, TINY, "tprof")
+
+
+@pytest.fixture
+def tinymb(tmp_path):
+    return _space(tmp_path, TINY_MB, "tprofmb")
+
+
+# ------------------------------------------------------------------------------------------ units
+
+
+@pytest.mark.parametrize("text,name", [(TINY, "tprof"), (TINY_MB, "tprofmb"), (SEQ, "tprofseq")])
+def test_space_units_cover_every_arch_and_fast_keys_agree(tmp_path, text, name):
+    sp = _space(tmp_path, text, name)
+    units = space_units(sp)
+    seen = set()
+    index = KeyIndex(sp)
+    for a in sp.sample_many(300, seed=3):
+        keys = arch_keys(a)
+        assert keys == index.keys(a)
+        assert set(keys) <= set(units), set(keys) - set(units)
+        seen |= set(keys)
+    # random archs of a tiny space reach (almost) every enumerated unit: enumeration is not padded
+    assert len(seen) >= 0.9 * len(units)
+    kinds = {u.kind for u in units.values()}
+    assert kinds == {"conv", "layer", "head"}
+
+
+def test_builtin_spaces_enumerate_without_sampling():
+    for name, lo, hi in (("hybrid", 1000, 10000), ("ofa-mbv3", 500, 3000), ("seq1d", 300, 3000)):
+        sp = load_space(name)
+        units = space_units(sp)
+        assert lo <= len(units) <= hi, (name, len(units))
+        index = KeyIndex(sp)
+        for a in sp.sample_many(40, seed=1):
+            assert set(index.keys(a)) <= set(units)
+
+
+def test_unit_modules_run_at_their_input_shape(tiny, tinymb):
+    for sp in (tiny, tinymb):
+        arch = sp.sample(seed=5)
+        units = arch_units(arch)
+        x = torch.randn(1, sp.spec.in_channels, *(arch.resolution,) * sp.dims)
+        model = __import__("nas").build(arch, drop_path=0.0).fuse()
+        with torch.inference_mode():
+            for u in units:
+                assert tuple(x.shape[1:]) == u.input_shape, u.key
+                x = u.build()(x)
+            ref = model(torch.ones(1, sp.spec.in_channels, *(arch.resolution,) * sp.dims))
+        assert x.shape == ref.shape  # chaining the units is the network
+
+
+def test_key_format(tiny, tinymb):
+    keys = arch_keys(tinymb.sample(seed=0))
+    kind, fields = key_fields(keys[0])
+    assert kind == "conv" and fields["cin"] == "3" and fields["hw"] == "32x32" and fields["s"] == "2"
+    kind, fields = key_fields(keys[-1])
+    assert kind == "head" and fields["pre"] == "48,bn,hswish" and fields["post"] == "64,hswish,0"
+    assert all("|" in k and "=" in k for k in keys)
+    assert keys[1].startswith("layer:mbconv|")
+
+
+def test_count_matrix(tiny):
+    units = space_units(tiny)
+    vocab = {k: i for i, k in enumerate(units)}
+    index = KeyIndex(tiny, vocab)
+    archs = tiny.sample_many(50, seed=2)
+    m = index.count_matrix(archs)
+    w = np.random.default_rng(0).random(len(vocab))
+    y = m @ w
+    for i, a in enumerate(archs):
+        assert y[i] == pytest.approx(sum(w[vocab[k]] for k in arch_keys(a)))
+    half = {k: i for i, k in enumerate(list(units)[: len(units) // 2])}
+    m2, left = KeyIndex(tiny, half).count_matrix(archs, missing="collect")
+    assert m2.sum() + len(left) == m.sum()
+    with pytest.raises(KeyError):
+        KeyIndex(tiny, half).count_matrix(archs)
+
+
+def test_default_names():
+    assert cpu_slug("AMD EPYC 7B13 64-Core Processor") == "amd-epyc-7b13"
+    assert cpu_slug("Intel(R) Xeon(R) CPU @ 2.20GHz") == "intel-xeon"
+    assert default_device_name("AMD EPYC", 1, 1) == "cpu-amd-epyc-1t-b1"
+    assert default_device_name("AMD EPYC", 4, 8, "onnxruntime") == "cpu-amd-epyc-4t-b8-ort"
+
+
+# ------------------------------------------------------------------------------------ the job
+
+
+def _settings(space, root, **kw) -> ProfileSettings:
+    base = dict(spaces=[space], device="test-cpu", root=root, n_calib=3, n_holdout=3, resolutions=[32])
+    base.update(kw)
+    return quick_settings(**base)
+
+
+def test_profile_run_writes_a_complete_profile(tiny, tmp_path):
+    root = tmp_path / "hp"
+    report = run_profile(_settings(tiny, root))
+    assert report.complete and not report.stopped
+    prof = Profile.load(root / "test-cpu")
+    meta = yaml.safe_load((root / "test-cpu" / "profile.yaml").read_text())
+    for key in ("name", "description", "machine", "protocol", "block_protocol", "spaces", "created", "files"):
+        assert key in meta, key
+    assert meta["machine"]["threads"] == 1 and meta["machine"]["batch"] == 1 and meta["machine"]["cpu_model"]
+    assert meta["protocol"]["repeats"] == 3 and meta["deploy"] == "fused"
+    entry = meta["spaces"]["tprof"]
+    assert entry["complete"] and entry["resolutions"] == [32]
+    units = space_units(tiny, [32])
+    assert entry["blocks_total"] == len(units)
+    assert set(prof.block_table()) == set(units)
+    blocks = pd.read_csv(root / "test-cpu" / "blocks.csv")
+    assert list(blocks.columns) == ["key", "median_ms", "p25_ms", "p75_ms", "n", "stable", "attempts"]
+    assert (blocks["median_ms"] > 0).all() and (blocks["p25_ms"] <= blocks["p75_ms"]).all()
+    archs = pd.read_csv(root / "test-cpu" / "archs.csv")
+    assert list(archs.columns) == [
+        "space",
+        "arch_id",
+        "arch",
+        "split",
+        "median_ms",
+        "p25_ms",
+        "p75_ms",
+        "stable",
+    ]
+    assert sorted(archs["split"].value_counts().items()) == [("calib", 3), ("holdout", 3)]
+    assert not set(archs[archs.split == "calib"].arch_id) & set(archs[archs.split == "holdout"].arch_id)
+    got, y = prof.archs_of(tiny, "holdout")
+    assert len(got) == 3 and all(a.resolution == 32 for a in got) and (y > 0).all()
+    assert json.loads(archs["arch"][0])["space"] == "tprof"
+    assert not [p for p in (root / "test-cpu").iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_resume_after_kill_measures_only_the_rest(tiny, tmp_path, monkeypatch):
+    root = tmp_path / "hp"
+    real = prun.measure_unit
+    calls = {"n": 0}
+
+    def dying(unit, timer):
+        calls["n"] += 1
+        if calls["n"] > 7:
+            raise KeyboardInterrupt  # a kill in the middle of the block table
+        return real(unit, timer)
+
+    monkeypatch.setattr(prun, "measure_unit", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_profile(_settings(tiny, root, flush_every=3))
+    saved = Profile.load(root / "test-cpu").measured_keys()
+    assert 6 <= len(saved) <= 7  # at most the chunk in flight is lost
+    monkeypatch.setattr(prun, "measure_unit", real)
+    counted = {"n": 0}
+
+    def counting(unit, timer):
+        counted["n"] += 1
+        assert unit.key not in saved
+        return real(unit, timer)
+
+    monkeypatch.setattr(prun, "measure_unit", counting)
+    report = run_profile(_settings(tiny, root))
+    total = len(space_units(tiny, [32]))
+    assert report.complete and counted["n"] >= total - len(saved)
+    assert report.spaces[0].blocks_new == total - len(saved)
+    again = run_profile(_settings(tiny, root))  # nothing left: skips everything
+    assert again.spaces[0].blocks_new == 0 and again.spaces[0].archs_new == 0
+
+
+def test_max_minutes_stops_cleanly_and_rerun_continues(tiny, tmp_path, monkeypatch):
+    root = tmp_path / "hp"
+    ticks = {"n": 0}
+
+    def passed(self):
+        ticks["n"] += 1
+        return ticks["n"] > 5
+
+    monkeypatch.setattr(prun._Deadline, "passed", passed)
+    report = run_profile(_settings(tiny, root, max_minutes=1))
+    assert report.stopped and not report.complete
+    assert report.spaces[0].blocks_done == 5
+    monkeypatch.undo()
+    report = run_profile(_settings(tiny, root, max_minutes=10))
+    assert report.complete and report.spaces[0].blocks_new == report.spaces[0].blocks_total - 5
+
+
+def test_resume_refuses_other_settings(tiny, tmp_path):
+    root = tmp_path / "hp"
+    run_profile(_settings(tiny, root, n_calib=1, n_holdout=1))
+    with pytest.raises(ProfileError, match="threads"):
+        run_profile(_settings(tiny, root, threads=2, n_calib=1, n_holdout=1))
+    with pytest.raises(ProfileError, match="resolutions"):
+        run_profile(_settings(tiny, root, resolutions=[40], n_calib=1, n_holdout=1))
+    with pytest.raises(ProfileError, match="n_calib"):
+        run_profile(_settings(tiny, root, n_calib=2, n_holdout=1))
+
+
+def test_real_protocol_orders_blocks_by_size(tmp_path):
+    """The default block protocol (not the quick one) on a 1D space: bigger units take longer."""
+    sp = _space(tmp_path, SEQ, "tprofseq")
+    root = tmp_path / "hp"
+    settings = ProfileSettings(spaces=[sp], device="seq", root=root, n_calib=2, n_holdout=1)
+    settings.arch_protocol = dict(prun.BLOCK_PROTOCOL)
+    run_profile(settings)
+    table = Profile.load(root / "seq").block_table()
+    k3 = [v for k, v in table.items() if k.startswith("layer:dwconv") and "|k=3|" in k]
+    head = [v for k, v in table.items() if k.startswith("head|")]
+    assert k3 and head and min(k3) > 0 and min(head) > 0
+    prof = Profile.load(root / "seq")
+    assert prof.meta["block_protocol"]["repeats"] == prun.BLOCK_PROTOCOL["repeats"]
+
+
+def test_refine_adds_rows(tiny, tmp_path):
+    root = tmp_path / "hp"
+    run_profile(_settings(tiny, root, n_calib=1, n_holdout=1))
+    archs = tiny.sample_many(3, seed=99)
+    f = tmp_path / "archs.jsonl"
+    f.write_text("\n".join(a.to_json() for a in archs) + "\n")
+    got = read_arch_file(f, tiny)
+    assert got == archs
+    prof, n = refine_profile(str(root / "test-cpu"), got)
+    assert n == 3 and len(prof.arch_rows("tprof", "refine")) == 3
+    _, n = refine_profile(str(root / "test-cpu"), got)
+    assert n == 0  # already measured
+
+
+def test_read_arch_file_forms(tiny, tmp_path):
+    archs = tiny.sample_many(2, seed=4)
+    (tmp_path / "list.yaml").write_text(yaml.safe_dump([a.to_dict() for a in archs]))
+    assert read_arch_file(tmp_path / "list.yaml", tiny) == archs
+    d = tmp_path / "dir"
+    for a in archs:
+        a.save(d / f"{a.id}.yaml")
+    assert sorted(read_arch_file(d), key=lambda a: a.id) == sorted(archs, key=lambda a: a.id)
+    pd.DataFrame({"arch": [a.key for a in archs]}).to_csv(tmp_path / "a.csv", index=False)
+    assert read_arch_file(tmp_path / "a.csv", tiny) == archs
+    with pytest.raises(ProfileError, match="no such file"):
+        read_arch_file(tmp_path / "missing.yaml")
+
+
+# ------------------------------------------------------------------------------------------ store
+
+
+def test_store_round_trip_and_replace(tmp_path):
+    prof = Profile.create(tmp_path / "p", "p", machine={"cpu_model": "x"}, protocol={"repeats": 3})
+    prof.add_blocks(
+        [
+            {
+                "key": "a|x=1",
+                "median_ms": 1.5,
+                "p25_ms": 1.4,
+                "p75_ms": 1.6,
+                "n": 10,
+                "stable": True,
+                "attempts": 1,
+            }
+        ]
+    )
+    prof.flush()
+    prof.add_blocks(
+        [
+            {
+                "key": "a|x=1",
+                "median_ms": 1.25,
+                "p25_ms": 1.2,
+                "p75_ms": 1.3,
+                "n": 10,
+                "stable": True,
+                "attempts": 2,
+            }
+        ]
+    )
+    prof.add_archs(
+        [
+            {
+                "space": "s",
+                "arch_id": "00ab",
+                "arch": "{}",
+                "split": "calib",
+                "median_ms": 3.0,
+                "p25_ms": 2.9,
+                "p75_ms": 3.1,
+                "stable": False,
+            }
+        ]
+    )
+    prof.flush()
+    back = Profile.load(tmp_path / "p")
+    assert back.block_table() == {"a|x=1": 1.25}
+    assert back.blocks["attempts"].tolist() == [2]
+    assert back.arch_rows("s")["arch_id"].tolist() == ["00ab"]  # ids stay strings
+    assert not back.arch_rows("s")["stable"].iloc[0]
+    with pytest.raises(ProfileError, match="split 'train' unknown"):
+        back.add_archs(
+            [
+                {
+                    "space": "s",
+                    "arch_id": "1",
+                    "arch": "{}",
+                    "split": "train",
+                    "median_ms": 1.0,
+                    "p25_ms": 1.0,
+                    "p75_ms": 1.0,
+                    "stable": True,
+                }
+            ]
+        )
+    with pytest.raises(ProfileError, match="not found"):
+        find_profile(tmp_path / "nope")
+    with pytest.raises(ProfileError, match="device name"):
+        Profile.create(tmp_path / "q", "bad name/")
+
+
+# ----------------------------------------------------------------------------------------- import
+
+
+@pytest.fixture
+def ofa_csv(tmp_path, shared_datasets) -> Path:
+    src = shared_datasets / "ofa_mbv3_gpu_latency.csv"
+    if not src.is_file():
+        pytest.skip("shared OFA dataset not available")
+    df = pd.read_csv(src, nrows=60)
+    p = tmp_path / "ofa_small.csv"
+    df.to_csv(p, index=False)
+    return p
+
+
+def test_import_ofa_table(ofa_csv, tmp_path):
+    from nas.space.ofa import from_ofa
+
+    root = tmp_path / "hp"
+    done = import_table(ofa_csv, root=root)
+    assert len(done) == 12
+    names = sorted(d.device for d in done)
+    assert "gpu-v100-b1" in names and "gpu-titan-rtx-b64" in names and "gpu-2080ti-b32" in names
+    prof = Profile.load(root / "gpu-v100-b32")
+    assert prof.kind == "imported" and prof.meta["licence"] == "MIT"
+    assert prof.meta["source"]["column"] == "v100_32_ms" and len(prof.meta["source"]["sha256"]) == 64
+    assert "HELP" in prof.meta["source"]["origin"]
+    assert prof.machine["batch"] == 32 and "V100" in prof.machine["gpu_name"]
+    df = pd.read_csv(ofa_csv)
+    archs, y = prof.archs_of("ofa-mbv3")
+    assert len(archs) == 60
+    first = df.iloc[0]
+    a0 = from_ofa(
+        *(list(map(int, first[c].split())) for c in ("kernel_sizes", "expand_ratios", "depths")),
+        int(first["resolution"]),
+    )
+    row = prof.arch_rows("ofa-mbv3")
+    assert row[row.arch_id == a0.id]["median_ms"].iloc[0] == pytest.approx(first["v100_32_ms"])
+    # the split is a hash of the arch id: the same on every device
+    other = Profile.load(root / "gpu-2080ti-b1").arch_rows("ofa-mbv3")
+    assert dict(zip(row.arch_id, row.split)) == dict(zip(other.arch_id, other.split))
+    assert all((s == "holdout") == holdout_of(i, 0.2) for i, s in zip(row.arch_id, row.split))
+    with pytest.raises(ProfileError, match="exists"):
+        import_table(ofa_csv, root=root, columns=["v100_1_ms"])
+    import_table(ofa_csv, root=root, columns=["v100_1_ms"], force=True)
+
+
+def test_import_archs_table(tiny, tmp_path):
+    archs = tiny.sample_many(10, seed=1)
+    p = tmp_path / "t.csv"
+    pd.DataFrame({"arch": [a.key for a in archs], "phone_ms": np.arange(1, 11) * 1.5}).to_csv(p, index=False)
+    done = import_table(p, tiny, root=tmp_path / "hp", names=["phone"], licence="CC-BY-4.0", source="lab")
+    assert done[0].rows == 10
+    prof = Profile.load(tmp_path / "hp" / "phone")
+    got, y = prof.archs_of(tiny)
+    assert sorted(y.tolist()) == [1.5 * i for i in range(1, 11)]
+    assert prof.meta["licence"] == "CC-BY-4.0" and prof.meta["source"]["origin"] == "lab"
+    with pytest.raises(ProfileError, match="name the space"):
+        import_table(p, None, root=tmp_path / "hp2")
+    with pytest.raises(ProfileError, match="not a latency column"):
+        import_table(p, tiny, root=tmp_path / "hp3", columns=["arch"])
+
+
+def test_unstable_entries_are_remeasured_once_and_the_tighter_kept(tiny, tmp_path, monkeypatch):
+    from nas.profile.timer import Measurement
+
+    seen: set[str] = set()
+
+    def fake(kind):
+        def measure(obj, timer):
+            key = obj.key if kind == "unit" else obj.id
+            first = key not in seen  # the first measurement of everything is unstable, the second tight
+            seen.add(key)
+            spread = 0.5 if first else 0.01
+            return Measurement(
+                1.0, 1.0, 1.0 - spread / 2, 1.0 + spread / 2, 0.9, 0.1, 5, spread, not first, 2
+            )
+
+        return measure
+
+    monkeypatch.setattr(prun, "measure_unit", fake("unit"))
+    monkeypatch.setattr(prun, "measure_arch", fake("arch"))
+    settings = _settings(tiny, tmp_path / "hp", n_calib=1, n_holdout=1)
+    settings.block_protocol = {**settings.block_protocol, "max_rel_spread": 0.1, "remeasure": 1}
+    report = run_profile(settings)
+    n = report.spaces[0].blocks_total
+    assert report.spaces[0].rechecked == n + 2 and report.spaces[0].unstable == 0
+    prof = Profile.load(tmp_path / "hp" / "test-cpu")
+    assert prof.blocks["stable"].all() and (prof.blocks["attempts"] == 4).all()
+    assert prof.archs["stable"].all()
+    again = run_profile(settings)  # nothing new, nothing unstable: nothing re-measured
+    assert again.spaces[0].rechecked == 0
