@@ -63,16 +63,17 @@ def cmd_search(args: argparse.Namespace) -> int:
         ui.info(f"latency: {s['latency']['provenance']}")
     ui.info("params/MACs/memory: counted analytically")
     rows = []
+    what = "score" if s["estimator"]["name"].startswith("proxy:") else "accuracy"
     for e in s["pareto"]:
         m = e["metrics"]
-        row = {"id": e["id"], "accuracy": f"{m['accuracy']:.4g}",
+        row = {"id": e["id"], what: f"{m['accuracy']:.4g}",
                "latency": fmt_ms(m["latency_ms"]) if m["latency_ms"] is not None else "-",
                "params": fmt_params(m["params"]), "macs": fmt_macs(m["macs"]), "memory": fmt_bytes(m["memory"])}
         if e["id"] in verify:
             row["measured"] = fmt_ms(verify[e["id"]]["measured_ms"])
         row["arch"] = e["arch"]
         rows.append(row)
-    cols = ["id", "accuracy", "latency"] + (["measured"] if verify else []) + ["params", "macs", "memory", "arch"]
+    cols = ["id", what, "latency"] + (["measured"] if verify else []) + ["params", "macs", "memory", "arch"]
     ui.print_table(f"Pareto front of {s['study']} ({len(rows)} archs, budget {s['budget'] or 'none'})", cols, rows)
     print(f"{s['trials']} trials ({s['evaluated']} scored, {s['feasible']} feasible, {s['duplicates']} duplicates) "
           f"in {s['elapsed_s']:.0f}s; hypervolume {s['hypervolume']:.4g}; results in {result.run_dir}/")

@@ -84,7 +84,8 @@ def _plot(run_dir: Path, table: Any, pareto: list[dict], budget: Budget, cfg: An
     if lim is not None:
         ax.axvline(lim.limit, ls="--", color="k", lw=1, label=f"budget {lim}")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(f"accuracy estimate ({cfg.accuracy})")
+    what = "score" if cfg.accuracy.startswith("proxy:") else "accuracy"
+    ax.set_ylabel(f"{what} ({cfg.accuracy})")
     ax.set_title(f"{run_dir.name}: {len(table)} trials")
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
