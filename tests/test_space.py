@@ -208,3 +208,14 @@ def test_seq1d_is_one_dimensional():
     sp = nas.load_space("seq1d")
     a = sp.sample(seed=0)
     assert sp.dims == 1 and str(a).startswith("l")
+
+
+def test_nb201_is_a_builtin_space_with_known_cell_sizes():
+    from nas.cost.reference import param_count
+
+    sp = nas.load_space("nb201")
+    assert "nb201" in nas.space.builtin_spaces()
+    assert nas.count(sp.max()).params == 1_531_546 == param_count(nas.build(sp.max()))  # all conv3x3
+    assert nas.count(sp.min()).params == 73_306  # all none
+    a = sp.sample(seed=3)
+    assert sp.make_arch(a.to_dict()) == a and sp.encode(a).sum() == 6

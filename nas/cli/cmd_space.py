@@ -50,8 +50,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     rows = []
     for name in builtin_spaces():
         sp = load_space(name)
-        rows.append({"name": name, "dims": sp.dims, "stages": len(sp.stages), "log10_archs": round(sp.log10_size(), 1),
-                     "description": sp.spec.description})
+        stages = len(sp.stages) if hasattr(sp, "stages") else "cell"
+        desc = sp.spec.description if hasattr(sp, "spec") else sp.description
+        rows.append({"name": name, "dims": sp.dims, "stages": stages, "log10_archs": round(sp.log10_size(), 1),
+                     "description": desc})
     ui.print_table("Built-in search spaces (reference backbones: search_spaces/reference/)",
                    ["name", "dims", "stages", "log10_archs", "description"], rows)
     return 0
@@ -59,6 +61,16 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     sp = load_space(args.space)
+    if not hasattr(sp, "spec"):  # the NB201 cell benchmark
+        from nas.space.nb201 import EDGES, OPS
+
+        rows = [{"edge": f"{i}->{j}", "ops": list(OPS)} for i, j in EDGES]
+        if ui.json_mode():
+            ui.print_json({"name": sp.name, "description": sp.description, "edges": rows})
+        else:
+            ui.info(f"{sp.name}: {sp.description}")
+            ui.print_table(f"{sp.name}: one op per edge (15,625 cells)", ["edge", "ops"], rows)
+        return 0
     rows = []
     for i, st in enumerate(sp.stages):
         rows.append({"stage": i, "depth": list(st.depths), "width": list(st.widths), "stride": st.stride,
@@ -87,8 +99,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     archs = sp.sample_many(args.n, args.seed)
     rows = [_cost_row(a) for a in archs]
     if args.out:
+        from nas.io import write_yaml
+
         for a in archs:
-            a.save(args.out / f"{a.id}.yaml")
+            write_yaml(args.out / f"{a.id}.yaml", {"id": a.id, **a.to_dict()})
         ui.info(f"wrote {len(archs)} arch files to {args.out}/")
     ui.print_table(f"{args.n} archs of {sp.name} (seed {args.seed}; costs {COUNTED})",
                    ["id", "params", "macs", "memory", "arch"], [_fmt(r) for r in rows])

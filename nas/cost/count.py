@@ -98,6 +98,8 @@ def count(arch: Arch) -> ArchCost:
     Same sums as ``count_plan(resolve(arch))``, with every unit's cost memoised per space under a cheap
     tuple key, so counting runs at tens of thousands of archs per second.
     """
+    if not isinstance(arch, Arch):
+        return _count_nb201(arch)
     space = arch.space
     cache = space._count_cache
     res = arch.resolution
@@ -153,3 +155,15 @@ def count(arch: Arch) -> ArchCost:
     macs += hc.macs
     act += hc.act
     return ArchCost(params, macs, BYTES_PER_ELEMENT * (params + peak), act, tuple(stage_costs))
+
+
+def _count_nb201(arch) -> ArchCost:  # noqa: ANN001 - an NB201Arch
+    """Cost of a NAS-Bench-201 cell network on the CIFAR-10 skeleton (32x32, 10 classes)."""
+    from nas.blocks.nb201 import count as count_nb201
+    from nas.space.nb201 import NB201Arch
+
+    if not isinstance(arch, NB201Arch):
+        raise TypeError(f"nas.count takes an Arch or NB201Arch, not {type(arch).__name__}")
+    c = count_nb201(arch)
+    peak = 3 * 32 * 32 + 2 * 16 * 32 * 32 * 4  # input plus a cell's working set at full resolution
+    return ArchCost(c["params"], c["macs"], BYTES_PER_ELEMENT * (c["params"] + peak), 0, ())

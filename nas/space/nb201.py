@@ -183,3 +183,55 @@ class NB201Arch:
 
     def __str__(self) -> str:
         return format_arch(self.ops)
+
+
+class NB201Space:
+    """The NB201 cell space as a built-in space (``nas.load_space("nb201")``), CIFAR-10 skeleton.
+
+    Offers what the space tools need (sample, min/max, make_arch, encode, size); ``nas.build`` and
+    ``nas.count`` accept its archs. It is a benchmark space with ground truth, not an Optuna search space.
+    """
+
+    name = "nb201"
+    dims = 2
+    source_path = None
+    num_classes = 10
+    resolution = 32
+    description = "NAS-Bench-201 cell space (4 nodes, 6 edges, 5 ops) on the CIFAR skeleton; ground truth in shared/"
+
+    def sample(self, seed: int | None = None, rng: random.Random | None = None) -> NB201Arch:
+        rng = rng or random.Random(seed)
+        return NB201Arch(arch_at(rng.randrange(NUM_ARCHS)))
+
+    def sample_many(self, n: int, seed: int = 0) -> list[NB201Arch]:
+        return [NB201Arch(ops) for ops in sample_archs(n, seed, replace=True)]
+
+    def min(self) -> NB201Arch:
+        return NB201Arch(("none",) * NUM_EDGES)
+
+    def max(self) -> NB201Arch:
+        return NB201Arch(("nor_conv_3x3",) * NUM_EDGES)
+
+    def make_arch(self, data: dict, source: str = "<arch>") -> NB201Arch:
+        try:
+            return NB201Arch.from_dict({k: v for k, v in data.items() if k != "id"})
+        except SpaceError as e:
+            raise SpaceError(f"{source}: {e}") from None
+
+    arch_from_dict = make_arch
+
+    def encode(self, arch: NB201Arch):  # noqa: ANN201 - numpy array
+        import numpy as np
+
+        v = np.zeros((NUM_EDGES, len(OPS)), dtype=np.float32)
+        for e, op in enumerate(arch.ops):
+            v[e, OPS.index(op)] = 1.0
+        return v.ravel()
+
+    def log10_size(self) -> float:
+        import math
+
+        return math.log10(NUM_ARCHS)
+
+    def __repr__(self) -> str:
+        return f"NB201Space({NUM_ARCHS} cells)"

@@ -360,8 +360,7 @@ _CACHE: dict[tuple[str, float], SearchSpace] = {}
 def builtin_spaces() -> list[str]:
     """Names of the built-in spaces (YAML files under search_spaces/, plus nb201)."""
     d = builtin_dir("search_spaces")
-    names = sorted(p.stem for p in d.glob("*.yaml"))
-    return names
+    return sorted([p.stem for p in d.glob("*.yaml")] + ["nb201"])
 
 
 def resolve_space_path(name_or_path: str | Path) -> Path:
@@ -383,6 +382,10 @@ def load_space(name_or_path: str | Path | SearchSpace) -> SearchSpace:
     """Load a space by built-in name or YAML path (parsed once per file version)."""
     if isinstance(name_or_path, SearchSpace):
         return name_or_path
+    if str(name_or_path) == "nb201":
+        from nas.space.nb201 import NB201Space
+
+        return NB201Space()  # type: ignore[return-value]  (the cell benchmark space)
     if str(name_or_path).startswith("reference/"):
         name_or_path = str(name_or_path).split("/", 1)[1]
     path = resolve_space_path(name_or_path).resolve()
