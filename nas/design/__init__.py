@@ -1,0 +1,29 @@
+"""Analytical design: maximise a training-free score under budgets by mathematical programming.
+
+``design(space, budget)`` builds DeepMAD-style integer programmes over the structural choices of a space
+(stage widths, depths, and each layer's mixer/kernel/ratio) and solves them with scipy's MILP solver
+(HiGHS); ``evolve(space, budget)`` is the evolutionary baseline on the same score and budgets.
+"""
+
+from nas.design.evolution import EvolutionResult, evolve
+from nas.design.programme import (
+    Design,
+    DesignResult,
+    LatencyModel,
+    check_budget,
+    default_rho,
+    design,
+    load_latency_model,
+)
+
+__all__ = [
+    "Design",
+    "DesignResult",
+    "EvolutionResult",
+    "LatencyModel",
+    "check_budget",
+    "default_rho",
+    "design",
+    "evolve",
+    "load_latency_model",
+]
