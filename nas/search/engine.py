@@ -437,13 +437,27 @@ def _config_dict(cfg: SearchConfig, space: SearchSpace) -> dict:
 
 
 def _default_device(space: SearchSpace) -> str:
+    """This machine's measured CPU profile; else another CPU's (with a warning); else an error."""
+    from nas.io import read_yaml
     from nas.profile import default_device
+    from nas.profile.machine import cpu_model
+    from nas.profile.store import PROFILE_FILE, list_profiles
 
     dev = default_device()
-    if dev is None:
-        raise NASError("no device profile matches this machine; run `nas profile --space "
-                       f"{space.name} --device NAME` or pass --device (see hardware_profiles/)")
-    return dev
+    if dev is not None:
+        return dev
+    for path in list_profiles():
+        meta = read_yaml(path / PROFILE_FILE)
+        if (isinstance(meta, dict) and meta.get("kind") == "measured" and space.name in (meta.get("spaces") or {})
+                and (meta.get("machine") or {}).get("backend") == "torch-cpu"):
+            from nas.cli import ui
+
+            ui.warn(f"no profile of this CPU ({cpu_model()}); latencies are predicted for {path.name} "
+                    f"({(meta.get('machine') or {}).get('cpu_model')}). Measure this machine with "
+                    f"`nas profile --space {space.name}` for figures that hold here.")
+            return path.name
+    raise NASError("no device profile matches this machine; run `nas profile --space "
+                   f"{space.name} --device NAME` or pass --device (see `nas profile list`)")
 
 
 def finite(x: float | None) -> bool:

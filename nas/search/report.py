@@ -78,7 +78,7 @@ def _plot(run_dir: Path, table: Any, pareto: list[dict], budget: Budget, cfg: An
                color="0.7", label=f"infeasible ({len(infeas)}, not scored)")
     ax.scatter(feas[xcol], feas["accuracy"], s=12, color="tab:blue", alpha=0.6, label=f"feasible ({len(feas)})")
     if pareto:
-        px = sorted(((r[xcol], r["accuracy"]) for r in pareto))
+        px = sorted((r[xcol], r["accuracy"]) for r in pareto)
         ax.plot([p[0] for p in px], [p[1] for p in px], "-o", color="tab:red", ms=4, label=f"Pareto ({len(px)})")
     lim = budget.get("latency") if xcol == "latency_ms" else budget.get("macs")
     if lim is not None:
