@@ -82,10 +82,17 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def _verify(result, args) -> dict:
     """Measure the Pareto archs here through the profile's refine path; predicted vs measured per arch."""
-    from nas.profile.run import refine
+    from nas.profile.run import refine_profile
+    from nas.space import load_arch
 
-    archs = [e["arch_file"] for e in result.summary["pareto"]]
-    measured = refine(result.summary["device"], [result.run_dir / a for a in archs])
+    archs = [load_arch(result.run_dir / e["arch_file"]) for e in result.summary["pareto"]]
+    with ui.progress(len(archs), "verify: measuring the Pareto archs") as bar:
+        def factory(total, description, **_):  # noqa: ANN001, ANN202 - progress adapter
+            return _Adapter(bar)
+
+        prof, _ = refine_profile(result.summary["device"], archs, progress=factory)
+    rows = prof.arch_rows(split="refine")
+    measured = dict(zip(rows["arch_id"], rows["median_ms"]))
     out = {}
     for e in result.summary["pareto"]:
         if e["id"] in measured:
@@ -96,3 +103,16 @@ def _verify(result, args) -> dict:
 
     write_json(result.run_dir / "verify.json", out)
     return out
+
+
+class _Adapter:
+    """Lets refine_profile drive the search's progress bar."""
+
+    def __init__(self, bar):  # noqa: ANN001
+        self.bar = bar
+
+    def __enter__(self):  # noqa: ANN204
+        return self.bar
+
+    def __exit__(self, *exc) -> None:
+        return None
