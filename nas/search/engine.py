@@ -152,8 +152,12 @@ def _sampler(cfg: SearchConfig) -> optuna.samplers.BaseSampler:
         pop = cfg.population or max(8, min(50, cfg.trials // 5))
         return optuna.samplers.NSGAIISampler(population_size=pop, seed=cfg.seed)
     if cfg.strategy == "tpe":
-        return optuna.samplers.TPESampler(seed=cfg.seed, multivariate=True, group=True,
-                                          n_startup_trials=max(10, cfg.trials // 10))
+        import warnings
+
+        with warnings.catch_warnings():  # multivariate/group are marked experimental; they model joint choices
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=cfg.seed, multivariate=True, group=True,
+                                              n_startup_trials=max(10, cfg.trials // 10))
     return optuna.samplers.RandomSampler(seed=cfg.seed)  # random; evolution enqueues its own children
 
 
