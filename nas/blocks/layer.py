@@ -7,7 +7,6 @@ Layouts:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -222,8 +221,3 @@ def check_layer(cfg: LayerCfg) -> str | None:
     if cfg.groups > 1 and (cfg.cin % cfg.groups or cfg.cout % cfg.groups):
         return f"groups={cfg.groups} must divide the channels {cfg.cin}->{cfg.cout}"
     return defn.check(cfg) if defn.check else None
-
-
-def spatial_numel(cfg: LayerCfg) -> int:
-    """Positions in the layer's input feature map."""
-    return math.prod(cfg.spatial)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from nas.cli import ui
-from nas.cost.count import count_plan, head_cost
+from nas.cost.count import conv_unit_cost, count_plan, head_cost
 from nas.space import load_arch
 from nas.space.resolve import resolve
 from nas.units import fmt_macs, fmt_params
@@ -27,18 +27,15 @@ def cmd_build(args: argparse.Namespace) -> int:
     plan = resolve(arch)
     total = count_plan(plan)
     model = nas.build(arch)
-    rows = []
+    stem = conv_unit_cost(plan.stem)
     stem_shape = (arch.stem, *plan.stem.out_spatial)
-    rows.append({"stage": "stem", "layers": 1, "out": "x".join(map(str, stem_shape)),
-                 "params": sum(p.numel() for p in model.stem.parameters()), "macs": None})
+    rows = [{"stage": "stem", "layers": 1, "out": "x".join(map(str, stem_shape)), "params": stem.params,
+             "macs": stem.macs}]
     for i, (sp, sc) in enumerate(zip(plan.stages, total.stages)):
         rows.append({"stage": i, "layers": len(sp.layers), "out": "x".join(map(str, (sp.channels, *sp.out_spatial))),
                      "params": sc.params, "macs": sc.macs})
     hc = head_cost(plan)
     rows.append({"stage": "head", "layers": 1, "out": str(plan.head.classes), "params": hc.params, "macs": hc.macs})
-    from nas.cost.count import conv_unit_cost
-
-    rows[0]["macs"] = conv_unit_cost(plan.stem).macs
     out = {"id": arch.id, "arch": str(arch), "params": total.params, "macs": total.macs, "memory": total.memory,
            "provenance": "counted analytically"}
     if args.verify:

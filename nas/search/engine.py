@@ -10,7 +10,6 @@ the number of workers.
 """
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections.abc import Callable
@@ -462,7 +461,3 @@ def _default_device(space: SearchSpace) -> str:
             return path.name
     raise NASError("no device profile matches this machine; run `nas profile --space "
                    f"{space.name} --device NAME` or pass --device (see `nas profile list`)")
-
-
-def finite(x: float | None) -> bool:
-    return x is not None and math.isfinite(x)
