@@ -464,3 +464,98 @@ def test_unstable_entries_are_remeasured_once_and_the_tighter_kept(tiny, tmp_pat
     assert prof.archs["stable"].all()
     again = run_profile(settings)  # nothing new, nothing unstable: nothing re-measured
     assert again.spaces[0].rechecked == 0
+
+
+# ----------------------------------------------------------------------------- other processes' load
+
+
+class _FakeMeter:
+    """A LoadMeter whose windows report the loads of a script (then 0), a fixed time apart."""
+
+    def __init__(self, loads: list[float], window: float = 1.0):
+        self.loads, self.window, self.available = loads, window, True
+
+    def start(self) -> None:
+        pass
+
+    def elapsed(self) -> float:
+        return self.window
+
+    def others(self) -> float:
+        return self.loads.pop(0) if self.loads else 0.0
+
+
+def test_load_meter_counts_only_other_processes(tmp_path, monkeypatch):
+    from nas.profile import quiet
+
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 50 1000 0 0 0 10 0 0\ncpu0 1 2 3\n")
+    monkeypatch.setattr(quiet, "PROC_STAT", stat)
+    hz = __import__("os").sysconf("SC_CLK_TCK")
+    assert quiet.read_busy_seconds() == pytest.approx(160 / hz)  # user+system+steal, not idle
+    monkeypatch.setattr(quiet, "PROC_STAT", tmp_path / "missing")
+    assert quiet.read_busy_seconds() is None and not quiet.LoadMeter().available
+    # 2 s of wall time, the machine busy for 3 CPU-seconds of which 1 were ours: others used 1 CPU
+    t = {"wall": 0.0, "busy": 10.0, "own": 5.0}
+    m = quiet.LoadMeter(reader=lambda: t["busy"], own=lambda: t["own"], clock=lambda: t["wall"])
+    t.update(wall=2.0, busy=13.0, own=6.0)
+    assert m.others() == pytest.approx(1.0)
+
+
+def test_measure_quietly_discards_busy_windows_and_measures_them_again():
+    from nas.profile.quiet import QuietGuard, measure_quietly
+
+    slept = []
+    meter = _FakeMeter([0.0, 1.2, 0.9, 0.05])  # window 1 quiet, window 2 busy, wait 1 busy, then quiet
+    guard = QuietGuard(limit=0.25, sleep=slept.append, meter_factory=lambda: meter)
+    calls = []
+
+    def measure(i: int) -> int:
+        calls.append(i)
+        return 10 * i
+
+    got = list(measure_quietly(range(4), measure, guard))
+    assert got == [(0, 0), (1, 10), (2, 20), (3, 30)]  # every item once, in order
+    assert calls == [0, 1, 1, 2, 3]  # item 1's window was busy: measured again after the wait
+    assert guard.discarded == 1 and len(slept) == 2
+    # off: no meter consulted, nothing discarded
+    off = QuietGuard(limit=None, meter_factory=lambda: _FakeMeter([5.0] * 10))
+    assert list(measure_quietly(range(3), measure, off)) == [(0, 0), (1, 10), (2, 20)]
+    assert off.discarded == 0
+
+
+def test_measure_quietly_gives_up_when_the_machine_stays_busy():
+    from nas.profile.quiet import QuietGuard, measure_quietly
+
+    guard = QuietGuard(limit=0.25, max_wait_s=-1.0, sleep=lambda s: None,
+                       meter_factory=lambda: _FakeMeter([2.0] * 10))
+    with pytest.raises(ProfileError, match="other-load-limit off"):
+        list(measure_quietly(range(3), lambda i: i, guard))
+
+
+def test_profile_stores_nothing_measured_while_the_machine_was_busy(tiny, tmp_path, monkeypatch):
+    from nas.profile import quiet
+
+    root = tmp_path / "hp"
+    loads = [3.0]  # the first window is busy, every later one quiet
+    monkeypatch.setattr(
+        prun, "QuietGuard",
+        lambda limit: quiet.QuietGuard(limit, sleep=lambda s: None, meter_factory=lambda: _FakeMeter(loads)),
+    )
+    real = prun.measure_unit
+    n = {"calls": 0}
+
+    def marked(unit, timer):  # the first measurement is "slow" (taken under load)
+        n["calls"] += 1
+        m = real(unit, timer)
+        if n["calls"] == 1:
+            m.median_ms = 1e6
+        return m
+
+    monkeypatch.setattr(prun, "measure_unit", marked)
+    report = run_profile(_settings(tiny, root, other_load_limit=0.25))
+    assert report.complete and report.discarded == 1
+    stored = Profile.load(root / "test-cpu").blocks["median_ms"].tolist()
+    assert max(stored) < 1e6 and len(stored) == len(space_units(tiny, [32]))
+    meta = yaml.safe_load((root / "test-cpu" / "profile.yaml").read_text())
+    assert meta["quiet_guard"]["other_load_limit_cpus"] == 0.25

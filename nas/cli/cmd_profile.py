@@ -45,6 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-recheck", action="store_true", help="do not re-measure unstable entries at the end")
     p.add_argument(
+        "--other-load-limit",
+        default=None,
+        metavar="CPUS|off",
+        help="discard and re-measure what was timed while other processes used more than this many "
+        "CPUs (default 0.25; off: measure regardless)",
+    )
+    p.add_argument(
         "--refine",
         type=Path,
         metavar="ARCHS",
@@ -88,6 +95,20 @@ def _positive(name: str, value, allow_zero: bool = False) -> None:
         raise NASError(f"{name} {value}: must be {'>= 0' if allow_zero else '> 0'}")
 
 
+def _load_limit(text: str | None, default: float | None) -> float | None:
+    if text is None:
+        return default
+    if text.strip().lower() == "off":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise NASError(f"--other-load-limit {text}: must be a number of CPUs >= 0 or 'off'")
+    return value
+
+
 def cmd_profile(args: argparse.Namespace) -> int:
     if args.refine is not None:
         return _cmd_refine(args)
@@ -119,6 +140,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         recheck=not args.no_recheck,
     )
     settings = quick_settings(**common) if args.quick else ProfileSettings(**common)
+    settings.other_load_limit = _load_limit(args.other_load_limit, settings.other_load_limit)
     report = run_profile(settings, progress=ui.progress, log=ui.info)
     rows = [s.to_dict() for s in report.spaces]
     if ui.json_mode():
@@ -159,7 +181,12 @@ def _cmd_refine(args: argparse.Namespace) -> int:
         raise NASError("--refine needs --device NAME (the measured profile to add the archs to)")
     space = args.space[0] if args.space else None
     archs = read_arch_file(args.refine, space)
-    prof, n = refine_profile(args.device, archs, progress=ui.progress, max_minutes=args.max_minutes)
+    from nas.profile.quiet import DEFAULT_LIMIT
+
+    prof, n = refine_profile(
+        args.device, archs, progress=ui.progress, max_minutes=args.max_minutes,
+        other_load_limit=_load_limit(args.other_load_limit, DEFAULT_LIMIT),
+    )
     ui.info(f"{prof.name}: measured {n} new arch(s) of {len(archs)} into split 'refine'")
     out = {"device": prof.name, "measured": n, "given": len(archs), "refit": []}
     if not args.no_refit:

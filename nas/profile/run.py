@@ -31,6 +31,7 @@ import pandas as pd
 
 from nas.errors import ProfileError
 from nas.profile.machine import machine_info
+from nas.profile.quiet import DEFAULT_LIMIT, QuietGuard, measure_quietly
 from nas.profile.store import Profile, check_name, default_device_name, space_file_ref
 from nas.profile.timer import Measurement, Protocol, Timer
 from nas.profile.units import Unit, space_units
@@ -89,6 +90,7 @@ class ProfileSettings:
     flush_s: float = 10.0
     flush_every: int = 50
     recheck: bool = True
+    other_load_limit: float | None = DEFAULT_LIMIT  # CPUs other processes may use (None: no guard)
 
     def protocols(self) -> tuple[Protocol, Protocol]:
         """(end-to-end protocol, block protocol)."""
@@ -127,6 +129,7 @@ class RunReport:
     spaces: list[SpaceReport]
     elapsed_s: float
     stopped: bool
+    discarded: int = 0  # measurements thrown away because other processes loaded the CPU
 
     @property
     def complete(self) -> bool:
@@ -138,6 +141,7 @@ class RunReport:
             "path": str(self.path),
             "elapsed_s": self.elapsed_s,
             "stopped_early": self.stopped,
+            "discarded_busy": self.discarded,
             "complete": self.complete,
             "spaces": [s.to_dict() for s in self.spaces],
         }
@@ -343,6 +347,8 @@ def run_profile(
     prof = open_profile(path, name, arch_p, block_p, settings.description)
     flusher = _Flusher(prof, settings.flush_s, settings.flush_every)
     block_timer, arch_timer = Timer(block_p), Timer(arch_p)
+    guard = QuietGuard(settings.other_load_limit)
+    prof.meta["quiet_guard"] = guard.to_dict()
     reports: list[SpaceReport] = []
     stopped = False
     with contextlib.ExitStack() as stack:
@@ -355,9 +361,13 @@ def run_profile(
                 _plan_counts(prof, space, settings, rep)
                 continue
             stopped = _profile_space(
-                prof, space, settings, block_timer, arch_timer, deadline, flusher, rep, progress, log
+                prof, space, settings, block_timer, arch_timer, deadline, flusher, rep, progress, log,
+                guard,
             )
-    return RunReport(name, path, reports, deadline.elapsed(), stopped)
+        if guard.discarded:
+            log(f"{guard.discarded} measurement(s) were taken while other processes loaded the CPU; "
+                f"discarded and measured again (waited {guard.waited_s:.0f} s for quiet)")
+    return RunReport(name, path, reports, deadline.elapsed(), stopped, guard.discarded)
 
 
 def _resolutions(space: SearchSpace, settings: ProfileSettings) -> list[int]:
@@ -430,7 +440,7 @@ def _mark(prof: Profile, space: str, rep: SpaceReport) -> None:
 
 
 def _profile_space(
-    prof, space, settings, block_timer, arch_timer, deadline, flusher, rep, progress, log
+    prof, space, settings, block_timer, arch_timer, deadline, flusher, rep, progress, log, guard
 ) -> bool:
     """Measure what is missing of one space; True when the deadline stopped it."""
     units, calib, holdout = _plan(prof, space, settings)
@@ -443,18 +453,22 @@ def _profile_space(
     if todo:
         log(f"{space.name}: {len(todo)} of {len(units)} block keys to measure")
         with progress(len(units), f"{space.name} blocks", completed=rep.blocks_done) as bar:
-            for u in todo:
-                if deadline.passed():
-                    stopped = True
-                    break
-                prof.add_blocks([_block_row(u.key, measure_unit(u, block_timer))])
+            done_now = 0
+            for u, m in measure_quietly(
+                todo, lambda u: measure_unit(u, block_timer), guard, deadline.passed, log
+            ):
+                prof.add_blocks([_block_row(u.key, m)])
+                done_now += 1
                 rep.blocks_done += 1
                 rep.blocks_new += 1
                 bar.advance()
                 flusher.tick()
+            stopped = done_now < len(todo)
         flusher.now()
     if not stopped and settings.recheck:
-        stopped = _recheck_blocks(prof, units, block_timer, deadline, flusher, rep, progress, space.name)
+        stopped = _recheck_blocks(
+            prof, units, block_timer, deadline, flusher, rep, progress, space.name, guard
+        )
     done = prof.measured_archs(space.name)
     plan = [(a, "calib") for a in calib] + [(a, "holdout") for a in holdout]
     rep.archs_total = len(plan)
@@ -465,19 +479,19 @@ def _profile_space(
     if todo_archs and not stopped:
         log(f"{space.name}: {len(todo_archs)} of {len(plan)} end-to-end archs to measure")
         with progress(len(plan), f"{space.name} archs", completed=rep.archs_done) as bar:
-            for a, split in todo_archs:
-                if deadline.passed():
-                    stopped = True
-                    break
-                prof.add_archs([_arch_row(a, split, measure_arch(a, arch_timer))])
+            for (a, split), m in measure_quietly(
+                todo_archs, lambda it: measure_arch(it[0], arch_timer), guard, deadline.passed, log
+            ):
+                prof.add_archs([_arch_row(a, split, m)])
                 fresh.add((a.id, split))
                 rep.archs_done += 1
                 rep.archs_new += 1
                 bar.advance()
                 flusher.tick()
+            stopped = len(fresh) < len(todo_archs)
         flusher.now()
     if not stopped and settings.recheck:
-        stopped = _recheck_archs(prof, space, arch_timer, deadline, flusher, rep, fresh)
+        stopped = _recheck_archs(prof, space, arch_timer, deadline, flusher, rep, fresh, guard)
     rows = prof.arch_rows(space.name)
     blocks = prof.blocks[prof.blocks["key"].isin(list(units))]
     rep.unstable = int((~blocks["stable"]).sum() + (~rows["stable"]).sum())
@@ -486,7 +500,7 @@ def _profile_space(
     return stopped
 
 
-def _recheck_blocks(prof, units, timer, deadline, flusher, rep, progress, space_name) -> bool:
+def _recheck_blocks(prof, units, timer, deadline, flusher, rep, progress, space_name, guard) -> bool:
     """Re-measure unstable block entries once (attempts <= 1 + protocol.remeasure: not yet rechecked)."""
     b = prof.blocks
     limit = timer.protocol.remeasure + 1
@@ -494,15 +508,17 @@ def _recheck_blocks(prof, units, timer, deadline, flusher, rep, progress, space_
     if sel.empty:
         return False
     with progress(len(sel), f"{space_name} re-measure unstable blocks") as bar:
-        for key, spread_before, attempts, old in zip(
+        items = list(zip(
             sel["key"],
             (sel["p75_ms"] - sel["p25_ms"]) / sel["median_ms"],
             sel["attempts"],
             sel.to_dict("records"),
+        ))
+        done = 0
+        for (key, spread_before, attempts, old), m in measure_quietly(
+            items, lambda it: measure_unit(units[it[0]], timer), guard, deadline.passed
         ):
-            if deadline.passed():
-                return True
-            m = measure_unit(units[key], timer)
+            done += 1
             if m.rel_spread < spread_before:
                 prof.add_blocks([_block_row(key, m, int(attempts))])
             else:
@@ -511,10 +527,10 @@ def _recheck_blocks(prof, units, timer, deadline, flusher, rep, progress, space_
             bar.advance()
             flusher.tick()
     flusher.now()
-    return False
+    return done < len(items)
 
 
-def _recheck_archs(prof, space, timer, deadline, flusher, rep, fresh: set[tuple[str, str]]) -> bool:
+def _recheck_archs(prof, space, timer, deadline, flusher, rep, fresh: set[tuple[str, str]], guard) -> bool:
     """Re-measure once the archs measured in this run that stayed unstable; keep the tighter result."""
     rows = prof.arch_rows(space.name)
     keys = pd.Series(list(zip(rows["arch_id"], rows["split"])), index=rows.index, dtype=object)
@@ -523,18 +539,19 @@ def _recheck_archs(prof, space, timer, deadline, flusher, rep, fresh: set[tuple[
         return False
     archs, _ = prof.archs_of(space, None)
     by_id = {a.id: a for a in archs}
-    for rec in sel.to_dict("records"):
-        if deadline.passed():
-            return True
+    recs = sel.to_dict("records")
+    done = 0
+    for rec, m in measure_quietly(recs, lambda r: measure_arch(by_id[r["arch_id"]], timer), guard,
+                                  deadline.passed):
+        done += 1
         a = by_id[rec["arch_id"]]
-        m = measure_arch(a, timer)
         spread_before = (rec["p75_ms"] - rec["p25_ms"]) / rec["median_ms"]
         if m.rel_spread < spread_before:
             prof.add_archs([_arch_row(a, rec["split"], m)])
         rep.rechecked += 1
         flusher.tick()
     flusher.now()
-    return False
+    return done < len(recs)
 
 
 # ------------------------------------------------------------------------------------------ refine
@@ -545,6 +562,7 @@ def refine_profile(
     archs: Sequence[Arch],
     progress: ProgressFactory | None = None,
     max_minutes: float | None = None,
+    other_load_limit: float | None = DEFAULT_LIMIT,
 ) -> tuple[Profile, int]:
     """Measure ``archs`` end to end on this machine under the profile's own protocol and add them as
     ``refine`` rows. Returns (profile, number newly measured). Refuses a profile of another machine."""
@@ -571,12 +589,11 @@ def refine_profile(
     deadline = _Deadline(max_minutes)
     flusher = _Flusher(prof, 10.0, 20)
     n = 0
+    guard = QuietGuard(other_load_limit)
     try:
         with progress(len(todo), f"{prof.name} refine") as bar:
-            for a in todo:
-                if deadline.passed():
-                    break
-                prof.add_archs([_arch_row(a, "refine", measure_arch(a, timer))])
+            for a, m in measure_quietly(todo, lambda a: measure_arch(a, timer), guard, deadline.passed):
+                prof.add_archs([_arch_row(a, "refine", m)])
                 n += 1
                 bar.advance()
                 flusher.tick()
@@ -598,7 +615,8 @@ def quick_settings(**overrides: Any) -> ProfileSettings:
         "remeasure": 1,
     }
     base = ProfileSettings(
-        spaces=[], block_protocol=dict(fast), arch_protocol=dict(fast), n_calib=4, n_holdout=4
+        spaces=[], block_protocol=dict(fast), arch_protocol=dict(fast), n_calib=4, n_holdout=4,
+        other_load_limit=None,
     )
     return replace(base, **overrides)
 

@@ -1,0 +1,153 @@
+"""Keep other processes' CPU load out of measured latencies.
+
+On a small machine, a process busy on another core (a test run, a build, a Ray worker; on a VM maybe
+the sibling hyper-thread of ours) slows a measured module by up to 2x without making its timings
+noisy, so the spread check of :mod:`nas.profile.timer` cannot see it. :class:`LoadMeter` measures the
+CPU time used by *everything but this process* over a window (``/proc/stat`` busy time, steal
+included, minus our own CPU time), and :func:`measure_quietly` keeps a window's measurements only
+when that load stayed under a limit; otherwise it waits for the machine to calm down and measures the
+window's items again. Where ``/proc/stat`` does not exist (not Linux) the guard is off.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from nas.errors import ProfileError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+PROC_STAT = Path("/proc/stat")
+DEFAULT_LIMIT = 0.25  # CPUs other processes may use while we measure
+WINDOW_S = 1.0  # judge the load over at least this much wall time
+MAX_WAIT_S = 600.0  # give up (progress is saved) when the machine stays busy this long
+
+
+def read_busy_seconds() -> float | None:
+    """Busy CPU seconds of the whole machine since boot (user+nice+system+irq+softirq+steal), or None."""
+    try:
+        with PROC_STAT.open() as f:
+            first = f.readline().split()
+    except OSError:
+        return None
+    if not first or first[0] != "cpu":
+        return None
+    ticks = [int(v) for v in first[1:]]
+    # fields: user nice system idle iowait irq softirq steal guest guest_nice (guest is inside user)
+    busy = sum(ticks[i] for i in (0, 1, 2, 5, 6, 7) if i < len(ticks))
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+class LoadMeter:
+    """CPUs used by other processes since :meth:`start` (busy time of the machine minus ours)."""
+
+    def __init__(self, reader: Callable[[], float | None] | None = None,
+                 own: Callable[[], float] = time.process_time, clock: Callable[[], float] = time.monotonic):
+        self._reader = reader or (lambda: read_busy_seconds())
+        self._own, self._clock = own, clock
+        self.available = self._reader() is not None
+        self.start()
+
+    def start(self) -> None:
+        self._t0, self._busy0, self._own0 = self._clock(), self._reader() or 0.0, self._own()
+
+    def elapsed(self) -> float:
+        return self._clock() - self._t0
+
+    def others(self) -> float:
+        """Average number of CPUs kept busy by other processes since :meth:`start` (0 if unknown)."""
+        if not self.available:
+            return 0.0
+        wall = self.elapsed()
+        if wall <= 0:
+            return 0.0
+        busy = (self._reader() or 0.0) - self._busy0
+        mine = self._own() - self._own0
+        return max(0.0, (busy - mine) / wall)
+
+
+@dataclass
+class QuietGuard:
+    """Settings and counters of the guard: ``limit`` CPUs (None: off), window, longest wait."""
+
+    limit: float | None = DEFAULT_LIMIT
+    window_s: float = WINDOW_S
+    max_wait_s: float = MAX_WAIT_S
+    discarded: int = 0
+    waited_s: float = 0.0
+    sleep: Callable[[float], None] = time.sleep
+    meter_factory: Callable[[], LoadMeter] = LoadMeter
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"other_load_limit_cpus": self.limit, "window_s": self.window_s}
+
+    def wait_quiet(self, load: float, log: Callable[[str], None], passed: Callable[[], bool]) -> bool:
+        """Sleep in windows until other processes use at most ``limit`` CPUs; False if ``passed()``."""
+        log(f"other processes use {load:.2f} CPUs (limit {self.limit}); measurements discarded, "
+            "waiting for the machine to be quiet")
+        meter = self.meter_factory()
+        t0 = time.monotonic()
+        while True:
+            if passed():
+                return False
+            meter.start()
+            self.sleep(self.window_s)
+            load = meter.others()
+            self.waited_s += self.window_s
+            if self.limit is None or load <= self.limit:
+                return True
+            if time.monotonic() - t0 > self.max_wait_s:
+                raise ProfileError(
+                    f"the machine stayed busy for {self.max_wait_s:.0f} s (other processes use {load:.2f} "
+                    f"CPUs, limit {self.limit}); what was measured is saved: stop the other work and "
+                    "re-run to resume, or pass --other-load-limit off to measure anyway"
+                )
+
+
+def measure_quietly(
+    items: Iterable[T],
+    measure: Callable[[T], R],
+    guard: QuietGuard,
+    passed: Callable[[], bool] = lambda: False,
+    log: Callable[[str], None] = lambda s: None,
+) -> Iterator[tuple[T, R]]:
+    """Yield ``(item, measure(item))`` for windows in which other processes stayed under the limit.
+
+    Items are measured in windows of at least ``guard.window_s`` seconds; a window with too much
+    other load is thrown away, the guard waits for quiet and the window's items are measured again.
+    Stops early (without yielding the open window) when ``passed()`` is true.
+    """
+    queue = deque(items)
+    meter = guard.meter_factory()
+    if guard.limit is None or not meter.available:
+        for item in queue:
+            if passed():
+                return
+            yield item, measure(item)
+        return
+    pending: list[tuple[T, R]] = []
+    meter.start()
+    while queue:
+        if passed():
+            return
+        item = queue.popleft()
+        pending.append((item, measure(item)))
+        if meter.elapsed() < guard.window_s and queue:
+            continue
+        load = meter.others()
+        if load <= guard.limit:
+            yield from pending
+        else:
+            guard.discarded += len(pending)
+            queue.extendleft(it for it, _ in reversed(pending))
+            if not guard.wait_quiet(load, log, passed):
+                return
+        pending = []
+        meter.start()
