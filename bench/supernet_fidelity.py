@@ -12,6 +12,7 @@
 
     python bench/supernet_fidelity.py                 # 24 archs spread over MACs, 5 seeds (~40-60 min, 2 cores)
     python bench/supernet_fidelity.py --select random --seeds 3   # uniformly random archs
+    python bench/supernet_fidelity.py --select random --folds 5   # random archs, 5-fold cross-validation
     python bench/supernet_fidelity.py --smoke         # 4 archs, short runs: checks the pipeline only
 
 Measured (digits val has 359 images, so one image is 0.28%): the standalone ground truth is itself noisy;
@@ -54,8 +55,8 @@ def select_archs(space, n: int, seed: int, how: str) -> list:
     return [pool[round(i * (len(pool) - 1) / (n - 1))] for i in range(n)]
 
 
-def _standalone(job: tuple[dict, dict, int, int]) -> dict:
-    arch_dict, cfg_dict, seed, threads = job
+def _standalone(job: tuple[dict, dict, int, int, int]) -> dict:
+    arch_dict, cfg_dict, seed, threads, run = job
     torch.set_num_threads(threads)
     space = load_space("tiny")
     arch = space.arch_from_dict(arch_dict)
@@ -63,7 +64,8 @@ def _standalone(job: tuple[dict, dict, int, int]) -> dict:
     cfg = dataclasses.replace(TrainConfig.from_dict(cfg_dict), seed=seed)
     t = time.perf_counter()
     r = train_standalone(arch, data, cfg)
-    return {"id": arch.id, "seed": seed, **r, "seconds": round(time.perf_counter() - t, 1)}
+    return {"id": arch.id, "seed": seed, "run": run, "n_val": len(data.val), **r,
+            "seconds": round(time.perf_counter() - t, 1)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -80,6 +82,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--epochs", type=int, default=60, help="supernet epochs")
     ap.add_argument("--standalone-epochs", type=int, default=60)
     ap.add_argument("--seeds", type=int, default=5, help="standalone runs per arch (accuracy averaged)")
+    ap.add_argument(
+        "--folds", type=int, default=1,
+        help="K > 1: K-fold cross-validation (a supernet and one standalone run per fold; replaces --seeds)",
+    )
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--n-random", type=int, default=2, help="random subnets per supernet step")
     ap.add_argument("--lr", type=float, default=0.1)
@@ -90,38 +96,56 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     if args.smoke:
         args.archs, args.epochs, args.standalone_epochs, args.seeds = 4, 2, 2, 1
+        args.folds = min(args.folds, 2)
         args.out = args.out.with_name(args.out.name + "-smoke")
     torch.set_num_threads(args.threads)
     space = load_space("tiny")
+    # one "run" = (index, data spec, seed): --folds K gives K cross-validation folds (a supernet and a
+    # standalone training per fold, accuracies pooled over all 1,797 images); otherwise --seeds seeds on
+    # the fixed 80/20 split (one supernet)
+    if args.folds > 1:
+        runs = [(f, f"digits:fold={f}/{args.folds}", f) for f in range(args.folds)]
+    else:
+        runs = [(s, "digits", s) for s in range(args.seeds)]
+    supernet_runs = runs if args.folds > 1 else runs[:1]
     cfg = TrainConfig(
         space="tiny",
         data="digits",
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
-        n_random=2,
+        n_random=args.n_random,
         eval_every=max(1, args.epochs // 4),
         calib_batches=10,
         seed=0,
     )
-    run = args.out / f"supernet-e{args.epochs}-n{args.n_random}"
-    t0 = time.perf_counter()
-    resume = (run / "checkpoint.safetensors").is_file()
-    if not (resume and load_checkpoint(run).state["step"] >= load_checkpoint(run).state["total_steps"]):
-        SupernetTrainer(cfg, run, resume=resume).fit()
-    train_s = time.perf_counter() - t0
-
     archs = select_archs(space, args.archs, args.arch_seed, args.select)
-
-    # inherited accuracy, BN recalibrated (cached per arch in the evaluator)
     from nas.supernet.bn import SubnetEvaluator
 
-    sn, state = load_supernet(run)
-    data = load_data("digits", sn.space)
-    ev = SubnetEvaluator(sn, data.train, data.val, cfg.calib_batches, 256, cfg.seed)
-    inherited = {a.id: ev.evaluate(sn.space.arch_from_dict(a.to_dict()))["accuracy"] for a in archs}
+    t0 = time.perf_counter()
+    inherited_correct = {a.id: 0.0 for a in archs}
+    n_val = 0
+    history = []
+    for i, spec, _ in supernet_runs:
+        fcfg = dataclasses.replace(cfg, data=spec)
+        tag = f"-fold{i}of{args.folds}" if args.folds > 1 else ""
+        run = args.out / f"supernet-e{args.epochs}-n{args.n_random}{tag}"
+        resume = (run / "checkpoint.safetensors").is_file()
+        if not (resume and load_checkpoint(run).state["step"] >= load_checkpoint(run).state["total_steps"]):
+            print(f"training supernet {run.name} on {spec}", flush=True)
+            SupernetTrainer(fcfg, run, resume=resume).fit()
+        # inherited accuracy, BN recalibrated (cached per arch in the evaluator)
+        sn, state = load_supernet(run)
+        data = load_data(spec, sn.space)
+        ev = SubnetEvaluator(sn, data.train, data.val, cfg.calib_batches, 256, cfg.seed)
+        for a in archs:
+            inherited_correct[a.id] += ev.evaluate(sn.space.arch_from_dict(a.to_dict()))["accuracy"] * len(data.val)
+        n_val += len(data.val)
+        history.append(state.get("history", {}).get("eval"))
+    inherited = {k: v / n_val for k, v in inherited_correct.items()}
+    train_s = time.perf_counter() - t0
 
-    # standalone accuracy (cached: one JSON line per (arch, seed, recipe))
+    # standalone accuracy (cached: one JSON line per (arch, run, recipe))
     scfg = dataclasses.replace(cfg, epochs=args.standalone_epochs)
     supernet_only = (
         "n_random",
@@ -136,33 +160,37 @@ def main(argv: list[str] | None = None) -> dict:
         "amp",
         "device",
     )
-    recipe = json.dumps(
-        {k: v for k, v in dataclasses.asdict(scfg).items() if k not in supernet_only}, sort_keys=True
-    )
+
+    def recipe_of(spec: str) -> str:
+        d = dataclasses.asdict(dataclasses.replace(scfg, data=spec))
+        return json.dumps({k: v for k, v in d.items() if k not in supernet_only}, sort_keys=True)
+
     cache = args.out / "standalone.jsonl"
     done: dict[tuple[str, int], dict] = {}
+    recipes = {i: recipe_of(spec) for i, spec, _ in runs}
     if cache.is_file():
         for line in cache.read_text().splitlines():
             r = json.loads(line)
-            if r.get("recipe") == recipe:
-                done[(r["id"], r["seed"])] = r
+            i = r.get("run", r["seed"])
+            if recipes.get(i) == r.get("recipe"):
+                done[(r["id"], i)] = r
     jobs = [
-        (a.to_dict(), dataclasses.asdict(scfg), s, args.threads)
+        (a.to_dict(), dataclasses.asdict(dataclasses.replace(scfg, data=spec)), seed, args.threads, i)
         for a in archs
-        for s in range(args.seeds)
-        if (a.id, s) not in done
+        for i, spec, seed in runs
+        if (a.id, i) not in done
     ]
     t1 = time.perf_counter()
     if jobs:
         env_threads = os.environ.get("OMP_NUM_THREADS")
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
         with ProcessPoolExecutor(max_workers=max(1, args.procs)) as pool:
-            for i, r in enumerate(pool.map(_standalone, jobs)):
-                done[(r["id"], r["seed"])] = r
+            for k, r in enumerate(pool.map(_standalone, jobs)):
+                done[(r["id"], r["run"])] = r
                 with open(cache, "a") as f:
-                    f.write(json.dumps({**r, "recipe": recipe}) + "\n")
+                    f.write(json.dumps({**r, "recipe": recipes[r["run"]]}) + "\n")
                 print(
-                    f"standalone {i + 1}/{len(jobs)}: {r['id']} seed {r['seed']} acc {r['accuracy']:.4f} "
+                    f"standalone {k + 1}/{len(jobs)}: {r['id']} run {r['run']} acc {r['accuracy']:.4f} "
                     f"({r['seconds']} s)",
                     flush=True,
                 )
@@ -171,8 +199,11 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             os.environ["OMP_NUM_THREADS"] = env_threads
     standalone_s = time.perf_counter() - t1
+    # pooled over the runs, weighted by their val sizes (folds) or plain mean (seeds on one split)
     standalone = {
-        a.id: sum(done[(a.id, s)]["accuracy"] for s in range(args.seeds)) / args.seeds for a in archs
+        a.id: sum(done[(a.id, i)]["accuracy"] * done[(a.id, i)]["n_val"] for i, _, _ in runs)
+        / sum(done[(a.id, i)]["n_val"] for i, _, _ in runs)
+        for a in archs
     }
 
     from scipy.stats import kendalltau, spearmanr
@@ -182,7 +213,7 @@ def main(argv: list[str] | None = None) -> dict:
     tau = float(kendalltau(xs, ys).statistic)
     rho = float(spearmanr(xs, ys).statistic)
     # how reproducible the ground truth itself is: tau between two single-seed standalone runs, averaged
-    pairs = [(s1, s2) for s1 in range(args.seeds) for s2 in range(s1 + 1, args.seeds)]
+    pairs = [(s1, s2) for s1, _, _ in runs for s2, _, _ in runs if s2 > s1]
     seed_tau = None
     if pairs:
         vals = [
@@ -198,20 +229,22 @@ def main(argv: list[str] | None = None) -> dict:
     ]
     out = {
         "space": "tiny",
-        "data": "digits (sklearn; 1438 train / 359 val)",
+        "data": f"digits (sklearn; {args.folds}-fold cross-validation, all 1797 images scored)"
+        if args.folds > 1 else "digits (sklearn; 1438 train / 359 val)",
         "archs": len(archs),
         "select": args.select,
         "arch_seed": args.arch_seed,
         "supernet_epochs": args.epochs,
         "standalone_epochs": args.standalone_epochs,
-        "seeds": args.seeds,
+        "seeds": args.seeds if args.folds <= 1 else None,
+        "folds": args.folds if args.folds > 1 else None,
         "kendall_tau": round(tau, 4),
         "spearman_rho": round(rho, 4),
         "seed_vs_seed_tau": seed_tau,
         "supernet_train_s": round(train_s, 1),
         "standalone_train_s": round(standalone_s, 1),
         "rows": rows,
-        "supernet_eval": state.get("history", {}).get("eval"),
+        "supernet_eval": history,
     }
     (args.out / f"result-{args.select}.json").write_text(json.dumps(out, indent=2) + "\n")
     if args.json:
@@ -223,13 +256,15 @@ def main(argv: list[str] | None = None) -> dict:
     print(
         f"Kendall tau-b = {tau:.3f}, Spearman rho = {rho:.3f} over {len(archs)} {args.select} archs "
         f"(target tau >= 0.6); "
-        f"supernet {args.epochs} epochs, standalone {args.standalone_epochs} epochs x {args.seeds} seeds; "
-        f"accuracy on digits val after BN recalibration (inherited) / after training (standalone)"
+        f"supernet {args.epochs} epochs, standalone {args.standalone_epochs} epochs; "
+        + (f"{args.folds}-fold cross-validation (a supernet and a standalone run per fold, all 1797 images "
+           f"scored)" if args.folds > 1 else f"{args.seeds} standalone seeds on the 359-image val split")
+        + "; accuracy after BN recalibration (inherited) / after training (standalone)"
     )
     if seed_tau is not None:
         print(
-            f"reproducibility of the standalone ground truth: Kendall tau between two single-seed runs of the "
-            f"same archs = {seed_tau:.3f} (mean over {len(pairs)} seed pairs)"
+            f"reproducibility of the standalone ground truth: Kendall tau between two single runs of the "
+            f"same archs = {seed_tau:.3f} (mean over {len(pairs)} pairs of {'folds' if args.folds > 1 else 'seeds'})"
         )
     return out
 

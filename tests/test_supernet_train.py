@@ -260,6 +260,25 @@ def test_digits_split_and_augment():
     assert resize(x, 8, channels=3).shape == (10, 3, 8, 8)
 
 
+def test_digits_folds_partition_the_dataset():
+    from nas.supernet.data import kfold_split
+
+    space = load_space("tiny")
+    folds = [load_data(f"digits:fold={f}/5", space) for f in range(5)]
+    assert [len(d.train) + len(d.val) for d in folds] == [1797] * 5
+    assert sum(len(d.val) for d in folds) == 1797
+    assert "5-fold, val = fold 2" in folds[2].info["split"]
+    y = np.repeat(np.arange(10), 30)
+    vals = [kfold_split(y, f, 5)[1] for f in range(5)]
+    assert sorted(np.concatenate(vals).tolist()) == list(range(300))  # each sample in one val split
+    assert all((np.bincount(y[v], minlength=10) == 6).all() for v in vals)  # stratified
+    tr, va = kfold_split(y, 1, 5)
+    assert not set(tr) & set(va) and len(tr) + len(va) == 300
+    for bad in ("digits:fold=5/5", "digits:fold=1/1", "digits:3/5", "digits:fold=a/b"):
+        with pytest.raises(NASError, match="fold=F/K"):
+            load_data(bad, space)
+
+
 def _cifar_batch(path: Path, n: int, key: str) -> None:
     rng = np.random.default_rng(0)
     obj = {
