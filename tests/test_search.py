@@ -178,3 +178,132 @@ def test_hypervolume_2d():
     # reference (accuracy 0, latency 5): union of boxes (0.9 x 2) and (0.8 x 4) = 1.8 + 0.8*2 = 3.4
     assert hypervolume(vals, ["max", "min"], [0.0, 5.0]) == pytest.approx(0.9 * 2 + 0.8 * 2)
     assert list(pareto_mask(vals, ["max", "min"])) == [True, True, False]
+
+
+# ---- OFA-style pre-screening by an accuracy predictor ---------------------------------------------------
+
+@pytest.mark.parametrize("strategy", ["nsga2", "evolution", "tpe", "random"])
+def test_prescreen_picks_feasible_unseen_archs_with_predictions(tmp_path, tiny_space, strategy):
+    res = run_search(cfg(tmp_path, tiny_space, strategy=strategy, trials=32, population=8, prescreen=8))
+    t = res.trials
+    assert len(t) == 32 and t["number"].is_unique
+    pre = t[t["source"] == "prescreen"]
+    assert len(pre) >= 5
+    assert set(t["source"]) <= {"sampler", "evolution", "prescreen", "recovered"}
+    assert pre["feasible"].all() and (pre["params"] < 60_000).all() and pre["evaluated"].all()
+    assert pre["predicted_accuracy"].notna().all() and t.loc[t["source"] != "prescreen", "predicted_accuracy"].isna().all()
+    for _, r in pre.iterrows():  # never an arch the run had already seen
+        assert r["arch_id"] not in set(t.loc[t["number"] < r["number"], "arch_id"])
+        assert pd_isna(r["duplicate_of"])
+    # no pre-screening during the warm-up (10 feasible scored archs)
+    first = int(pre["number"].min())
+    assert t[(t["number"] < first) & t["feasible"]]["arch_id"].nunique() >= 10
+    s = json.loads((res.run_dir / "summary.json").read_text())["prescreen"]
+    assert s["candidates_per_trial"] == 8 and s["share"] == 0.5 and "ridge" in s["predictor"]
+    assert s["trials"] == len(pre) and s["error_on_screened"]["n"] == len(pre)
+    assert s["error_on_screened"]["mae"] is not None and s["error_on_screened"]["spearman"] is not None
+
+
+def pd_isna(v) -> bool:
+    """True for None/NaN (pandas' missing values)."""
+    import pandas as pd
+
+    return bool(pd.isna(v))
+
+
+def test_prescreen_is_deterministic_and_off_by_default(tmp_path, tiny_space):
+    a = run_search(cfg(tmp_path / "a", tiny_space, trials=28, prescreen=6, prescreen_share=0.75))
+    b = run_search(cfg(tmp_path / "b", tiny_space, trials=28, prescreen=6, prescreen_share=0.75))
+    cols = [c for c in a.trials.columns if c not in ("eval_s", "worker")]
+    assert (a.trials["source"] == "prescreen").sum() >= 5
+    assert a.trials[cols].equals(b.trials[cols])
+    off = run_search(cfg(tmp_path / "c", tiny_space, trials=12))
+    assert set(off.trials["source"]) == {"sampler"} and off.summary["prescreen"] is None
+
+
+def test_prescreen_resume_keeps_sources_and_repeats_nothing(tmp_path, tiny_space):
+    first = run_search(cfg(tmp_path, tiny_space, trials=20, prescreen=8))
+    # a pre-screened trial left RUNNING, as a kill -9 leaves it: resume asks it again as "recovered"
+    study = optuna.load_study(study_name=first.study_name, storage=f"sqlite:///{first.run_dir / 'study.db'}")
+    sp = nas.load_space(tiny_space)
+    lost = sp.sample(seed=123)
+    import random
+
+    study.enqueue_trial(arch_to_params(sp, lost, distributions(sp), random.Random(0)),
+                        user_attrs={"source": "prescreen", "predicted_accuracy": 1234.5})
+    assert study.ask(distributions(sp)).number == 20
+    res = run_search(cfg(tmp_path, tiny_space, trials=32, prescreen=8, resume=True))
+    t = res.trials
+    assert list(t["number"]) == list(range(20)) + list(range(21, 33))  # 20 failed, asked again as 21
+    rec = t[t["source"] == "recovered"]
+    assert list(rec["number"]) == [21] and rec["arch_id"].iloc[0] == lost.id
+    assert rec["predicted_accuracy"].iloc[0] == 1234.5
+    kept = t.set_index("number")
+    for _, r in first.trials.iterrows():
+        assert kept.loc[r["number"], "arch_id"] == r["arch_id"] and kept.loc[r["number"], "source"] == r["source"]
+    pre = t[t["source"] == "prescreen"]
+    assert (pre["number"] > 21).any()
+    for _, r in pre.iterrows():
+        assert r["arch_id"] not in set(t.loc[t["number"] < r["number"], "arch_id"])
+
+
+@pytest.mark.parametrize("argv", [["--prescreen", "1"], ["--prescreen", "-2"], ["--prescreen", "many"],
+                                  ["--prescreen", "8", "--prescreen-share", "0"],
+                                  ["--prescreen", "8", "--prescreen-share", "1.5"],
+                                  ["--prescreen", "8", "--prescreen-share", "half"]])
+def test_prescreen_flags_are_checked(tmp_path, tiny_space, capsys, argv):
+    from nas.cli import main as cli
+
+    runs = tmp_path / "runs"
+    code = cli.main(["search", "--space", str(tiny_space), "--budget", "params:60K", "--objectives", "accuracy,macs",
+                     "--accuracy", "proxy:params", "--trials", "5", "--runs", str(runs), *argv])
+    _, err = capsys.readouterr()
+    assert code == 2
+    lines = err.strip().splitlines()
+    flag = "--prescreen-share" if "--prescreen-share" in argv else "--prescreen "
+    assert len(lines) == 1 and flag in lines[0] and "must be" in lines[0]
+    assert not runs.exists()
+
+
+@pytest.mark.parametrize("proxy", ["entropy", "macs"])
+def test_prescreen_predictor_ranks_held_out_archs(tiny_space, proxy):
+    from scipy import stats
+
+    from nas.search.budget import Budget
+    from nas.search.estimators import make_estimator
+    from nas.search.prescreen import Prescreener
+
+    sp = nas.load_space(tiny_space)
+    est = make_estimator(f"proxy:{proxy}", sp)
+    archs = list({a.id: a for a in sp.sample_many(120, seed=5)}.values())[:90]
+    y = np.array([est.evaluate(a) for a in archs])
+    pre = Prescreener(sp, Budget.parse(""), ["accuracy", "macs"], ["max", "min"]).fit(archs[:40], y[:40])
+    rho = stats.spearmanr(pre.predict(archs[40:]), y[40:])[0]
+    assert rho > 0.8, (proxy, rho, pre.fit_info)
+    # predictions are in the score's own units (what the run's MAE reports): well inside its spread
+    mae = float(np.mean(np.abs(pre.predict(archs[40:]) - y[40:])))
+    assert mae < 0.5 * float(np.std(y[40:])), (proxy, mae, pre.fit_info)
+
+
+def test_prescreen_screens_predicted_latency_against_the_budget(tiny_space):
+    from nas.cost.count import count
+    from nas.search.budget import Budget
+    from nas.search.prescreen import Prescreener
+
+    class StubLatency:  # latency 1 ms per 100K MACs, predicted for a whole list at once
+        def predict(self, archs):
+            return np.array([count(a).macs / 1e5 for a in archs])
+
+    sp = nas.load_space(tiny_space)
+    archs = list({a.id: a for a in sp.sample_many(40, seed=2)}.values())
+    lat = StubLatency().predict(archs)
+    limit = float(np.median(lat))
+    rows = [{"arch_id": a.id, "_arch": a, "feasible": bool(ms <= limit), "accuracy": float(count(a).params)
+             if ms <= limit else None, "latency_ms": float(ms)} for a, ms in zip(archs, lat)]
+    pre = Prescreener(sp, Budget.parse(f"latency:{limit}ms"), ["accuracy", "latency_ms"], ["max", "min"],
+                      latency_model=StubLatency(), candidates=8, seed=0, warmup=10)
+    picks = pre.propose(rows, 4)
+    assert 1 <= len(picks) <= 4 and len({a.id for a, _ in picks}) == len(picks)
+    assert all(count(a).macs / 1e5 <= limit for a, _ in picks)
+    assert not {a.id for a, _ in picks} & {r["arch_id"] for r in rows}
+    assert pre.propose(rows[:5], 4) == []  # warm-up: too few scored archs

@@ -1,4 +1,11 @@
-"""`nas search --budget latency:5ms`: multi-objective search under budgets; writes runs/<study>/."""
+"""`nas search --budget latency:5ms`: multi-objective search under budgets; writes runs/<study>/.
+
+`--prescreen K` turns on OFA-style pre-screening: an accuracy predictor refitted every batch on the archs
+scored so far screens K candidates per pre-screened trial (cheap: costs counted, latency predicted,
+accuracy predicted) and the best feasible ones are scored for real; `--prescreen-share F` is the share of
+each batch filled that way (the strategy fills the rest). The run's summary records the predictor and its
+measured error (Spearman rho, MAE) on the archs it picked.
+"""
 from __future__ import annotations
 
 import argparse
@@ -29,6 +36,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="evaluator workers (Ray actors when > 1)")
     p.add_argument("--ray-address", help="join a Ray cluster (default: embedded local Ray)")
     p.add_argument("--runs", type=Path, default=Path("runs"), help="folder of run folders (default: runs/)")
+    p.add_argument("--prescreen", default="0", metavar="K",
+                   help="OFA-style pre-screening: an accuracy predictor fitted on the scores so far screens K "
+                        "candidates per pre-screened trial and only the best are scored (0 = off, else >= 2; "
+                        "e.g. 16)")
+    p.add_argument("--prescreen-share", default="0.5", metavar="F",
+                   help="share of each batch filled with pre-screened archs, 0 < F <= 1 (default 0.5; the "
+                        "strategy fills the rest and keeps exploring)")
     p.add_argument("--verify", action="store_true",
                    help="measure the Pareto archs on this machine afterwards and compare with the predictions")
     p.set_defaults(func=cmd_search)
@@ -39,11 +53,13 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise NASError("--budget: required, e.g. --budget latency:5ms (keys latency, params, macs, memory)")
     if args.workers < 1:
         raise NASError(f"--workers {args.workers}: must be at least 1")
+    prescreen, share = _prescreen_args(args.prescreen, args.prescreen_share)
     cfg = SearchConfig(budget=args.budget, space=args.space, device=args.device, accuracy=args.accuracy,
                        objectives=tuple(o.strip() for o in args.objectives.split(",") if o.strip()),
                        strategy=args.strategy, trials=args.trials, seed=args.seed, study=args.study,
                        storage=args.storage, resume=args.resume, workers=args.workers,
-                       ray_address=args.ray_address, runs_dir=args.runs)
+                       ray_address=args.ray_address, runs_dir=args.runs, prescreen=prescreen,
+                       prescreen_share=share)
     with ui.progress(cfg.trials, f"search {cfg.space}") as bar:
         state = {"last": 0}
 
@@ -77,7 +93,33 @@ def cmd_search(args: argparse.Namespace) -> int:
     ui.print_table(f"Pareto front of {s['study']} ({len(rows)} archs, budget {s['budget'] or 'none'})", cols, rows)
     print(f"{s['trials']} trials ({s['evaluated']} scored, {s['feasible']} feasible, {s['duplicates']} duplicates) "
           f"in {s['elapsed_s']:.0f}s; hypervolume {s['hypervolume']:.4g}; results in {result.run_dir}/")
+    pre = s.get("prescreen")
+    if pre:
+        err = pre["error_on_screened"]
+        how = (f"predicted vs scored on {err['n']}: spearman "
+               f"{'-' if err['spearman'] is None else format(err['spearman'], '.3f')}, MAE "
+               f"{'-' if err['mae'] is None else format(err['mae'], '.4g')}")
+        print(f"pre-screen: {pre['trials']} trials picked by the accuracy predictor from "
+              f"{pre['candidates_per_trial']} candidates each; {how}")
     return 0
+
+
+def _prescreen_args(k_text: str, share_text: str) -> tuple[int, float]:
+    """Parse and check --prescreen / --prescreen-share, raising one NASError line naming the flag."""
+    from nas.search.prescreen import validate_prescreen
+
+    try:
+        k = int(str(k_text).strip())
+    except ValueError:
+        raise NASError(f"--prescreen {k_text}: must be 0 (off) or an integer >= 2 "
+                       f"(candidates screened per pre-screened trial)") from None
+    try:
+        share = float(str(share_text).strip())
+    except ValueError:
+        raise NASError(f"--prescreen-share {share_text}: must be a number with 0 < F <= 1 "
+                       f"(share of each batch filled with pre-screened archs)") from None
+    validate_prescreen(k, share)
+    return k, share
 
 
 def _verify(result, args) -> dict:

@@ -7,6 +7,11 @@ estimate (the expensive part) runs on the evaluator only for feasible archs, sin
 NSGA-II/TPE rank infeasible trials by violation alone. Identical archs (same id) are evaluated once.
 Trials are asked in batches and told in trial order, so the same seed gives the same search whatever
 the number of workers.
+
+With ``prescreen`` > 0, a share of every batch comes from an accuracy predictor fitted on the scores so far
+(OFA-style, see nas.search.prescreen): it screens many candidate archs cheaply and the best are enqueued as
+trials; the rest of the batch comes from the strategy, which keeps exploring. Every row records its
+``source`` (sampler, evolution, prescreen, recovered) and, for pre-screened archs, ``predicted_accuracy``.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from nas.cost.count import count
 from nas.errors import BudgetError, NASError
 from nas.search.budget import Budget
 from nas.search.pareto import hypervolume, pareto_mask
+from nas.search.prescreen import Prescreener, prescreen_slots, screening_error, validate_prescreen
 from nas.space import Arch, SearchSpace, load_space
 from nas.space.language import LAYER_KEYS
 from nas.units import fmt_bytes, fmt_macs, fmt_ms, fmt_params
@@ -58,6 +64,8 @@ class SearchConfig:
     population: int | None = None
     batch: int | None = None
     threads: int = 1
+    prescreen: int = 0  # candidates screened by the accuracy predictor per pre-screened trial; 0 = off
+    prescreen_share: float = 0.5  # share of each batch filled with pre-screened archs (the rest: the strategy)
 
 
 @dataclass
@@ -221,6 +229,7 @@ def run_search(cfg: SearchConfig, progress: Callable[[int, int, dict], None] | N
                        f"memory, each once")
     if cfg.trials < 1:
         raise NASError(f"--trials {cfg.trials}: must be at least 1")
+    validate_prescreen(cfg.prescreen, cfg.prescreen_share)
     space = load_space(cfg.space)
     budget = Budget.parse(cfg.budget)
     needs_latency = "latency" in cfg.objectives or "latency" in budget.keys
@@ -260,13 +269,16 @@ def run_search(cfg: SearchConfig, progress: Callable[[int, int, dict], None] | N
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
         if t.state == TrialState.RUNNING:
             study.tell(t.number, state=TrialState.FAIL)
-            study.enqueue_trial(t.params, user_attrs={"recovered_from": t.number})
+            keep = {k: t.user_attrs[k] for k in ("predicted_accuracy",) if k in t.user_attrs}
+            study.enqueue_trial(t.params, user_attrs={"recovered_from": t.number, **keep})
 
     rows: list[dict] = []
     cache: dict[str, dict] = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         row = dict(t.user_attrs.get("row", {}))
         if row:
+            row.setdefault("source", "sampler")  # rows of studies made before sources were recorded
+            row.setdefault("predicted_accuracy", None)
             row["_arch"] = params_to_arch(space, t.params)
             row["_objective_cols"] = [COLUMN[o] for o in cfg.objectives]
             rows.append(row)
@@ -286,25 +298,32 @@ def run_search(cfg: SearchConfig, progress: Callable[[int, int, dict], None] | N
         if cfg.strategy == "evolution" else None
     batch_size = cfg.batch or max(4, 4 * getattr(evaluator, "workers", 1))
     lat_ref = budget.get("latency").limit if budget.get("latency") else None
+    pre = Prescreener(space, budget, [COLUMN[o] for o in cfg.objectives], senses, latency_model,
+                      candidates=cfg.prescreen, seed=cfg.seed, warmup=max(10, batch_size)) if cfg.prescreen else None
     t_start = time.perf_counter()
     done = len(rows)
     try:
         while done < cfg.trials:
             n = min(batch_size, cfg.trials - done)
+            picks = pre.propose(rows, prescreen_slots(n, cfg.prescreen_share)) if pre is not None else []
             asked = []
-            for _ in range(n):
-                if evo is not None:
+            for i in range(n):
+                if i < len(picks):  # pre-screened archs first; the source travels with the enqueued trial
+                    study.enqueue_trial(arch_to_params(space, picks[i][0], dists, rng),
+                                        user_attrs={"source": "prescreen", "predicted_accuracy": picks[i][1]})
+                elif evo is not None:
                     child = evo.child(rows)
                     if child is not None:
-                        study.enqueue_trial(arch_to_params(space, child, dists, rng))
+                        study.enqueue_trial(arch_to_params(space, child, dists, rng),
+                                            user_attrs={"source": "evolution"})
                 trial = study.ask(dists)
                 arch = params_to_arch(space, trial.params)
-                asked.append((trial, arch))
+                asked.append((trial, arch, trial.user_attrs))
             # cheap metrics here, vectorised latency for the batch
-            lat = latency_model.predict([a for _, a in asked]) if latency_model else [None] * len(asked)
+            lat = latency_model.predict([a for _, a, _ in asked]) if latency_model else [None] * len(asked)
             pending: dict[int, dict] = {}
             to_eval = []
-            for (trial, arch), lat_ms in zip(asked, lat):
+            for (trial, arch, attrs), lat_ms in zip(asked, lat):
                 c = count(arch)
                 values = {"latency": None if lat_ms is None else float(lat_ms), "params": c.params, "macs": c.macs,
                           "memory": c.memory}
@@ -313,7 +332,9 @@ def run_search(cfg: SearchConfig, progress: Callable[[int, int, dict], None] | N
                 row = {"number": trial.number, "arch_id": arch.id, "arch": str(arch), "accuracy": None,
                        "latency_ms": values["latency"], "params": c.params, "macs": c.macs, "memory": c.memory,
                        "feasible": feasible, "violation": sum(max(0.0, v) for v in viol.values()),
-                       "evaluated": False, "duplicate_of": None, "eval_s": 0.0, "worker": None}
+                       "evaluated": False, "duplicate_of": None, "eval_s": 0.0, "worker": None,
+                       "source": "recovered" if "recovered_from" in attrs else attrs.get("source", "sampler"),
+                       "predicted_accuracy": attrs.get("predicted_accuracy")}
                 for k, v in viol.items():
                     row[f"violation_{k}"] = v
                 pending[trial.number] = {"trial": trial, "arch": arch, "row": row}
@@ -360,8 +381,18 @@ def run_search(cfg: SearchConfig, progress: Callable[[int, int, dict], None] | N
     pareto = _pareto_rows(study, rows)
     summary = write_run(run_dir, cfg, space, table, pareto, budget, acc_provenance,
                         latency_model.provenance if latency_model else None, elapsed,
-                        getattr(evaluator, "retried", 0))
+                        getattr(evaluator, "retried", 0), extra={"prescreen": _prescreen_summary(cfg, pre, rows)})
     return SearchResult(run_dir, name, table, pareto, summary)
+
+
+def _prescreen_summary(cfg: SearchConfig, pre: Prescreener | None, rows: list[dict]) -> dict | None:
+    """Settings, predictor and measured error of the pre-screening (None when it was off), for summary.json."""
+    if pre is None:
+        return None
+    return {"candidates_per_trial": cfg.prescreen, "share": cfg.prescreen_share, "warmup": pre.warmup,
+            "predictor": pre.provenance, "fits": pre.fits, "last_fit": pre.fit_info or None,
+            "trials": sum(1 for r in rows if r.get("source") == "prescreen"),
+            "error_on_screened": screening_error(rows)}
 
 
 def _pareto_rows(study: optuna.Study, rows: list[dict]) -> list[dict]:
@@ -436,7 +467,8 @@ def _safe_summaries(storage) -> list:
 def _config_dict(cfg: SearchConfig, space: SearchSpace) -> dict:
     return {"space": space.name, "device": cfg.device, "budget": cfg.budget if isinstance(cfg.budget, str)
             else ",".join(cfg.budget), "accuracy": cfg.accuracy, "objectives": list(cfg.objectives),
-            "strategy": cfg.strategy, "trials": cfg.trials, "seed": cfg.seed}
+            "strategy": cfg.strategy, "trials": cfg.trials, "seed": cfg.seed, "prescreen": cfg.prescreen,
+            "prescreen_share": cfg.prescreen_share}
 
 
 def _default_device(space: SearchSpace) -> str:

@@ -2,7 +2,8 @@
 
 runs/<study>/
   study.db            the Optuna study (SQLite, unless --storage points elsewhere)
-  trials.csv/.parquet every trial: arch, metrics, feasibility, duplicates, hypervolume so far
+  trials.csv/.parquet every trial: arch, metrics, feasibility, duplicates, hypervolume so far, source
+                      (sampler/evolution/prescreen/recovered) and the pre-screen's predicted accuracy
   pareto/<id>.yaml    the Pareto archs (load with nas.load_arch)
   pareto.png          accuracy vs latency, budget line, feasible/infeasible/Pareto
   summary.json        the machine summary (what `nas export RUN` reads)
@@ -18,8 +19,9 @@ from nas.search.budget import Budget
 
 
 def write_run(run_dir: Path, cfg: Any, space: Any, table: Any, pareto: list[dict], budget: Budget,
-              acc_provenance: str, lat_provenance: str | None, elapsed_s: float, retried: int) -> dict:
-    """Write every file of the run folder and return the summary dict."""
+              acc_provenance: str, lat_provenance: str | None, elapsed_s: float, retried: int,
+              extra: dict | None = None) -> dict:
+    """Write every file of the run folder and return the summary dict (``extra`` adds summary entries)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(run_dir / "trials.csv") as tmp:
         table.to_csv(tmp, index=False)
@@ -55,6 +57,9 @@ def write_run(run_dir: Path, cfg: Any, space: Any, table: Any, pareto: list[dict
         "retried_after_worker_failure": int(retried), "hypervolume": hv, "elapsed_s": round(elapsed_s, 2),
         "pareto": entries, "plot": plot,
     }
+    if "source" in table:
+        summary["sources"] = {str(k): int(v) for k, v in table["source"].value_counts().sort_index().items()}
+    summary.update(extra or {})
     write_json(run_dir / "summary.json", summary)
     return summary
 

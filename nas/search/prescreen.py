@@ -1,0 +1,247 @@
+"""OFA-style pre-screening: an accuracy predictor fitted on the archs scored so far picks what to score next.
+
+Each batch, the :class:`Prescreener` refits a ridge regression (``nas.predictors.linear.ridge_solve``,
+penalty by generalised cross-validation) of the accuracy score on the space's fixed-length encoding plus
+log params and log MACs, using every feasible arch the run has scored; a second ridge on log params and
+log MACs alone is fitted too and the one with the lower leave-one-out error is used (with few scores and a
+wide encoding, the two cost features alone often rank better; with more scores the encoding wins when the
+score depends on more than size). It then proposes
+``candidates * n`` new archs (crossover + mutation of tournament-picked parents, Pareto parents preferred,
+plus a share of uniform samples for exploration), drops those already seen and those that break the budget
+(costs counted, latency predicted, the engine's relative-violation rule), and keeps the ``n`` best by
+predicted accuracy against the other objectives: greedily, the candidate dominated by the fewest of the
+scored archs and the picks so far, ties broken by predicted accuracy, so the picks spread along the
+predicted extension of the front instead of piling up at its high-accuracy end.
+
+The ridge is fitted with ``ridge_solve`` rather than ``RidgeRegressor.fit`` because the latter checks its
+target as latencies (positive numbers), while accuracy scores (proxies, logits) may be zero or negative.
+"""
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from nas.cost.count import count
+from nas.errors import NASError
+from nas.predictors.linear import ridge_solve
+from nas.search.budget import Budget
+from nas.search.pareto import pareto_mask, to_minimisation
+from nas.space import Arch, SearchSpace
+
+EXPLORE = 0.25
+"""Share of the screened candidates drawn uniformly from the space (the rest are children of scored archs)."""
+
+MUTATION_PROB = 0.15
+"""Per-choice mutation probability of the children (the evolution strategy's)."""
+
+
+def validate_prescreen(candidates: int, share: float) -> None:
+    """Raise a one-line NASError naming the flag when the pre-screen settings are out of range."""
+    if isinstance(candidates, bool) or not isinstance(candidates, int) or (candidates != 0 and candidates < 2):
+        raise NASError(f"--prescreen {candidates}: must be 0 (off) or an integer >= 2 "
+                       f"(candidates screened per pre-screened trial)")
+    if not isinstance(share, (int, float)) or isinstance(share, bool) or not math.isfinite(share) \
+            or not 0.0 < share <= 1.0:
+        raise NASError(f"--prescreen-share {share}: must be a number with 0 < F <= 1 "
+                       f"(share of each batch filled with pre-screened archs)")
+
+
+def prescreen_slots(n: int, share: float) -> int:
+    """How many of a batch of ``n`` trials are pre-screened (``share * n`` rounded half up)."""
+    return max(0, min(n, int(share * n + 0.5)))
+
+
+class Prescreener:
+    """Fits an accuracy predictor on the scored archs and proposes feasible, unseen archs it ranks best."""
+
+    def __init__(self, space: SearchSpace, budget: Budget, columns: Sequence[str], senses: Sequence[str],
+                 latency_model: Any = None, candidates: int = 16, seed: int = 0, warmup: int = 10):
+        if "accuracy" not in columns:
+            raise NASError("pre-screening needs accuracy among the objectives")
+        self.space, self.budget, self.latency_model = space, budget, latency_model
+        self.columns, self.senses = list(columns), list(senses)
+        self.candidates, self.warmup = int(candidates), max(2, int(warmup))
+        self.rng = random.Random(seed + 104729)
+        self._features: dict[str, np.ndarray] = {}
+        self.coef_: np.ndarray | None = None
+        self.intercept_ = 0.0
+        self.feature_set_ = "encoding+costs"
+        self.fit_info: dict[str, Any] = {}
+        self.fits = 0
+
+    # ---- the predictor ---------------------------------------------------------------------------
+    @property
+    def provenance(self) -> str:
+        """What the predictor is, for the run summary."""
+        n_enc = len(self.space.encoding_names())
+        return (f"ridge regression (nas.predictors.linear.ridge_solve, penalty by GCV) of the accuracy score on "
+                f"the space encoding ({n_enc} columns) + log params + log MACs, or on log params + log MACs alone "
+                f"(whichever has the lower leave-one-out error), refitted every batch on the feasible scored archs")
+
+    def features(self, archs: Sequence[Arch]) -> np.ndarray:
+        """Feature matrix (archs x features): encoding, log params, log MACs (memoised per arch id)."""
+        out = []
+        for a in archs:
+            f = self._features.get(a.id)
+            if f is None:
+                c = count(a)
+                f = np.concatenate([self.space.encode(a).astype(np.float64),
+                                    [math.log(max(c.params, 1)), math.log(max(c.macs, 1))]])
+                self._features[a.id] = f
+            out.append(f)
+        return np.vstack(out) if out else np.zeros((0, len(self.space.encoding_names()) + 2))
+
+    def fit(self, archs: Sequence[Arch], scores: Sequence[float]) -> Prescreener:
+        """Fit both ridges on (arch, score) pairs and keep the one with the lower leave-one-out RMSE."""
+        X = self.features(archs)
+        y = np.asarray(scores, dtype=np.float64)
+        if len(y) < 2 or len(y) != len(X) or not np.isfinite(y).all():
+            raise NASError(f"prescreen: need at least 2 finite scores to fit, got {len(y)}")
+        best = None
+        for name, cols in (("encoding+costs", slice(None)), ("costs", slice(-2, None))):
+            sol = ridge_solve(X[:, cols], y)
+            loo = sol.loo_residuals[np.isfinite(sol.loo_residuals)]
+            rmse = float(np.sqrt(np.mean(loo ** 2))) if loo.size else math.inf
+            if best is None or rmse < best[0]:
+                best = (rmse, name, cols, sol, loo)
+        rmse, name, cols, sol, loo = best
+        coef = np.zeros(X.shape[1])
+        coef[cols] = sol.coef
+        self.coef_, self.intercept_, self.feature_set_ = coef, float(sol.intercept), name
+        self.fits += 1
+        self.fit_info = {"n": int(len(y)), "features": name, "alpha": float(sol.alpha),
+                         "loo_rmse": rmse if math.isfinite(rmse) else None,
+                         "loo_mae": float(np.mean(np.abs(loo))) if loo.size else None}
+        return self
+
+    def predict(self, archs: Sequence[Arch]) -> np.ndarray:
+        """Predicted accuracy score per arch (one matrix-vector product)."""
+        if self.coef_ is None:
+            raise NASError("prescreen: the predictor is not fitted yet")
+        return self.features(archs) @ self.coef_ + self.intercept_
+
+    # ---- proposing -------------------------------------------------------------------------------
+    @staticmethod
+    def scored(rows: Sequence[dict]) -> list[dict]:
+        """The feasible scored rows, one per arch (first occurrence), in trial order."""
+        seen: set[str] = set()
+        out = []
+        for r in rows:
+            if r.get("feasible") and r.get("accuracy") is not None and r["arch_id"] not in seen:
+                seen.add(r["arch_id"])
+                out.append(r)
+        return out
+
+    def ready(self, rows: Sequence[dict]) -> bool:
+        """True once enough feasible archs are scored for the predictor to be worth using (the warm-up)."""
+        return len(self.scored(rows)) >= self.warmup
+
+    def propose(self, rows: Sequence[dict], n: int) -> list[tuple[Arch, float]]:
+        """Up to ``n`` unseen archs within budget with their predicted accuracy, best first (none in warm-up)."""
+        if n <= 0 or not self.ready(rows):
+            return []
+        data = self.scored(rows)
+        self.fit([r["_arch"] for r in data], [float(r["accuracy"]) for r in data])
+        vals = np.array([[float(r[c]) for c in self.columns] for r in data], dtype=float)
+        cands = self._generate(data, vals, {r["arch_id"] for r in rows}, self.candidates * n)
+        if not cands:
+            return []
+        cvals = self._costs(cands)
+        keep = self._within_budget(cvals)
+        cands = [a for a, k in zip(cands, keep) if k]
+        if not cands:
+            return []
+        pred = self.predict(cands)
+        cv = np.array([[pred[i] if c == "accuracy" else cvals[c][j] for c in self.columns]
+                       for i, j in enumerate(np.flatnonzero(keep))], dtype=float)
+        order = self._select(cv, pred, vals, n)
+        return [(cands[i], float(pred[i])) for i in order]
+
+    def _generate(self, data: list[dict], vals: np.ndarray, seen: set[str], m: int) -> list[Arch]:
+        """``m`` distinct unseen archs: children of tournament-picked scored archs, plus uniform samples."""
+        rank = np.ones(len(data), dtype=int)
+        rank[pareto_mask(vals, self.senses)] = 0
+        acc = vals[:, self.columns.index("accuracy")]
+
+        def pick() -> Arch:
+            i, j = self.rng.randrange(len(data)), self.rng.randrange(len(data))
+            best = i if (rank[i], -acc[i]) <= (rank[j], -acc[j]) else j
+            return data[best]["_arch"]
+
+        n_random = max(1, int(EXPLORE * m + 0.5))
+        out: list[Arch] = []
+        ids = set(seen)
+        for attempt in range(8 * m):
+            if len(out) >= m:
+                break
+            if len(out) < m - n_random and attempt < 6 * m:
+                arch = self.space.mutate(self.space.crossover(pick(), pick(), rng=self.rng), prob=MUTATION_PROB,
+                                         rng=self.rng)
+            else:
+                arch = self.space.sample(rng=self.rng)
+            if arch.id not in ids:
+                ids.add(arch.id)
+                out.append(arch)
+        return out
+
+    def _costs(self, archs: list[Arch]) -> dict[str, np.ndarray]:
+        """Counted params/MACs/memory and predicted latency (vectorised) of the candidates, by column."""
+        cs = [count(a) for a in archs]
+        out = {"params": np.array([c.params for c in cs], dtype=float),
+               "macs": np.array([c.macs for c in cs], dtype=float),
+               "memory": np.array([c.memory for c in cs], dtype=float)}
+        if self.latency_model is not None:
+            out["latency_ms"] = np.asarray(self.latency_model.predict(archs), dtype=float)
+        return out
+
+    def _within_budget(self, cvals: dict[str, np.ndarray]) -> np.ndarray:
+        """Mask of the candidates meeting every limit: relative violation (value - limit) / limit <= 0."""
+        n = len(next(iter(cvals.values())))
+        ok = np.ones(n, dtype=bool)
+        for con in self.budget:
+            col = "latency_ms" if con.key == "latency" else con.key
+            v = cvals.get(col)
+            if v is None:  # latency limited but no model: nothing can be checked, so nothing passes
+                return np.zeros(n, dtype=bool)
+            with np.errstate(invalid="ignore"):
+                ok &= np.isfinite(v) & ((v - con.limit) / con.limit <= 0)
+        return ok
+
+    def _select(self, cv: np.ndarray, pred: np.ndarray, scored: np.ndarray, n: int) -> list[int]:
+        """Greedy picks: fewest dominators among scored archs and earlier picks, then highest predicted accuracy."""
+        c = to_minimisation(cv, self.senses)
+        ref = to_minimisation(scored, self.senses) if len(scored) else np.zeros((0, c.shape[1]))
+        # dom[i]: how many scored archs dominate candidate i
+        dom = np.array([int(np.sum(np.all(ref <= ci, axis=1) & np.any(ref < ci, axis=1))) for ci in c])
+        left = list(range(len(c)))
+        picked: list[int] = []
+        while left and len(picked) < n:
+            best = min(left, key=lambda i: (dom[i], -pred[i], i))
+            picked.append(best)
+            left.remove(best)
+            b = c[best]
+            for i in left:  # candidates the pick dominates lose rank
+                if np.all(b <= c[i]) and np.any(b < c[i]):
+                    dom[i] += 1
+        return picked
+
+
+def screening_error(rows: Sequence[dict]) -> dict[str, Any]:
+    """Spearman rho and MAE of predicted vs scored accuracy over pre-screened archs that were really scored."""
+    pairs = [(float(r["predicted_accuracy"]), float(r["accuracy"])) for r in rows
+             if r.get("predicted_accuracy") is not None and r.get("evaluated") and r.get("duplicate_of") is None
+             and r.get("accuracy") is not None]
+    out: dict[str, Any] = {"n": len(pairs), "spearman": None, "mae": None}
+    if len(pairs) < 5:
+        return out
+    p, t = np.array(pairs).T
+    out["mae"] = float(np.mean(np.abs(p - t)))
+    if np.ptp(p) > 0 and np.ptp(t) > 0:
+        from scipy import stats
+
+        out["spearman"] = float(stats.spearmanr(p, t)[0])
+    return out
