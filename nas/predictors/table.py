@@ -297,10 +297,13 @@ class BlockTablePredictor(Predictor):
 class CalibratedTablePredictor(Predictor):
     """Table sum plus a correction learned on end-to-end measurements.
 
-    ``y = a * table_sum + b + sum_n c_n * count_n + sum_j d_j * extra_j``: ``b`` is the per-network
-    overhead, ``c_n`` a per-block adjustment for blocks named ``n`` (fusion savings are negative),
-    ``a`` a global scale (table measured in isolation vs. in a network). ``per_name_terms=False``
-    keeps only ``a`` and ``b``. Penalty by GCV (``alpha=None``) towards ``a = 1``, rest 0.
+    ``y = a * table_sum + b + sum_n c_n * term_n + sum_j d_j * extra_j``: ``b`` is the per-network
+    overhead, ``a`` a global scale (table measured in isolation vs. in a network), and ``term_n`` per
+    block name ``n`` either the count of such blocks (``name_terms="count"``: a fixed adjustment per
+    block, e.g. fusion savings) or their summed table time (``"time"``: a per-type scale, for block
+    types that run slower or faster in a network than alone, e.g. when their weights no longer stay in
+    cache). ``per_name_terms=False`` keeps only ``a`` and ``b``. Penalty by GCV (``alpha=None``) towards
+    ``a = 1``, rest 0.
 
     ``fit(X, y, table, extra=None)``: ``X`` key lists of the end-to-end archs, ``y`` their ms,
     ``table`` a key -> ms mapping or a fitted :class:`BlockTablePredictor`, ``extra`` an optional
@@ -313,6 +316,7 @@ class CalibratedTablePredictor(Predictor):
         self,
         n_neighbours: int = 6,
         per_name_terms: bool = True,
+        name_terms: str = "count",
         alpha: float | None = None,
         robust: bool = True,
         huber_c: float = 1.345,
@@ -320,6 +324,9 @@ class CalibratedTablePredictor(Predictor):
         super().__init__()
         self.n_neighbours = n_neighbours
         self.per_name_terms = per_name_terms
+        if name_terms not in ("count", "time"):
+            raise PredictorError(f"{self.kind}: name_terms '{name_terms}' unknown; choose count or time")
+        self.name_terms = name_terms
         self.alpha = alpha
         self.robust = robust
         self.huber_c = huber_c
@@ -340,7 +347,10 @@ class CalibratedTablePredictor(Predictor):
             key_name = self._key_names(tp)
             nid = key_name[codes]
             ok = nid >= 0
-            counts = np.bincount(rows[ok] * len(self.names_) + nid[ok], minlength=n * len(self.names_))
+            weights = tp._values[codes][ok] if self.name_terms == "time" else None
+            counts = np.bincount(
+                rows[ok] * len(self.names_) + nid[ok], weights=weights, minlength=n * len(self.names_)
+            )
             cols.append(counts.reshape(n, len(self.names_)).astype(np.float64))
         if self.n_extra_:
             if extra is None:

@@ -587,9 +587,12 @@ CALIBRATED_VARIANTS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "scale": ({"per_name_terms": False}, ()),
     "names+traffic": ({"per_name_terms": True}, TRAFFIC),
     "scale+traffic": ({"per_name_terms": False}, TRAFFIC),
+    "name-times": ({"per_name_terms": True, "name_terms": "time"}, ()),
+    "name-times+traffic": ({"per_name_terms": True, "name_terms": "time"}, TRAFFIC),
 }
-"""Calibrated-predictor variants: per-block-name count terms or a plain scale + overhead, with or
-without the arch's memory traffic (unit parameters and activations, in millions) as extra terms."""
+"""Calibrated-predictor variants: per-block-name terms (counts, or summed table times: a scale per
+block type) or a plain scale + overhead, with or without the arch's memory traffic (unit parameters
+and activations, in millions) as extra terms."""
 
 
 def loo_scores(model) -> dict[str, float]:
