@@ -55,6 +55,21 @@ def select_archs(space, n: int, seed: int, how: str) -> list:
     return [pool[round(i * (len(pool) - 1) / (n - 1))] for i in range(n)]
 
 
+def _finished(run: Path) -> bool:
+    if not (run / "checkpoint.safetensors").is_file():
+        return False
+    state = load_checkpoint(run).state
+    return state["step"] >= state["total_steps"]
+
+
+def _train_supernet(job: tuple[dict, str, int]) -> str:
+    cfg_dict, run, threads = job
+    torch.set_num_threads(threads)
+    resume = (Path(run) / "checkpoint.safetensors").is_file()
+    SupernetTrainer(TrainConfig.from_dict(cfg_dict), run, resume=resume, quiet=True).fit()
+    return Path(run).name
+
+
 def _standalone(job: tuple[dict, dict, int, int, int]) -> dict:
     arch_dict, cfg_dict, seed, threads, run = job
     torch.set_num_threads(threads)
@@ -126,14 +141,18 @@ def main(argv: list[str] | None = None) -> dict:
     inherited_correct = {a.id: 0.0 for a in archs}
     n_val = 0
     history = []
-    for i, spec, _ in supernet_runs:
-        fcfg = dataclasses.replace(cfg, data=spec)
+    def run_dir(i: int) -> Path:
         tag = f"-fold{i}of{args.folds}" if args.folds > 1 else ""
-        run = args.out / f"supernet-e{args.epochs}-n{args.n_random}{tag}"
-        resume = (run / "checkpoint.safetensors").is_file()
-        if not (resume and load_checkpoint(run).state["step"] >= load_checkpoint(run).state["total_steps"]):
-            print(f"training supernet {run.name} on {spec}", flush=True)
-            SupernetTrainer(fcfg, run, resume=resume).fit()
+        return args.out / f"supernet-e{args.epochs}-n{args.n_random}{tag}"
+
+    train_jobs = [(dataclasses.asdict(dataclasses.replace(cfg, data=spec)), str(run_dir(i)), args.threads)
+                  for i, spec, _ in supernet_runs if not _finished(run_dir(i))]
+    if train_jobs:  # the folds' supernets train in parallel, one process each
+        with ProcessPoolExecutor(max_workers=max(1, min(args.procs, len(train_jobs)))) as pool:
+            for name in pool.map(_train_supernet, train_jobs):
+                print(f"trained supernet {name}", flush=True)
+    for i, spec, _ in supernet_runs:
+        run = run_dir(i)
         # inherited accuracy, BN recalibrated (cached per arch in the evaluator)
         sn, state = load_supernet(run)
         data = load_data(spec, sn.space)

@@ -252,3 +252,15 @@ def test_default_device_is_a_profile_of_this_cpu(home):
     assert Profile.load(name).machine["threads"] == 1
     assert default_device(threads=8) == name  # no exact match: a profile of the same CPU
     assert lazy_load is load_latency_predictor
+
+
+@pytest.mark.parametrize("kind,variant", [("table", "auto"), ("calibrated", "names+traffic"),
+                                          ("calibrated", "name-times")])
+def test_fast_prediction_path_equals_the_key_path(home, kind, variant):
+    pred = fit_latency_predictor("tiny-cpu", home["space"], kind, variant=variant, save=False)
+    archs = home["space"].sample_many(300, seed=11)
+    fast = pred.predict(archs)
+    assert pred._fast is not None  # the integer-code walk was used
+    slow = pred.predict_features(pred.featurise(archs))
+    assert np.array_equal(fast, slow)
+    assert pred.predict(archs[3]) == pytest.approx(slow[3])  # a single arch as well

@@ -277,7 +277,13 @@ class BlockTablePredictor(Predictor):
 
     def predict(self, X: Sequence[Sequence[str]]) -> np.ndarray:
         """Table sum (ms) per arch; one pass over the flattened keys, summed with ``bincount``."""
-        codes, rows, n = self.encode(X)
+        return self.predict_codes(*self.encode(X))
+
+    def predict_codes(self, codes: np.ndarray, rows: np.ndarray, n: int, extra=None) -> np.ndarray:
+        """Table sum (ms) per arch from already encoded keys (``encode``'s output, or a KeyIndex's
+        columns over this table's key index: the fast path that skips the strings)."""
+        if extra is not None:
+            raise PredictorError(f"{self.kind}: takes no extra features")
         return np.bincount(rows, weights=self._values[codes], minlength=n)
 
     # -- persistence -------------------------------------------------------------------------------
@@ -340,7 +346,11 @@ class CalibratedTablePredictor(Predictor):
     def _design(self, X, extra) -> tuple[np.ndarray, np.ndarray]:
         tp = self.table_predictor_
         assert tp is not None
-        codes, rows, n = tp.encode(X)
+        return self._design_codes(*tp.encode(X), extra)
+
+    def _design_codes(self, codes: np.ndarray, rows: np.ndarray, n: int, extra) -> tuple[np.ndarray, np.ndarray]:
+        tp = self.table_predictor_
+        assert tp is not None
         total = np.bincount(rows, weights=tp._values[codes], minlength=n)
         cols = [total[:, None]]
         if self.names_:
@@ -411,6 +421,12 @@ class CalibratedTablePredictor(Predictor):
         """Calibrated latency (ms) per arch (key lists), vectorised over the batch."""
         self._check_fitted()
         F, _ = self._design(X, extra)
+        return F @ self.coef_ + self.intercept_
+
+    def predict_codes(self, codes: np.ndarray, rows: np.ndarray, n: int, extra=None) -> np.ndarray:
+        """As :meth:`predict`, from keys already encoded over the table's key index."""
+        self._check_fitted()
+        F, _ = self._design_codes(codes, rows, n, extra)
         return F @ self.coef_ + self.intercept_
 
     def _get_state(self) -> dict[str, Any]:

@@ -148,6 +148,19 @@ class KeyFeatures:
     def spec(self) -> dict[str, Any]:
         return {"type": self.name, **({"extra": list(self.extra)} if self.extra else {})}
 
+    def extra_by_code(self, index: dict[str, int], size: int) -> np.ndarray:
+        """The ``extra`` unit quantities per entry of a table's key index (rows: its codes; NaN where
+        the key is not a unit of the space), for summing over encoded keys."""
+        self.extra_matrix([[]])  # builds the basis rows
+        assert self._extra_rows is not None
+        out = np.full((size, len(self.extra)), np.nan)
+        rows = self._extra_rows
+        for key, code in index.items():
+            r = rows.get(key)
+            if r is not None and code < size:
+                out[code] = self._extra_vals[r]
+        return out
+
 
 def _unit_cost(u) -> tuple[float, float, float]:
     """(params, MACs, activation elements written) of a unit, from the cost functions of its block."""
@@ -368,7 +381,57 @@ class LatencyPredictor:
 
     def predict(self, archs: Sequence[Arch] | Arch) -> np.ndarray:
         """Latency in ms of each arch."""
-        return self.predict_features(self.featurise(archs))
+        archs = [archs] if isinstance(archs, Arch) else list(archs)
+        fast = self._predict_fast(archs)
+        return fast if fast is not None else self.predict_features(self.featurise(archs))
+
+    def _predict_fast(self, archs: list[Arch]) -> np.ndarray | None:
+        """Table-based predictors: walk each arch straight to the table's value indices (no key strings).
+
+        None (use the key path) for other predictors, other spaces, or when an arch has a unit the table
+        has not resolved yet (the key path interpolates it; the next batch is fast again)."""
+        from nas.predictors import BlockTablePredictor, CalibratedTablePredictor
+
+        m = self.model
+        if not isinstance(self.features, KeyFeatures) or not archs or archs[0].space.name != self.space.name:
+            return None
+        if isinstance(m, CalibratedTablePredictor):
+            tp = m.table_predictor_
+        elif isinstance(m, BlockTablePredictor):
+            tp = m
+        else:
+            return None
+        if tp is None or not m.fitted_:
+            return None
+        fast = getattr(self, "_fast", None)
+        if fast is None or fast[0] is not tp or fast[1] is not archs[0].space:
+            from nas.profile.units import KeyIndex
+
+            fast = self._fast = (tp, archs[0].space, KeyIndex(archs[0].space, vocab=tp._index), None)
+        columns = fast[2].columns
+        flat: list[int] = []
+        lens = []
+        for a in archs:
+            c = columns(a)
+            flat += c
+            lens.append(len(c))
+        codes = np.asarray(flat, dtype=np.intp)
+        if codes.size == 0 or codes.min() < 0:
+            self._fast = None  # new units: the key path resolves them, then a fresh index sees them
+            return None
+        rows = np.repeat(np.arange(len(archs)), lens)
+        extra = None
+        if self.features.extra:
+            ext = fast[3]
+            if ext is None or ext.shape[0] != tp._values.size:
+                ext = self.features.extra_by_code(tp._index, tp._values.size)
+                self._fast = (*fast[:3], ext)
+            vals = ext[codes]
+            if np.isnan(vals).any():
+                return None
+            extra = np.stack([np.bincount(rows, weights=vals[:, j], minlength=len(archs))
+                              for j in range(vals.shape[1])], axis=1)
+        return np.asarray(m.predict_codes(codes, rows, len(archs), extra), dtype=np.float64)
 
     def predict_interval(self, archs: Sequence[Arch] | Arch, coverage: float = 0.9):
         """(prediction, lower, upper) in ms; the interval holds the latency with probability ~coverage
