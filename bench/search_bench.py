@@ -2,7 +2,7 @@
 
 Usage:
   python bench/search_bench.py hv [--space hybrid] [--budget latency:5ms] [--trials 300] [--seeds 0 1 2]
-                                 [--prescreen K] [--prescreen-share F]
+                                 [--prescreen K] [--prescreen-share F] [--init feasible|random]
   python bench/search_bench.py ray [--space hybrid] [--accuracy proxy:grad_norm] [--trials 24]
 
 hv: both strategies use the same estimator, budget and number of trials; each pair of runs is scored
@@ -10,6 +10,8 @@ with one common reference point (the budget for latency, the lowest score seen i
 accuracy), and the ratio of hypervolumes is printed per seed and on average. Target (issue #5): >= 1.2.
 With --prescreen K a third run, NSGA-II with OFA-style pre-screening (K candidates screened per
 pre-screened trial), is scored against the same reference, at the same number of evaluated trials.
+--init feasible (the tool's default) starts every strategy inside the budget, and random search then
+draws every trial uniformly from the feasible archs: the fair baseline when the budget is tight.
 ray: the same evaluation-bound search (a torch-computed proxy, one thread per worker) on Ray with 1 and
 2 workers; efficiency = T1 / (2 * T2) measured on the search loop (Ray start-up reported apart).
 Target: >= 0.8. Run on an otherwise idle machine.
@@ -39,7 +41,8 @@ def bench_hv(args) -> None:
     objectives = tuple(args.objectives.split(","))
     ratios, pre_ratios = [], []
     pre = args.prescreen > 0
-    print(f"space {args.space}, budget {args.budget}, estimator {args.accuracy}, {args.trials} trials"
+    print(f"space {args.space}, budget {args.budget}, estimator {args.accuracy}, {args.trials} trials, "
+          f"init {args.init}"
           + (f", prescreen {args.prescreen} x share {args.prescreen_share}" if pre else ""))
     print(f"{'seed':>4s} {'HV nsga2':>12s} {'HV random':>12s} {'ratio':>7s} {'feasible n/r':>13s}"
           + (f" {'HV nsga2+pre':>12s} {'pre/random':>10s} {'pre/nsga2':>9s} {'rho':>6s}" if pre else ""))
@@ -50,7 +53,7 @@ def bench_hv(args) -> None:
                 k = args.prescreen if strategy == "nsga2+prescreen" else 0
                 cfg = SearchConfig(budget=args.budget, space=args.space, accuracy=args.accuracy, trials=args.trials,
                                    seed=seed, strategy=strategy.split("+")[0], objectives=objectives,
-                                   runs_dir=Path(d), device=args.device, prescreen=k,
+                                   runs_dir=Path(d), device=args.device, prescreen=k, init=args.init,
                                    prescreen_share=args.prescreen_share,
                                    study=f"hv-{strategy.replace('+', '-')}-s{seed}")
                 runs[strategy] = run_search(cfg)
@@ -58,14 +61,16 @@ def bench_hv(args) -> None:
             allv = np.vstack(list(vals.values()))
             ref = []
             for j, o in enumerate(objectives):
-                if o == "accuracy":
+                if not len(allv):  # no run found a feasible arch: every hypervolume is 0
+                    ref.append(0.0)
+                elif o == "accuracy":
                     ref.append(float(allv[:, j].min()))
                 elif o == "latency" and "latency" in args.budget:
                     ref.append(float(args.budget.split("latency:")[1].split(",")[0].rstrip("ms")))
                 else:
                     ref.append(float(allv[:, j].max()) * 1.0001)
             senses = [SENSES[o] for o in objectives]
-            hv = {k: hypervolume(v, senses, ref) for k, v in vals.items()}
+            hv = {k: hypervolume(v, senses, ref) if len(v) else 0.0 for k, v in vals.items()}
             ratio = hv["nsga2"] / hv["random"] if hv["random"] > 0 else float("inf")
             ratios.append(ratio)
             line = (f"{seed:4d} {hv['nsga2']:12.5g} {hv['random']:12.5g} {ratio:7.3f} "
@@ -123,6 +128,8 @@ def main() -> None:
     h.add_argument("--device", default=None)
     h.add_argument("--trials", type=int, default=300)
     h.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
+    h.add_argument("--init", default="feasible", choices=["feasible", "random"],
+                   help="where every strategy starts (random search draws every trial this way)")
     h.add_argument("--prescreen", type=int, default=0, metavar="K",
                    help="also run NSGA-II with pre-screening, K candidates per pre-screened trial (0 = skip)")
     h.add_argument("--prescreen-share", type=float, default=0.5, metavar="F", help="share of each batch pre-screened")

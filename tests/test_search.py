@@ -189,7 +189,7 @@ def test_prescreen_picks_feasible_unseen_archs_with_predictions(tmp_path, tiny_s
     assert len(t) == 32 and t["number"].is_unique
     pre = t[t["source"] == "prescreen"]
     assert len(pre) >= 5
-    assert set(t["source"]) <= {"sampler", "evolution", "prescreen", "recovered"}
+    assert set(t["source"]) <= {"sampler", "evolution", "prescreen", "recovered", "feasible-init", "feasible-random"}
     assert pre["feasible"].all() and (pre["params"] < 60_000).all() and pre["evaluated"].all()
     assert pre["predicted_accuracy"].notna().all() and t.loc[t["source"] != "prescreen", "predicted_accuracy"].isna().all()
     for _, r in pre.iterrows():  # never an arch the run had already seen
@@ -218,7 +218,7 @@ def test_prescreen_is_deterministic_and_off_by_default(tmp_path, tiny_space):
     assert (a.trials["source"] == "prescreen").sum() >= 5
     assert a.trials[cols].equals(b.trials[cols])
     off = run_search(cfg(tmp_path / "c", tiny_space, trials=12))
-    assert set(off.trials["source"]) == {"sampler"} and off.summary["prescreen"] is None
+    assert "prescreen" not in set(off.trials["source"]) and off.summary["prescreen"] is None
 
 
 def test_prescreen_resume_keeps_sources_and_repeats_nothing(tmp_path, tiny_space):
@@ -307,3 +307,56 @@ def test_prescreen_screens_predicted_latency_against_the_budget(tiny_space):
     assert all(count(a).macs / 1e5 <= limit for a, _ in picks)
     assert not {a.id for a, _ in picks} & {r["arch_id"] for r in rows}
     assert pre.propose(rows[:5], 4) == []  # warm-up: too few scored archs
+
+
+# ---- starting inside the budget ------------------------------------------------------------------------
+
+
+def _tight_params_budget(space, share: float = 0.1) -> str:
+    """A params limit that about ``share`` of uniformly random archs meet."""
+    params = sorted(nas.count(a).params for a in space.sample_many(2000, seed=99))
+    return f"params:{params[int(share * len(params))]}"
+
+
+def test_sample_feasible_is_within_budget_distinct_and_excludes():
+    import random
+
+    from nas.search.budget import Budget
+    from nas.search.feasible import batch_costs, feasible_mask, sample_feasible
+
+    space = nas.load_space("tiny")
+    budget = Budget.parse(_tight_params_budget(space))
+    got = sample_feasible(space, budget, 40, random.Random(0))
+    assert len(got) == 40 and len({a.id for a in got}) == 40
+    assert feasible_mask(budget, batch_costs(got)).all()
+    again = sample_feasible(space, budget, 40, random.Random(0), exclude={a.id for a in got[:10]})
+    assert not {a.id for a in again} & {a.id for a in got[:10]}
+    assert sample_feasible(space, Budget.parse("params:1"), 5, random.Random(0), max_draws=4000) == []
+
+
+@pytest.mark.parametrize("strategy", ["nsga2", "tpe", "evolution"])
+def test_first_generation_starts_inside_a_tight_budget(tmp_path, tiny_space, strategy):
+    space = nas.load_space(tiny_space)
+    budget = _tight_params_budget(space)
+    on = run_search(cfg(tmp_path / "on", tiny_space, strategy=strategy, budget=budget, trials=24, population=8))
+    t = on.trials.sort_values("number")
+    n0 = {"nsga2": 8, "evolution": 8, "tpe": 10}[strategy]
+    first = t.head(n0)
+    assert (first["source"] == "feasible-init").all() and first["feasible"].all()
+    off = run_search(cfg(tmp_path / "off", tiny_space, strategy=strategy, budget=budget, trials=24, population=8,
+                         init="random"))
+    assert "feasible-init" not in set(off.trials["source"])
+    assert (~off.trials.sort_values("number").head(n0)["feasible"]).any()  # uniform draws mostly break it
+    assert on.trials["feasible"].sum() > off.trials["feasible"].sum()
+
+
+def test_random_search_draws_uniformly_from_the_feasible_set(tmp_path, tiny_space):
+    space = nas.load_space(tiny_space)
+    res = run_search(cfg(tmp_path, tiny_space, strategy="random", budget=_tight_params_budget(space), trials=20))
+    t = res.trials
+    assert (t["source"] == "feasible-random").all() and t["feasible"].all() and t["arch_id"].is_unique
+
+
+def test_bad_init_is_one_clear_error(tmp_path, tiny_space):
+    with pytest.raises(NASError, match="--init bogus: choose from feasible, random"):
+        run_search(cfg(tmp_path, tiny_space, init="bogus"))

@@ -36,6 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="evaluator workers (Ray actors when > 1)")
     p.add_argument("--ray-address", help="join a Ray cluster (default: embedded local Ray)")
     p.add_argument("--runs", type=Path, default=Path("runs"), help="folder of run folders (default: runs/)")
+    p.add_argument("--init", default="feasible", choices=["feasible", "random"],
+                   help="feasible (default): the first generation - for --strategy random every trial - is drawn "
+                        "uniformly from the archs within the budget (costs counted, latency predicted); random: "
+                        "uniformly from the whole space")
     p.add_argument("--prescreen", default="0", metavar="K",
                    help="OFA-style pre-screening: an accuracy predictor fitted on the scores so far screens K "
                         "candidates per pre-screened trial and only the best are scored (0 = off, else >= 2; "
@@ -59,7 +63,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                        strategy=args.strategy, trials=args.trials, seed=args.seed, study=args.study,
                        storage=args.storage, resume=args.resume, workers=args.workers,
                        ray_address=args.ray_address, runs_dir=args.runs, prescreen=prescreen,
-                       prescreen_share=share)
+                       prescreen_share=share, init=args.init)
     with ui.progress(cfg.trials, f"search {cfg.space}") as bar:
         state = {"last": 0}
 

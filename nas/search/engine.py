@@ -30,6 +30,7 @@ from optuna.trial import TrialState
 from nas.cost.count import count
 from nas.errors import BudgetError, NASError
 from nas.search.budget import Budget
+from nas.search.feasible import sample_feasible
 from nas.search.pareto import hypervolume, pareto_mask
 from nas.search.prescreen import Prescreener, prescreen_slots, screening_error, validate_prescreen
 from nas.space import Arch, SearchSpace, load_space
@@ -37,6 +38,7 @@ from nas.space.language import LAYER_KEYS
 from nas.units import fmt_bytes, fmt_macs, fmt_ms, fmt_params
 
 STRATEGIES = ("nsga2", "tpe", "evolution", "random")
+INITS = ("feasible", "random")
 METRICS = ("accuracy", "latency", "params", "macs", "memory")
 SENSES = {"accuracy": "max", "latency": "min", "params": "min", "macs": "min", "memory": "min"}
 COLUMN = {"accuracy": "accuracy", "latency": "latency_ms", "params": "params", "macs": "macs", "memory": "memory"}
@@ -64,6 +66,7 @@ class SearchConfig:
     population: int | None = None
     batch: int | None = None
     threads: int = 1
+    init: str = "feasible"  # feasible: first generation (random: every trial) drawn within the budget
     prescreen: int = 0  # candidates screened by the accuracy predictor per pre-screened trial; 0 = off
     prescreen_share: float = 0.5  # share of each batch filled with pre-screened archs (the rest: the strategy)
 
@@ -230,6 +233,8 @@ def run_search(cfg: SearchConfig, progress: Callable[[int, int, dict], None] | N
     if cfg.trials < 1:
         raise NASError(f"--trials {cfg.trials}: must be at least 1")
     validate_prescreen(cfg.prescreen, cfg.prescreen_share)
+    if cfg.init not in INITS:
+        raise NASError(f"--init {cfg.init}: choose from {', '.join(INITS)}")
     space = load_space(cfg.space)
     budget = Budget.parse(cfg.budget)
     needs_latency = "latency" in cfg.objectives or "latency" in budget.keys
@@ -300,17 +305,34 @@ def run_search(cfg: SearchConfig, progress: Callable[[int, int, dict], None] | N
     lat_ref = budget.get("latency").limit if budget.get("latency") else None
     pre = Prescreener(space, budget, [COLUMN[o] for o in cfg.objectives], senses, latency_model,
                       candidates=cfg.prescreen, seed=cfg.seed, warmup=max(10, batch_size)) if cfg.prescreen else None
+    # Start inside the budget: the first generation (for random search, every trial) is drawn uniformly
+    # from the archs whose counted costs and predicted latency meet it (nas.search.feasible)
+    feasible_draws = cfg.init == "feasible" and len(budget) > 0
+    init_rng = random.Random(cfg.seed + 15485863)
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    if feasible_draws and cfg.strategy != "random" and not rows and not waiting:
+        n0 = {"nsga2": getattr(study.sampler, "population_size", 0) or 0, "evolution": evo.pop if evo else 0,
+              "tpe": getattr(study.sampler, "_n_startup_trials", 0)}.get(cfg.strategy, 0)
+        for a in sample_feasible(space, budget, min(n0, cfg.trials), init_rng, latency_model):
+            study.enqueue_trial(arch_to_params(space, a, dists, rng), user_attrs={"source": "feasible-init"})
     t_start = time.perf_counter()
     done = len(rows)
     try:
         while done < cfg.trials:
             n = min(batch_size, cfg.trials - done)
             picks = pre.propose(rows, prescreen_slots(n, cfg.prescreen_share)) if pre is not None else []
+            draws: list[Arch] = []
+            if feasible_draws and cfg.strategy == "random" and n > len(picks):
+                seen = set(cache) | {a.id for a, _ in picks}
+                draws = sample_feasible(space, budget, n - len(picks), init_rng, latency_model, exclude=seen)
             asked = []
             for i in range(n):
                 if i < len(picks):  # pre-screened archs first; the source travels with the enqueued trial
                     study.enqueue_trial(arch_to_params(space, picks[i][0], dists, rng),
                                         user_attrs={"source": "prescreen", "predicted_accuracy": picks[i][1]})
+                elif i - len(picks) < len(draws):
+                    study.enqueue_trial(arch_to_params(space, draws[i - len(picks)], dists, rng),
+                                        user_attrs={"source": "feasible-random"})
                 elif evo is not None:
                     child = evo.child(rows)
                     if child is not None:
@@ -467,7 +489,7 @@ def _safe_summaries(storage) -> list:
 def _config_dict(cfg: SearchConfig, space: SearchSpace) -> dict:
     return {"space": space.name, "device": cfg.device, "budget": cfg.budget if isinstance(cfg.budget, str)
             else ",".join(cfg.budget), "accuracy": cfg.accuracy, "objectives": list(cfg.objectives),
-            "strategy": cfg.strategy, "trials": cfg.trials, "seed": cfg.seed, "prescreen": cfg.prescreen,
+            "strategy": cfg.strategy, "trials": cfg.trials, "seed": cfg.seed, "prescreen": cfg.prescreen, "init": cfg.init,
             "prescreen_share": cfg.prescreen_share}
 
 

@@ -29,6 +29,7 @@ from nas.cost.count import count
 from nas.errors import NASError
 from nas.predictors.linear import ridge_solve
 from nas.search.budget import Budget
+from nas.search.feasible import COLUMNS, batch_costs, feasible_mask
 from nas.search.pareto import pareto_mask, to_minimisation
 from nas.space import Arch, SearchSpace
 
@@ -150,8 +151,9 @@ class Prescreener:
         cands = self._generate(data, vals, {r["arch_id"] for r in rows}, self.candidates * n)
         if not cands:
             return []
-        cvals = self._costs(cands)
-        keep = self._within_budget(cvals)
+        costs = batch_costs(cands, self.latency_model)
+        keep = feasible_mask(self.budget, costs)
+        cvals = {COLUMNS[k]: v for k, v in costs.items()}
         cands = [a for a, k in zip(cands, keep) if k]
         if not cands:
             return []
@@ -187,29 +189,6 @@ class Prescreener:
                 ids.add(arch.id)
                 out.append(arch)
         return out
-
-    def _costs(self, archs: list[Arch]) -> dict[str, np.ndarray]:
-        """Counted params/MACs/memory and predicted latency (vectorised) of the candidates, by column."""
-        cs = [count(a) for a in archs]
-        out = {"params": np.array([c.params for c in cs], dtype=float),
-               "macs": np.array([c.macs for c in cs], dtype=float),
-               "memory": np.array([c.memory for c in cs], dtype=float)}
-        if self.latency_model is not None:
-            out["latency_ms"] = np.asarray(self.latency_model.predict(archs), dtype=float)
-        return out
-
-    def _within_budget(self, cvals: dict[str, np.ndarray]) -> np.ndarray:
-        """Mask of the candidates meeting every limit: relative violation (value - limit) / limit <= 0."""
-        n = len(next(iter(cvals.values())))
-        ok = np.ones(n, dtype=bool)
-        for con in self.budget:
-            col = "latency_ms" if con.key == "latency" else con.key
-            v = cvals.get(col)
-            if v is None:  # latency limited but no model: nothing can be checked, so nothing passes
-                return np.zeros(n, dtype=bool)
-            with np.errstate(invalid="ignore"):
-                ok &= np.isfinite(v) & ((v - con.limit) / con.limit <= 0)
-        return ok
 
     def _select(self, cv: np.ndarray, pred: np.ndarray, scored: np.ndarray, n: int) -> list[int]:
         """Greedy picks: fewest dominators among scored archs and earlier picks, then highest predicted accuracy."""
