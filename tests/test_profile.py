@@ -559,3 +559,31 @@ def test_profile_stores_nothing_measured_while_the_machine_was_busy(tiny, tmp_pa
     assert max(stored) < 1e6 and len(stored) == len(space_units(tiny, [32]))
     meta = yaml.safe_load((root / "test-cpu" / "profile.yaml").read_text())
     assert meta["quiet_guard"]["other_load_limit_cpus"] == 0.25
+
+
+def test_calibration_archs_spread_over_log_macs(tiny):
+    import math
+
+    from nas.cost.count import count
+    from nas.profile.run import calib_holdout, sample_archs, spread_by_macs
+
+    pool = sample_archs(tiny, 400, seed=1, resolutions=[32])
+    picked = spread_by_macs(pool, 20)
+    assert len({a.id for a in picked}) == 20 and {a.id for a in picked} <= {a.id for a in pool}
+    logm = sorted(math.log(count(a).macs) for a in pool)
+    got = sorted(math.log(count(a).macs) for a in picked)
+    assert got[0] == logm[0] and got[-1] == logm[-1]  # spans the pool's whole range
+    low = logm[0] + (logm[-1] - logm[0]) / 4  # bottom quarter of the range holds ~1/4 of the picks
+    assert sum(v <= low for v in got) >= 4 and sum(v <= low for v in got) / 20 > sum(v <= low for v in logm) / 400
+    calib, holdout = calib_holdout(tiny, 10, 10, 0, [32], spread="log_macs")
+    assert calib == calib_holdout(tiny, 10, 10, 0, [32], spread="log_macs")[0]  # deterministic
+    assert not {a.id for a in calib} & {a.id for a in holdout}
+    with pytest.raises(ProfileError, match="calib spread"):
+        calib_holdout(tiny, 10, 10, 0, [32], spread="bogus")
+
+
+def test_resume_refuses_another_calib_spread(tiny, tmp_path):
+    root = tmp_path / "hp"
+    run_profile(_settings(tiny, root, n_calib=2, n_holdout=1, calib_spread="uniform"))
+    with pytest.raises(ProfileError, match="calib_spread"):
+        run_profile(_settings(tiny, root, n_calib=2, n_holdout=1))

@@ -211,13 +211,13 @@ def pd_isna(v) -> bool:
     return bool(pd.isna(v))
 
 
-def test_prescreen_is_deterministic_and_off_by_default(tmp_path, tiny_space):
+def test_prescreen_is_deterministic_and_off_at_zero(tmp_path, tiny_space):
     a = run_search(cfg(tmp_path / "a", tiny_space, trials=28, prescreen=6, prescreen_share=0.75))
     b = run_search(cfg(tmp_path / "b", tiny_space, trials=28, prescreen=6, prescreen_share=0.75))
     cols = [c for c in a.trials.columns if c not in ("eval_s", "worker")]
     assert (a.trials["source"] == "prescreen").sum() >= 5
     assert a.trials[cols].equals(b.trials[cols])
-    off = run_search(cfg(tmp_path / "c", tiny_space, trials=12))
+    off = run_search(cfg(tmp_path / "c", tiny_space, trials=12, prescreen=0))
     assert "prescreen" not in set(off.trials["source"]) and off.summary["prescreen"] is None
 
 

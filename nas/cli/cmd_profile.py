@@ -36,6 +36,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--calib", type=int, default=100, help="end-to-end archs for calibration (default 100)")
     p.add_argument("--holdout", type=int, default=100, help="held-out end-to-end archs (default 100)")
+    p.add_argument(
+        "--calib-spread",
+        default="log_macs",
+        choices=["log_macs", "uniform"],
+        help="calibration archs evenly spaced in log-MACs (default: as many small archs as large ones) "
+        "or uniform samples; held-out archs are always uniform",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-minutes", type=float, help="stop cleanly after this long; re-run to continue")
     p.add_argument("--root", type=Path, help="profiles folder (default ./hardware_profiles)")
@@ -138,6 +145,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         root=args.root,
         description=args.description,
         recheck=not args.no_recheck,
+        calib_spread=args.calib_spread,
     )
     settings = quick_settings(**common) if args.quick else ProfileSettings(**common)
     settings.other_load_limit = _load_limit(args.other_load_limit, settings.other_load_limit)

@@ -1,6 +1,6 @@
 """`nas search --budget latency:5ms`: multi-objective search under budgets; writes runs/<study>/.
 
-`--prescreen K` turns on OFA-style pre-screening: an accuracy predictor refitted every batch on the archs
+`--prescreen K` (default 8; 0 turns it off) is OFA-style pre-screening: an accuracy predictor refitted every batch on the archs
 scored so far screens K candidates per pre-screened trial (cheap: costs counted, latency predicted,
 accuracy predicted) and the best feasible ones are scored for real; `--prescreen-share F` is the share of
 each batch filled that way (the strategy fills the rest). The run's summary records the predictor and its
@@ -40,10 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="feasible (default): the first generation - for --strategy random every trial - is drawn "
                         "uniformly from the archs within the budget (costs counted, latency predicted); random: "
                         "uniformly from the whole space")
-    p.add_argument("--prescreen", default="0", metavar="K",
+    p.add_argument("--prescreen", default="8", metavar="K",
                    help="OFA-style pre-screening: an accuracy predictor fitted on the scores so far screens K "
-                        "candidates per pre-screened trial and only the best are scored (0 = off, else >= 2; "
-                        "e.g. 16)")
+                        "candidates per pre-screened trial and only the best are scored (default 8; 0 = off, "
+                        "else >= 2)")
     p.add_argument("--prescreen-share", default="0.5", metavar="F",
                    help="share of each batch filled with pre-screened archs, 0 < F <= 1 (default 0.5; the "
                         "strategy fills the rest and keeps exploring)")

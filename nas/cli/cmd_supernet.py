@@ -61,7 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--max-steps", type=int, default=0, help="stop (checkpointed) at this global step")
     t.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N")
-    t.add_argument("--amp", choices=("auto", "on", "off"), default=d.amp, help="mixed precision (CUDA only)")
+    t.add_argument("--amp", choices=("auto", "on", "off"), default=d.amp,
+                   help="mixed precision: auto = on for CUDA (bf16, else fp16 with loss scaling); on = also on CPU "
+                        "(bfloat16 autocast)")
     t.add_argument(
         "--threads", type=int, default=0, help="torch CPU threads per process (0 = torch's default)"
     )

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from nas.errors import ProfileError
@@ -91,6 +92,7 @@ class ProfileSettings:
     flush_every: int = 50
     recheck: bool = True
     other_load_limit: float | None = DEFAULT_LIMIT  # CPUs other processes may use (None: no guard)
+    calib_spread: str = "log_macs"  # calibration archs evenly spaced in log-MACs (or "uniform")
 
     def protocols(self) -> tuple[Protocol, Protocol]:
         """(end-to-end protocol, block protocol)."""
@@ -206,11 +208,54 @@ def sample_archs(
     return out
 
 
+CALIB_SPREADS = ("log_macs", "uniform")
+POOL_PER_CALIB = 50
+
+
+def spread_by_macs(pool: Sequence[Arch], n: int) -> list[Arch]:
+    """``n`` archs of ``pool`` whose log-MACs are as evenly spaced as the pool allows, smallest to largest.
+
+    Uniform samples crowd the middle of the cost range; a search under a tight budget lives at its low
+    end. Spacing the calibration archs evenly in log-MACs gives the calibration as many small archs as
+    large ones, so the correction holds where budgets cut."""
+    from nas.cost.count import count
+
+    if n >= len(pool):
+        return list(pool)
+    logm = np.log(np.array([max(count(a).macs, 1) for a in pool], dtype=float))
+    order = np.argsort(logm, kind="stable")
+    sorted_m = logm[order]
+    targets = np.linspace(sorted_m[0], sorted_m[-1], n)
+    free = np.ones(len(pool), dtype=bool)
+    out = []
+    for t in targets:  # nearest unused arch to each target value
+        i = int(np.searchsorted(sorted_m, t))
+        best, dist = -1, np.inf
+        for j in range(max(0, i - n), min(len(pool), i + n + 1)):
+            if free[j] and abs(sorted_m[j] - t) < dist:
+                best, dist = j, abs(sorted_m[j] - t)
+        if best < 0:
+            best = int(np.flatnonzero(free)[0])
+        free[best] = False
+        out.append(pool[order[best]])
+    return out
+
+
 def calib_holdout(
-    space: SearchSpace, n_calib: int, n_holdout: int, seed: int, resolutions: Sequence[int] | None = None
+    space: SearchSpace, n_calib: int, n_holdout: int, seed: int, resolutions: Sequence[int] | None = None,
+    spread: str = "uniform",
 ) -> tuple[list[Arch], list[Arch]]:
-    """The calibration and (disjoint) held-out archs a profile of ``space`` measures (deterministic)."""
-    calib = sample_archs(space, n_calib, seed, resolutions)
+    """The calibration and (disjoint) held-out archs a profile of ``space`` measures (deterministic).
+
+    Held-out archs are uniform samples (they stand for the space). Calibration archs are uniform too, or
+    with ``spread="log_macs"`` spaced evenly in log-MACs over a uniform pool (:func:`spread_by_macs`)."""
+    if spread not in CALIB_SPREADS:
+        raise ProfileError(f"calib spread '{spread}' unknown; choose from {', '.join(CALIB_SPREADS)}")
+    if spread == "log_macs":
+        pool = sample_archs(space, POOL_PER_CALIB * n_calib, seed, resolutions)
+        calib = spread_by_macs(pool, n_calib)
+    else:
+        calib = sample_archs(space, n_calib, seed, resolutions)
     holdout = sample_archs(space, n_holdout, seed + 7919, resolutions, exclude={a.id for a in calib})
     return calib, holdout
 
@@ -385,7 +430,8 @@ def _resolutions(space: SearchSpace, settings: ProfileSettings) -> list[int]:
 def _plan(prof: Profile, space: SearchSpace, settings: ProfileSettings):
     res = _resolutions(space, settings)
     units = space_units(space, res)
-    calib, holdout = calib_holdout(space, settings.n_calib, settings.n_holdout, settings.seed, res)
+    calib, holdout = calib_holdout(space, settings.n_calib, settings.n_holdout, settings.seed, res,
+                                   settings.calib_spread)
     entry = prof.space_meta(space.name)
     old_res = entry.get("resolutions")
     if old_res is not None and list(old_res) != res:
@@ -397,7 +443,10 @@ def _plan(prof: Profile, space: SearchSpace, settings: ProfileSettings):
         ("seed", settings.seed),
         ("n_calib", settings.n_calib),
         ("n_holdout", settings.n_holdout),
+        ("calib_spread", settings.calib_spread),
     ):
+        if key == "calib_spread" and entry.get("n_calib") is not None and entry.get(key) is None:
+            entry[key] = "uniform"  # profiles made before the setting existed drew uniform calibration archs
         if entry.get(key) is not None and entry[key] != now:
             raise ProfileError(
                 f"{prof.path}: space {space.name} was profiled with {key} {entry[key]}, now {now}; "
@@ -413,6 +462,7 @@ def _plan(prof: Profile, space: SearchSpace, settings: ProfileSettings):
             "seed": settings.seed,
             "n_calib": settings.n_calib,
             "n_holdout": settings.n_holdout,
+            "calib_spread": settings.calib_spread,
             "blocks_total": len(units),
         }
     )

@@ -67,7 +67,7 @@ class SearchConfig:
     batch: int | None = None
     threads: int = 1
     init: str = "feasible"  # feasible: first generation (random: every trial) drawn within the budget
-    prescreen: int = 0  # candidates screened by the accuracy predictor per pre-screened trial; 0 = off
+    prescreen: int = 8  # candidates screened by the accuracy predictor per pre-screened trial; 0 = off
     prescreen_share: float = 0.5  # share of each batch filled with pre-screened archs (the rest: the strategy)
 
 
