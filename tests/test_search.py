@@ -352,9 +352,14 @@ def test_first_generation_starts_inside_a_tight_budget(tmp_path, tiny_space, str
 
 def test_random_search_draws_uniformly_from_the_feasible_set(tmp_path, tiny_space):
     space = nas.load_space(tiny_space)
-    res = run_search(cfg(tmp_path, tiny_space, strategy="random", budget=_tight_params_budget(space), trials=20))
+    budget = _tight_params_budget(space)
+    res = run_search(cfg(tmp_path / "a", tiny_space, strategy="random", budget=budget, trials=20, prescreen=0))
     t = res.trials
     assert (t["source"] == "feasible-random").all() and t["feasible"].all() and t["arch_id"].is_unique
+    # with pre-screening (the default) the rest of each batch is still drawn from the feasible set
+    res = run_search(cfg(tmp_path / "b", tiny_space, strategy="random", budget=budget, trials=24))
+    t = res.trials
+    assert set(t["source"]) == {"feasible-random", "prescreen"} and t["feasible"].all() and t["arch_id"].is_unique
 
 
 def test_bad_init_is_one_clear_error(tmp_path, tiny_space):
