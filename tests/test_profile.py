@@ -587,3 +587,15 @@ def test_resume_refuses_another_calib_spread(tiny, tmp_path):
     run_profile(_settings(tiny, root, n_calib=2, n_holdout=1, calib_spread="uniform"))
     with pytest.raises(ProfileError, match="calib_spread"):
         run_profile(_settings(tiny, root, n_calib=2, n_holdout=1))
+
+
+@pytest.mark.parametrize("value", ["bogus", "-1", "nan"])
+def test_bad_other_load_limit_is_one_line_and_creates_nothing(tmp_path, capsys, value):
+    from nas.cli import main as cli
+
+    root = tmp_path / "hp"
+    code = cli.main(["profile", "--space", "tiny", "--device", "x", "--root", str(root),
+                     "--other-load-limit", value])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "--other-load-limit" in err and "'off'" in err
+    assert not (root / "x").exists()
