@@ -10,8 +10,11 @@ the number of workers.
 
 With ``prescreen`` > 0, a share of every batch comes from an accuracy predictor fitted on the scores so far
 (OFA-style, see nas.search.prescreen): it screens many candidate archs cheaply and the best are enqueued as
-trials; the rest of the batch comes from the strategy, which keeps exploring. Every row records its
-``source`` (sampler, evolution, prescreen, recovered) and, for pre-screened archs, ``predicted_accuracy``.
+trials; the rest of the batch comes from the strategy, which keeps exploring. With ``init="feasible"``
+(the default) a budgeted search starts inside the budget: its first generation is drawn uniformly from
+the feasible archs (nas.search.feasible), and random search draws every trial that way. Every row
+records its ``source`` (sampler, evolution, prescreen, feasible-init, feasible-random, recovered) and,
+for pre-screened archs, ``predicted_accuracy``.
 """
 from __future__ import annotations
 
