@@ -121,16 +121,9 @@ class KeyFeatures:
         """Per-arch sums of the ``extra`` unit quantities over the arch's keys (None without extra)."""
         if not self.extra:
             return None
-        if self._extra_rows is None:
-            vocab, U, names = _unit_basis(self.space)
-            missing = [e for e in self.extra if e not in names]
-            if missing:
-                raise PredictorError(f"extra feature '{missing[0]}' unknown; allowed: {', '.join(names)}")
-            self._extra_rows = vocab
-            self._extra_vals = np.asarray(U[:, [names.index(e) for e in self.extra]].todense())
         import itertools
 
-        rows = self._extra_rows
+        rows, values = self._extra_basis()
         lens = np.fromiter(map(len, X), dtype=np.intp, count=len(X))
         flat = list(itertools.chain.from_iterable(X))
         try:
@@ -139,11 +132,18 @@ class KeyFeatures:
             raise PredictorError(
                 f"space {self.space.name}: unit {e.args[0]} is not one the space enumerates (space file changed?)"
             ) from None
-        owner = np.repeat(np.arange(len(X)), lens)
-        vals = self._extra_vals[codes]
-        return np.stack(
-            [np.bincount(owner, weights=vals[:, j], minlength=len(X)) for j in range(vals.shape[1])], axis=1
-        )
+        return row_sums(np.repeat(np.arange(len(X)), lens), values[codes], len(X))
+
+    def _extra_basis(self) -> tuple[dict[str, int], np.ndarray]:
+        """(unit key -> row, rows x extra quantities) of the space's unit basis, built once."""
+        if self._extra_rows is None:
+            vocab, U, names = _unit_basis(self.space)
+            missing = [e for e in self.extra if e not in names]
+            if missing:
+                raise PredictorError(f"extra feature '{missing[0]}' unknown; allowed: {', '.join(names)}")
+            self._extra_rows = vocab
+            self._extra_vals = np.asarray(U[:, [names.index(e) for e in self.extra]].todense())
+        return self._extra_rows, self._extra_vals
 
     def spec(self) -> dict[str, Any]:
         return {"type": self.name, **({"extra": list(self.extra)} if self.extra else {})}
@@ -151,15 +151,19 @@ class KeyFeatures:
     def extra_by_code(self, index: dict[str, int], size: int) -> np.ndarray:
         """The ``extra`` unit quantities per entry of a table's key index (rows: its codes; NaN where
         the key is not a unit of the space), for summing over encoded keys."""
-        self.extra_matrix([[]])  # builds the basis rows
-        assert self._extra_rows is not None
+        rows, values = self._extra_basis()
         out = np.full((size, len(self.extra)), np.nan)
-        rows = self._extra_rows
         for key, code in index.items():
             r = rows.get(key)
             if r is not None and code < size:
-                out[code] = self._extra_vals[r]
+                out[code] = values[r]
         return out
+
+
+def row_sums(rows: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """(n x k) sums of ``values`` (one row per key occurrence) over the arch each occurrence belongs to."""
+    return np.stack([np.bincount(rows, weights=values[:, j], minlength=n) for j in range(values.shape[1])],
+                    axis=1)
 
 
 def _unit_cost(u) -> tuple[float, float, float]:
@@ -429,8 +433,7 @@ class LatencyPredictor:
             vals = ext[codes]
             if np.isnan(vals).any():
                 return None
-            extra = np.stack([np.bincount(rows, weights=vals[:, j], minlength=len(archs))
-                              for j in range(vals.shape[1])], axis=1)
+            extra = row_sums(rows, vals, len(archs))
         return np.asarray(m.predict_codes(codes, rows, len(archs), extra), dtype=np.float64)
 
     def predict_interval(self, archs: Sequence[Arch] | Arch, coverage: float = 0.9):
