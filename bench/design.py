@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from nas.cost.count import count  # noqa: E402
 from nas.design import design, evolve  # noqa: E402
-from nas.design.programme import FunctionLatency  # noqa: E402
+from nas.latency import FunctionLatency  # noqa: E402
 from nas.space import load_space  # noqa: E402
 
 BUDGETS = {
@@ -55,7 +55,7 @@ def synthetic_latency(archs):
 def latency_for(space: str):
     """(latency model, CLI device flag or None)."""
     if space == "ofa-mbv3" and (ROOT / "predictors" / "gpu-v100-b1-ofa-mbv3.json").is_file():
-        from nas.design import load_latency_model
+        from nas.latency import load_latency_model
 
         return load_latency_model("gpu-v100-b1", load_space(space)), "gpu-v100-b1"
     return FunctionLatency(synthetic_latency, "SYNTHETIC linear latency (bench only)"), None

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from nas.cli import ui
-from nas.profile.predict import fit_latency_predictor
+from nas.latency.fit import fit_latency_model
 from nas.profile.store import Profile, list_profiles
 from nas.space import load_space
 
@@ -62,7 +62,7 @@ def evaluate(device: str, space, kinds, max_train: int, seed: int) -> list[dict]
             continue
         t = time.perf_counter()
         try:
-            pred = fit_latency_predictor(device, space, kind, max_train=max_train, seed=seed, save=False)
+            pred = fit_latency_model(device, space, kind, max_train=max_train, seed=seed, save=False)
         except Exception as e:  # report and go on: one failing kind must not hide the others
             rows.append({"device": device, "space": space.name, "kind": kind, "error": str(e)})
             continue
@@ -92,7 +92,7 @@ def curve(device: str, space, sizes, seed: int) -> list[dict]:
     for n in sizes:
         if n > n_calib:
             continue
-        pred = fit_latency_predictor(device, space, "calibrated", max_train=n, seed=seed, save=False)
+        pred = fit_latency_model(device, space, "calibrated", max_train=n, seed=seed, save=False)
         h = pred.held_out or {}
         out.append(
             {
@@ -108,7 +108,7 @@ def curve(device: str, space, sizes, seed: int) -> list[dict]:
 
 
 def throughput(device: str, space, kind: str, n: int, seed: int) -> dict:
-    pred = fit_latency_predictor(device, space, kind, save=False)
+    pred = fit_latency_model(device, space, kind, save=False)
     prof = Profile.load(device)
     res = prof.meta.get("spaces", {}).get(space.name, {}).get("resolutions") or list(space.spec.resolutions)
     archs = space.sample_many(n, seed=seed + 1)

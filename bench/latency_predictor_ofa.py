@@ -33,8 +33,6 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-
-from nas.predictors import ArchLevelRegressor, FewShotTransfer, fit_sources, latency_metrics  # noqa: E402
 from nas.predictors.ofa_data import (  # noqa: E402
     EXPANDS,
     KERNELS,
@@ -43,6 +41,8 @@ from nas.predictors.ofa_data import (  # noqa: E402
     load_ofa_gpu_latency,
     ofa_features,
 )
+
+from nas.predictors import ArchLevelRegressor, FewShotTransfer, fit_sources, latency_metrics  # noqa: E402
 
 FEATURES = "analytic"
 # the baseline sees only k samples: a handful of totals is its best input (tried: all 47 analytic
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in range(args.seeds):
             idx = np.random.default_rng(seed).permutation(len(y))
             tr, te = idx[: args.k], idx[args.k :]
-            model = FewShotTransfer().fit(X[tr], y[tr], src)
+            model = FewShotTransfer().fit(X[tr], y[tr], sources=src)
             pred, lo, hi = model.predict_interval(X[te], coverage=0.9)
             tr_m.append(latency_metrics(y[te], pred))
             cover.append(float(np.mean((y[te] >= lo) & (y[te] <= hi))))

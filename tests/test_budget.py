@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from nas.cost.budget import KEYS, Budget, Constraint, parse_constraint
 from nas.errors import BudgetError, NASError
-from nas.search.budget import KEYS, Budget, Constraint, parse_constraint
 
 
 @pytest.mark.parametrize(

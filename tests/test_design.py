@@ -14,9 +14,10 @@ from nas.blocks.layer import LayerCfg
 from nas.cli.main import main
 from nas.cost.count import count
 from nas.design import design, evolve
-from nas.design.programme import FunctionLatency, default_rho
+from nas.design.programme import default_rho
 from nas.errors import BudgetError
 from nas.io import write_yaml
+from nas.latency import FunctionLatency
 from nas.proxies.entropy import (
     ENTROPY_PROXIES,
     conv_entropy,

@@ -13,13 +13,9 @@ import pytest
 
 from nas.cli import main as cli
 from nas.errors import PredictorError
+from nas.latency import LatencyModel, load_latency_model
+from nas.latency.fit import evaluate_latency_model, fit_latency_model
 from nas.predictors.metrics import latency_metrics
-from nas.profile.predict import (
-    LatencyPredictor,
-    evaluate_latency_predictor,
-    fit_latency_predictor,
-    load_latency_predictor,
-)
 from nas.profile.run import quick_settings, run_profile
 from nas.profile.store import Profile
 from nas.space import load_space
@@ -82,7 +78,7 @@ def run(capsys, *argv):
 @pytest.mark.parametrize("kind", ["table", "calibrated", "arch"])
 def test_fit_predict_save_load_round_trip(home, kind):
     space = home["space"]
-    pred = fit_latency_predictor("tiny-cpu", space, kind)
+    pred = fit_latency_model("tiny-cpu", space, kind)
     assert pred.path == home["root"] / "predictors" / "tiny-cpu-tinyp.json"
     meta = json.loads(pred.path.read_text())
     assert meta["format"] == "nas-predictor" and meta["metadata"]["kind_label"] == kind
@@ -92,8 +88,8 @@ def test_fit_predict_save_load_round_trip(home, kind):
     archs = space.sample_many(50, seed=11)
     y = pred.predict(archs)
     assert y.shape == (50,) and np.isfinite(y).all() and (y > 0).all()
-    back = load_latency_predictor("tiny-cpu", "tinyp")
-    assert isinstance(back, LatencyPredictor) and back.kind == kind
+    back = load_latency_model("tiny-cpu", "tinyp")
+    assert isinstance(back, LatencyModel) and back.kind == kind
     np.testing.assert_allclose(back.predict(archs), y, rtol=1e-12)
     ms, lo, hi = back.predict_interval(archs, 0.9)
     # conformal intervals bracket the measured value, not the point estimate: a biased predictor's
@@ -105,8 +101,8 @@ def test_fit_predict_save_load_round_trip(home, kind):
 
 
 def test_metrics_recomputed_match_stored_and_hand_computation(home):
-    pred = fit_latency_predictor("tiny-cpu", home["space"], "calibrated")
-    again = evaluate_latency_predictor(pred)
+    pred = fit_latency_model("tiny-cpu", home["space"], "calibrated")
+    again = evaluate_latency_model(pred)
     for k, v in pred.held_out.items():
         assert again[k] == pytest.approx(v, nan_ok=True)
     archs, y = Profile.load("tiny-cpu").archs_of(home["space"], "holdout")
@@ -127,12 +123,12 @@ def test_latency_metrics_by_hand():
 
 
 def test_max_train_caps_the_end_to_end_archs(home):
-    pred = fit_latency_predictor("tiny-cpu", home["space"], "calibrated", max_train=5, save=False)
+    pred = fit_latency_model("tiny-cpu", home["space"], "calibrated", max_train=5, save=False)
     assert pred.metadata["fitted_on"]["end_to_end"] == 5
 
 
 def test_vectorised_predict_is_fast(home):
-    pred = fit_latency_predictor("tiny-cpu", home["space"], "calibrated", save=False)
+    pred = fit_latency_model("tiny-cpu", home["space"], "calibrated", save=False)
     archs = home["space"].sample_many(20000, seed=1)
     pred.predict(archs[:100])
     t = time.perf_counter()
@@ -143,7 +139,7 @@ def test_vectorised_predict_is_fast(home):
 
 def test_missing_predictor_and_profile_are_one_line_errors(home, capsys):
     with pytest.raises(PredictorError, match="nas predictor fit --device nope --space tinyp"):
-        load_latency_predictor("nope", "tinyp")
+        load_latency_model("nope", "tinyp")
     code, out, err = run(capsys, "predictor", "show", "--device", "nope", "--space", "hybrid")
     assert code == 2 and err.count("\n") == 1 and "no latency predictor" in err
     code, out, err = run(capsys, "predictor", "fit", "--device", "nope", "--space", "hybrid")
@@ -156,14 +152,14 @@ def test_missing_predictor_and_profile_are_one_line_errors(home, capsys):
 def test_imported_profile_arch_predictor_and_few_shot(home):
     if home["ofa"] is None:
         pytest.skip("shared OFA dataset not available")
-    src = fit_latency_predictor("gpu-titan-rtx-b64", "ofa-mbv3", "auto")
+    src = fit_latency_model("gpu-titan-rtx-b64", "ofa-mbv3", "auto")
     assert src.kind == "arch" and src.metadata["features"]["type"] == "ofa"
     assert src.metadata["data_licence"] == "MIT" and "HELP" in src.metadata["data_source"]["origin"]
     assert src.held_out["within_10"] > 0.8
-    fs = fit_latency_predictor("gpu-v100-b64", "ofa-mbv3", few_shot_from=["gpu-titan-rtx-b64"], shots=20)
+    fs = fit_latency_model("gpu-v100-b64", "ofa-mbv3", few_shot_from=["gpu-titan-rtx-b64"], shots=20)
     assert fs.kind == "few-shot" and fs.metadata["fitted_on"]["target"] == 20
     assert fs.held_out["mape"] < 0.15
-    back = LatencyPredictor.load(fs.path)
+    back = LatencyModel.load(fs.path)
     archs = load_space("ofa-mbv3").sample_many(10, seed=0)
     np.testing.assert_allclose(back.predict(archs), fs.predict(archs))
 
@@ -244,23 +240,23 @@ def test_cli_profile_errors(home, capsys):
 
 
 def test_default_device_is_a_profile_of_this_cpu(home):
+    from nas import load_latency_model as top_level
     from nas.profile import default_device
-    from nas.profile import load_latency_predictor as lazy_load
 
     name = default_device()
     assert name in {"tiny-cpu", "cli-cpu"}  # measured here (imported GPU profiles never match)
     assert Profile.load(name).machine["threads"] == 1
     assert default_device(threads=8) == name  # no exact match: a profile of the same CPU
-    assert lazy_load is load_latency_predictor
+    assert top_level is load_latency_model
 
 
 @pytest.mark.parametrize("kind,variant", [("table", "auto"), ("calibrated", "names+traffic"),
                                           ("calibrated", "name-times")])
 def test_fast_prediction_path_equals_the_key_path(home, kind, variant):
-    pred = fit_latency_predictor("tiny-cpu", home["space"], kind, variant=variant, save=False)
+    pred = fit_latency_model("tiny-cpu", home["space"], kind, variant=variant, save=False)
     archs = home["space"].sample_many(300, seed=11)
     fast = pred.predict(archs)
-    assert pred._fast is not None  # the integer-code walk was used
+    assert pred.features._fast is not None  # the integer-code walk was used
     slow = pred.predict_features(pred.featurise(archs))
     assert np.array_equal(fast, slow)
     assert pred.predict(archs[3]) == pytest.approx(slow[3])  # a single arch as well

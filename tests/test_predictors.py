@@ -9,7 +9,9 @@ import math
 import numpy as np
 import pytest
 
+from nas.blocks.keys import format_key, parse_key
 from nas.errors import NASError, PredictorError
+from nas.latency.ofa_features import make_divisible, ofa_costs, ofa_features
 from nas.predictors import (
     ArchLevelRegressor,
     BlockTablePredictor,
@@ -17,19 +19,11 @@ from nas.predictors import (
     FewShotTransfer,
     LogLinearRegressor,
     RidgeRegressor,
-    format_key,
     latency_metrics,
     load_predictor,
-    parse_key,
     registered_kinds,
 )
-from nas.predictors.ofa_data import (
-    default_csv_path,
-    load_ofa_gpu_latency,
-    make_divisible,
-    ofa_costs,
-    ofa_features,
-)
+from nas.profile.ofa import default_csv_path, load_ofa_gpu_latency
 
 # ----------------------------------------------------------------------------------------------------
 # synthetic data
@@ -45,7 +39,7 @@ def linear_data(n: int, seed: int, noise: float = 0.03, p: int = 6):
 
 
 def conv_key(c: int, k: int, hw: int = 28, act: str = "relu") -> str:
-    return format_key("conv", cin=c, cout=c, k=k, hw=hw, act=act)
+    return format_key("conv", dict(cin=c, cout=c, k=k, hw=hw, act=act).items())
 
 
 def true_block_ms(c: float, k: float, hw: float) -> float:
@@ -59,7 +53,7 @@ def synthetic_table():
         for k in (3, 5, 7)
         for hw in (14, 28)
     }
-    table[format_key("pool", c=128)] = 0.05
+    table[format_key("pool", [("c", 128)])] = 0.05
     return table
 
 
@@ -183,7 +177,7 @@ def test_calibrated_interval_coverage():
 def test_parse_and_format_key():
     name, fields = parse_key("mbconv|cin=24|k=5|e=4.5|act=relu")
     assert name == "mbconv" and fields == {"cin": 24, "k": 5, "e": 4.5, "act": "relu"}
-    assert format_key(name, **fields) == "mbconv|cin=24|k=5|e=4.5|act=relu"
+    assert format_key(name, fields.items()) == "mbconv|cin=24|k=5|e=4.5|act=relu"
     for bad in ("", "|cin=3", "conv|cin", "conv|cin=3|cin=4"):
         with pytest.raises(PredictorError):
             parse_key(bad)
@@ -191,7 +185,7 @@ def test_parse_and_format_key():
 
 def test_table_exact_on_measured_keys_and_monotone_interpolation():
     table = synthetic_table()
-    tp = BlockTablePredictor().fit(table)
+    tp = BlockTablePredictor().fit(table=table)
     for key, ms in table.items():
         assert tp.lookup(key) == ms
         assert tp.explain(key)["method"] == "measured"
@@ -206,7 +200,7 @@ def test_table_exact_on_measured_keys_and_monotone_interpolation():
     assert info["slopes"]["k"] == pytest.approx(1.3, rel=1e-6)
     assert tp.explain(conv_key(256, 5))["method"] == "extrapolated"
     # a field the group never varies in: ignored, and said so
-    tp2 = BlockTablePredictor().fit({conv_key(c, 3): true_block_ms(c, 3, 28) for c in (16, 32)})
+    tp2 = BlockTablePredictor().fit(table={conv_key(c, 3): true_block_ms(c, 3, 28) for c in (16, 32)})
     info = tp2.explain(conv_key(16, 5))
     assert info["method"] == "nearest-in-field" and info["ignored_fields"] == ["k"]
     # a block type never measured cannot be interpolated
@@ -223,18 +217,18 @@ def test_table_exact_on_measured_keys_and_monotone_interpolation():
 
 def test_table_rejects_bad_tables():
     with pytest.raises(PredictorError):
-        BlockTablePredictor().fit({})
+        BlockTablePredictor().fit(table={})
     with pytest.raises(PredictorError, match="positive"):
-        BlockTablePredictor().fit({"conv|c=3": -1.0})
+        BlockTablePredictor().fit(table={"conv|c=3": -1.0})
     with pytest.raises(PredictorError):
-        BlockTablePredictor().fit({"conv|c": 1.0})
+        BlockTablePredictor().fit(table={"conv|c": 1.0})
 
 
 def test_calibrated_reduces_error_with_known_overhead():
     X, y = synthetic_archs(200, 0)
     Xt, yt = synthetic_archs(1000, 1)
     table = synthetic_table()
-    plain = latency_metrics(yt, BlockTablePredictor().fit(table).predict(Xt))
+    plain = latency_metrics(yt, BlockTablePredictor().fit(table=table).predict(Xt))
     cal = CalibratedTablePredictor().fit(X, y, table=table)
     m = cal.evaluate(Xt, yt)
     assert m["mape"] < 0.02 < plain["mape"]
@@ -276,7 +270,7 @@ def test_few_shot_transfer_picks_the_right_source_and_beats_no_transfer():
     tr, te = idx[:20], idx[20:]
     y_tr = target[tr].copy()
     y_tr[:2] *= 1.4  # two outliers among the twenty
-    m = FewShotTransfer().fit(X[tr], y_tr, sources)
+    m = FewShotTransfer().fit(X[tr], y_tr, sources=sources)
     assert list(m.sources_) == ["b"]
     assert m.coef_[1] == pytest.approx(0.9, abs=0.05)
     got = latency_metrics(target[te], m.predict(X[te]))
@@ -285,7 +279,7 @@ def test_few_shot_transfer_picks_the_right_source_and_beats_no_transfer():
     assert got["mape"] < alone["mape"]
     assert m.metadata["fitted_on"] == {"target": 20, "sources": 3}
     # with 3 samples only the scale is fitted
-    m3 = FewShotTransfer().fit(X[tr[2:5]], target[tr[2:5]], sources)
+    m3 = FewShotTransfer().fit(X[tr[2:5]], target[tr[2:5]], sources=sources)
     assert m3.coef_[1] == 1.0
 
 
@@ -308,7 +302,7 @@ class _NoIter(np.ndarray):
 def test_predict_on_10k_rows_is_one_vectorised_call():
     X, devs, target = device_data(200, 2)
     sources = {name: ArchLevelRegressor().fit(X, y) for name, y in devs.items()}
-    transfer = FewShotTransfer().fit(X[:20], target[:20], sources)
+    transfer = FewShotTransfer().fit(X[:20], target[:20], sources=sources)
     big = np.random.default_rng(3).uniform(0.5, 2.0, size=(10_000, 6))
     guarded = big.view(_NoIter)
     for model in (sources["a"], transfer):
@@ -331,7 +325,7 @@ def test_predict_on_10k_rows_is_one_vectorised_call():
     assert calls["n"] == 1
 
     # block table: one interpolation per unique unseen key, never per arch or occurrence
-    tp = BlockTablePredictor().fit(synthetic_table())
+    tp = BlockTablePredictor().fit(table=synthetic_table())
     n_interp = {"n": 0}
     orig_interp = tp._interpolate
 
@@ -361,8 +355,8 @@ def _fitted_predictors():
         (RidgeRegressor(robust=True).fit(X, devs["a"], feature_names=[f"f{i}" for i in range(6)]), X),
         (LogLinearRegressor().fit(X, devs["b"]), X),
         (sources["c"], X),
-        (FewShotTransfer().fit(X[:20], target[:20], sources), X),
-        (BlockTablePredictor().fit(table, Xk, yk), Xkt),
+        (FewShotTransfer().fit(X[:20], target[:20], sources=sources), X),
+        (BlockTablePredictor().fit(Xk, yk, table=table), Xkt),
         (CalibratedTablePredictor().fit(Xk, yk, table=table), Xkt),
     ]
     return fitted
@@ -443,7 +437,7 @@ def test_malformed_nested_and_non_json_files(tmp_path):
         load_predictor(_write(tmp_path, "bad_table.json", doc))
     X, devs, target = device_data(100, 9)
     sources = {n: ArchLevelRegressor().fit(X, y) for n, y in devs.items()}
-    doc = FewShotTransfer().fit(X[:20], target[:20], sources).to_dict()
+    doc = FewShotTransfer().fit(X[:20], target[:20], sources=sources).to_dict()
     name = next(iter(doc["state"]["sources"]))
     doc["state"]["sources"][name]["kind"] = "nope"
     with pytest.raises(PredictorError) as ei:
@@ -495,12 +489,12 @@ def test_load_ofa_csv_validates(tmp_path):
 def test_shared_ofa_data_few_shot_smoke():
     data = load_ofa_gpu_latency()
     assert len(data) == 5000 and data.latency_ms.shape == (5000, 12)
-    X, names = data.features("analytic")
+    X, names = ofa_features(data.resolution, data.depths, data.kernel_sizes, data.expand_ratios, kind="analytic")
     sub = np.random.default_rng(0).permutation(len(data))[:1500]
     sources = {s: ArchLevelRegressor().fit(X[sub], data.column(s)[sub]) for s in ("titan_rtx_64", "v100_1")}
     y = data.column("v100_64")
     idx = np.random.default_rng(1).permutation(len(data))
-    m = FewShotTransfer().fit(X[idx[:20]], y[idx[:20]], sources)
+    m = FewShotTransfer().fit(X[idx[:20]], y[idx[:20]], sources=sources)
     got = latency_metrics(y[idx[20:]], m.predict(X[idx[20:]]))
     assert list(m.sources_) == ["titan_rtx_64"]
     assert got["spearman"] > 0.97 and got["within_10"] > 0.9

@@ -11,12 +11,13 @@ import pytest
 import torch
 import yaml
 
+from nas.blocks.keys import parse_key
 from nas.errors import ProfileError
+from nas.latency.units import KeyIndex, arch_keys, arch_units, space_units
 from nas.profile import run as prun
 from nas.profile.importer import holdout_of, import_table
 from nas.profile.run import ProfileSettings, quick_settings, read_arch_file, refine_profile, run_profile
 from nas.profile.store import Profile, cpu_slug, default_device_name, find_profile
-from nas.profile.units import KeyIndex, arch_keys, arch_units, key_fields, space_units
 from nas.space import load_space
 
 TINY = """
@@ -118,9 +119,9 @@ def test_unit_modules_run_at_their_input_shape(tiny, tinymb):
 
 def test_key_format(tiny, tinymb):
     keys = arch_keys(tinymb.sample(seed=0))
-    kind, fields = key_fields(keys[0])
+    kind, fields = parse_key(keys[0], typed=False)
     assert kind == "conv" and fields["cin"] == "3" and fields["hw"] == "32x32" and fields["s"] == "2"
-    kind, fields = key_fields(keys[-1])
+    kind, fields = parse_key(keys[-1], typed=False)
     assert kind == "head" and fields["pre"] == "48,bn,hswish" and fields["post"] == "64,hswish,0"
     assert all("|" in k and "=" in k for k in keys)
     assert keys[1].startswith("layer:mbconv|")

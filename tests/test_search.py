@@ -269,7 +269,7 @@ def test_prescreen_flags_are_checked(tmp_path, tiny_space, capsys, argv):
 def test_prescreen_predictor_ranks_held_out_archs(tiny_space, proxy):
     from scipy import stats
 
-    from nas.search.budget import Budget
+    from nas.cost.budget import Budget
     from nas.search.estimators import make_estimator
     from nas.search.prescreen import Prescreener
 
@@ -286,8 +286,8 @@ def test_prescreen_predictor_ranks_held_out_archs(tiny_space, proxy):
 
 
 def test_prescreen_screens_predicted_latency_against_the_budget(tiny_space):
+    from nas.cost.budget import Budget
     from nas.cost.count import count
-    from nas.search.budget import Budget
     from nas.search.prescreen import Prescreener
 
     class StubLatency:  # latency 1 ms per 100K MACs, predicted for a whole list at once
@@ -321,7 +321,7 @@ def _tight_params_budget(space, share: float = 0.1) -> str:
 def test_sample_feasible_is_within_budget_distinct_and_excludes():
     import random
 
-    from nas.search.budget import Budget
+    from nas.cost.budget import Budget
     from nas.search.feasible import batch_costs, feasible_mask, sample_feasible
 
     space = nas.load_space("tiny")

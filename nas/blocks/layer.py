@@ -25,6 +25,7 @@ from nas.blocks.common import (
     norm_cost,
     numel,
 )
+from nas.blocks.keys import format_key
 from nas.blocks.registry import get_mixer
 
 LAYOUTS = ("metaformer", "convnext")
@@ -194,21 +195,20 @@ def latency_key(cfg: LayerCfg) -> str:
     Training-only settings (drop path, layer-scale init) are left out: they do not change inference time.
     """
     defn = get_mixer(cfg.mixer)
-    sp = "x".join(str(s) for s in cfg.spatial)
-    parts = [f"layer:{cfg.mixer}", f"cin={cfg.cin}", f"cout={cfg.cout}", f"hw={sp}", f"s={cfg.stride}"]
+    f: list[tuple[str, object]] = [("cin", cfg.cin), ("cout", cfg.cout), ("hw", "x".join(map(str, cfg.spatial))),
+                                   ("s", cfg.stride)]
     if defn.uses_kernel:
-        parts.append(f"k={cfg.kernel}")
+        f.append(("k", cfg.kernel))
     if defn.self_contained or cfg.channel_mixer != "none":
-        parts.append(f"r={cfg.ratio:g}")
+        f.append(("r", f"{cfg.ratio:g}"))
     if cfg.groups != 1:
-        parts.append(f"g={cfg.groups}")
+        f.append(("g", cfg.groups))
     if cfg.se:
-        parts.append(f"se={cfg.se:g}")
-    parts += [f"d={cfg.dims}", f"norm={cfg.norm}", f"act={cfg.act}"]
+        f.append(("se", f"{cfg.se:g}"))
+    f += [("d", cfg.dims), ("norm", cfg.norm), ("act", cfg.act)]
     if not defn.self_contained:
-        parts += [f"layout={cfg.layout}", f"cm={cfg.channel_mixer}", f"ls={int(cfg.layer_scale is not None)}"]
-    parts += [f"{k}={v}" for k, v in cfg.opts]
-    return "|".join(parts)
+        f += [("layout", cfg.layout), ("cm", cfg.channel_mixer), ("ls", int(cfg.layer_scale is not None))]
+    return format_key(f"layer:{cfg.mixer}", [*f, *cfg.opts])
 
 
 def check_layer(cfg: LayerCfg) -> str | None:

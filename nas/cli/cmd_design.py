@@ -83,8 +83,9 @@ def _fmt_row(row: dict) -> dict:
 
 
 def cmd_design(args: argparse.Namespace) -> int:
-    from nas.design import design, evolve, load_latency_model
-    from nas.search.budget import Budget
+    from nas.cost.budget import Budget
+    from nas.design import design, evolve
+    from nas.latency import load_latency_model
     from nas.space import load_space
 
     if args.top < 1:

@@ -87,7 +87,7 @@ def _fmt_row(m: dict) -> dict:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from nas.profile.predict import fit_latency_predictor
+    from nas.latency.fit import fit_latency_model
 
     if args.max_train is not None and args.max_train < 2:
         raise NASError(f"--max-train {args.max_train}: must be at least 2")
@@ -95,7 +95,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise NASError("--out names one file: give one --space")
     rows = []
     for space in args.space:
-        pred = fit_latency_predictor(
+        pred = fit_latency_model(
             args.device,
             space,
             args.kind,
@@ -127,27 +127,27 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _targets(args: argparse.Namespace):
-    from nas.profile.predict import LatencyPredictor, find_predictor, list_predictors
+    from nas.latency import LatencyModel, find_predictor, list_predictors
 
     if args.all:
-        return [LatencyPredictor.load(p) for p in list_predictors()]
+        return [LatencyModel.load(p) for p in list_predictors()]
     if not args.device:
         raise NASError(
             "nas predictor eval: give --device D --space S, a predictor path as --device, or --all"
         )
     if args.device.endswith(".json"):
-        return [LatencyPredictor.load(args.device)]
+        return [LatencyModel.load(args.device)]
     if not args.space:
         raise NASError("nas predictor eval: give --space S (repeatable)")
-    return [LatencyPredictor.load(find_predictor(args.device, s)) for s in args.space]
+    return [LatencyModel.load(find_predictor(args.device, s)) for s in args.space]
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from nas.profile.predict import evaluate_latency_predictor
+    from nas.latency.fit import evaluate_latency_model
 
     rows = []
     for pred in _targets(args):
-        m = evaluate_latency_predictor(pred, args.on, args.split)
+        m = evaluate_latency_model(pred, args.on, args.split)
         if args.save and not args.on and args.split == "holdout":
             pred.metadata["held_out"] = m
             pred.metadata["provenance"] = pred.provenance
@@ -170,13 +170,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _load_one(args: argparse.Namespace):
-    from nas.profile.predict import LatencyPredictor, find_predictor
+    from nas.latency import LatencyModel, find_predictor
 
     if args.target:
-        return LatencyPredictor.load(args.target)
+        return LatencyModel.load(args.target)
     if not (args.device and args.space):
         raise NASError("nas predictor show: give a predictor path, or --device D --space S")
-    return LatencyPredictor.load(find_predictor(args.device, args.space))
+    return LatencyModel.load(find_predictor(args.device, args.space))
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -186,8 +186,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         "predictor": pred.name,
         "path": str(pred.path),
         "kind": pred.kind,
-        "model": pred.model.kind,
-        "params": pred.model.get_params(),
+        "model": pred.estimator.kind,
+        "params": pred.estimator.get_params(),
         "device": pred.device,
         "space": pred.space.name,
         "features": (meta.get("features") or {}).get("type"),
@@ -215,8 +215,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from nas.latency import list_predictors
     from nas.predictors.base import Predictor
-    from nas.profile.predict import list_predictors
 
     rows = []
     for p in list_predictors():
@@ -247,7 +247,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from nas.profile.predict import load_latency_predictor
+    from nas.latency import load_latency_model
     from nas.profile.run import read_arch_file
 
     archs = read_arch_file(args.archs, args.space)
@@ -256,7 +256,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise NASError(
             f"{args.archs}: archs of several spaces ({', '.join(sorted(spaces))}); predict one at a time"
         )
-    pred = load_latency_predictor(args.device, archs[0].space)
+    pred = load_latency_model(args.device, archs[0].space)
     ms, lo, hi = pred.predict_interval(archs, args.coverage)
     rows = [
         {"id": a.id, "latency_ms": float(m), "low_ms": float(lo_), "high_ms": float(hi_), "arch": str(a)}

@@ -198,7 +198,7 @@ def _cmd_refine(args: argparse.Namespace) -> int:
     ui.info(f"{prof.name}: measured {n} new arch(s) of {len(archs)} into split 'refine'")
     out = {"device": prof.name, "measured": n, "given": len(archs), "refit": []}
     if not args.no_refit:
-        from nas.profile.predict import refit_device
+        from nas.latency.fit import refit_device
 
         spaces = {a.space.name: a.space for a in archs}
         for res in refit_device(prof.name, [spaces[k] for k in sorted(spaces)]):

@@ -9,21 +9,17 @@ from nas.design.evolution import EvolutionResult, evolve
 from nas.design.programme import (
     Design,
     DesignResult,
-    LatencyModel,
     check_budget,
     default_rho,
     design,
-    load_latency_model,
 )
 
 __all__ = [
     "Design",
     "DesignResult",
     "EvolutionResult",
-    "LatencyModel",
     "check_budget",
     "default_rho",
     "design",
     "evolve",
-    "load_latency_model",
 ]

@@ -18,10 +18,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from nas.cost.budget import Budget
 from nas.cost.count import count
 from nas.errors import NASError
 from nas.proxies.entropy import effectiveness, structural_entropy
-from nas.search.budget import Budget
 from nas.space.arch import Arch
 from nas.space.space import SearchSpace, load_space
 

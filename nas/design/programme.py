@@ -67,7 +67,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
@@ -75,67 +75,25 @@ from scipy.sparse import coo_array
 
 from nas.blocks.common import conv_spatial, numel
 from nas.blocks.layer import check_layer, layer_cost
+from nas.cost.budget import Budget
 from nas.cost.count import BYTES_PER_ELEMENT, conv_unit_cost, count, head_cost
 from nas.errors import BudgetError, NASError
+from nas.latency.model import FunctionLatency, LatencyModel
 from nas.proxies.entropy import conv_entropy, effectiveness, layer_entropy, structural_entropy
-from nas.search.budget import Budget
 from nas.space.arch import Arch, LayerChoice, StageChoice
 from nas.space.language import LAYER_KEYS
 from nas.space.resolve import ConvUnit, NetPlan, layer_cfg
 from nas.space.space import SearchSpace, load_space
 from nas.units import fmt_bytes, fmt_macs, fmt_ms, fmt_params
 
+Latency = LatencyModel | FunctionLatency
+"""What the programme predicts latency with: a device's LatencyModel, or a plain function (tests, benches)."""
+
 SOLVER = "scipy.optimize.milp (HiGHS)"
 COUNTED = "counted analytically"
 
 
-# ------------------------------------------------------------------------------------------ latency
-class LatencyModel(Protocol):
-    """What the programme needs from a latency predictor: batched ms predictions and their provenance."""
-
-    provenance: str
-
-    def predict(self, archs: Sequence[Arch]) -> np.ndarray: ...
-
-
-@dataclass
-class FunctionLatency:
-    """A latency model from a plain function ``archs -> ms`` (tests, benches, custom models)."""
-
-    fn: Callable[[Sequence[Arch]], Any]
-    provenance: str = "custom latency function"
-
-    def predict(self, archs: Sequence[Arch]) -> np.ndarray:
-        return np.asarray(self.fn(list(archs)), dtype=np.float64).reshape(-1)
-
-
-class _PredictorAdapter:
-    """Wraps ``nas.profile.predict.load_latency_predictor``'s object (``predict(archs)``, ``.provenance``)."""
-
-    def __init__(self, predictor: Any, device: str):
-        self._p = predictor
-        self.provenance = str(getattr(predictor, "provenance", None) or f"latency predictor for {device}")
-
-    def predict(self, archs: Sequence[Arch]) -> np.ndarray:
-        out = np.asarray(self._p.predict(list(archs)), dtype=np.float64).reshape(-1)
-        if out.shape[0] != len(archs):
-            raise NASError(f"latency predictor returned {out.shape[0]} values for {len(archs)} archs")
-        return out
-
-
-def load_latency_model(device: str, space: SearchSpace) -> LatencyModel:
-    """The calibrated latency predictor of ``device`` for ``space``, as a :class:`LatencyModel`."""
-    try:
-        from nas.profile.predict import load_latency_predictor
-    except ImportError:
-        raise NASError(
-            f"--device {device}: latency prediction is not available in this installation "
-            f"(nas.profile.predict is missing); use params/macs/memory budgets"
-        ) from None
-    return _PredictorAdapter(load_latency_predictor(device, space), device)
-
-
-def _predict(model: LatencyModel, archs: Sequence[Arch], chunk: int = 4096) -> np.ndarray:
+def _predict(model: Latency, archs: Sequence[Arch], chunk: int = 4096) -> np.ndarray:
     if not archs:
         return np.zeros(0)
     return np.concatenate([model.predict(archs[i : i + chunk]) for i in range(0, len(archs), chunk)])
@@ -744,7 +702,7 @@ def _with_stage(arch: Arch, si: int, stage: StageChoice) -> Arch:
     return Arch(arch.space, arch.resolution, arch.stem, tuple(stages))
 
 
-def _linearise(space: SearchSpace, cat: _Catalogue, ref: Arch, model: LatencyModel) -> tuple[dict, float]:
+def _linearise(space: SearchSpace, cat: _Catalogue, ref: Arch, model: Latency) -> tuple[dict, float]:
     """Per-unit latency coefficients around ``ref`` (see the module docstring) and the constant term.
 
     Returns ``(coefs, const)`` with ``const + sum(coefs of the arch's units) == predict(ref)`` at ``ref``.
@@ -834,7 +792,7 @@ def _min_cost(space: SearchSpace, key: str) -> float:
 _FMT = {"params": fmt_params, "macs": fmt_macs, "memory": fmt_bytes, "latency": fmt_ms}
 
 
-def check_budget(space: SearchSpace, budget: Budget, latency: LatencyModel | None = None) -> None:
+def check_budget(space: SearchSpace, budget: Budget, latency: Latency | None = None) -> None:
     """Raise BudgetError when a limit is below what the space's smallest arch needs (before any solving)."""
     if "latency" in budget and latency is None:
         raise BudgetError(
@@ -884,7 +842,7 @@ def design(
     *,
     top: int = 1,
     rho: float | None | str = "default",
-    latency: LatencyModel | None = None,
+    latency: Latency | None = None,
     time_limit: float = 25.0,
     uniform: bool = False,
     max_iter: int = 6,
@@ -894,7 +852,8 @@ def design(
     """Design the ``top`` best archs of ``space`` under ``budget`` by integer programming (module docstring).
 
     ``rho``: the effectiveness bound rho0 ("default": :func:`default_rho`; None: no bound).
-    ``latency``: a :class:`LatencyModel`, needed for a latency budget and used to report latency.
+    ``latency``: a :class:`nas.latency.LatencyModel` (or any object with ``predict(archs)`` and
+    ``provenance``), needed for a latency budget and used to report latency.
     ``uniform``: restrict every stage to one layer choice (the stage-uniform formulation).
     """
     t0 = time.perf_counter()
@@ -1063,7 +1022,7 @@ def design(
 
 
 def _finish(
-    sol: _Solution, sub: _Sub, hist: list[dict], latency: LatencyModel | None, elapsed: float
+    sol: _Solution, sub: _Sub, hist: list[dict], latency: Latency | None, elapsed: float
 ) -> Design:
     arch = sol.arch
     c = count(arch)

@@ -21,7 +21,7 @@ from nas.predictors.base import (
 )
 from nas.predictors.linear import LogLinearRegressor, RidgeRegressor, ridge_solve
 from nas.predictors.metrics import format_metrics, latency_metrics
-from nas.predictors.table import BlockTablePredictor, CalibratedTablePredictor, format_key, parse_key
+from nas.predictors.table import BlockTablePredictor, CalibratedTablePredictor
 
 __all__ = [
     "FORMAT",
@@ -35,11 +35,9 @@ __all__ = [
     "RidgeRegressor",
     "few_shot_adapt",
     "fit_sources",
-    "format_key",
     "format_metrics",
     "latency_metrics",
     "load_predictor",
-    "parse_key",
     "register",
     "registered_kinds",
     "ridge_solve",

@@ -112,7 +112,7 @@ def _selection_scores(loos: list[np.ndarray], huber_c: float) -> np.ndarray:
 class FewShotTransfer(Predictor):
     """Adapt source predictors to a target device from a few target measurements.
 
-    ``fit(X, y, sources)``: ``X`` are the k measured target archs in the sources' input format
+    ``fit(X, y, sources=...)``: ``X`` are the k measured target archs in the sources' input format
     (a feature matrix for arch-level sources), ``y`` their target latencies (ms), ``sources`` a
     mapping name -> fitted :class:`Predictor` (or a list; names are then ``source0``...).
 
@@ -162,7 +162,7 @@ class FewShotTransfer(Predictor):
         # a source's prediction is a latency; guard the log against non-positive outputs
         return np.log(np.maximum(P, 1e-6))
 
-    def fit(self, X, y, sources: Mapping[str, Predictor] | Sequence[Predictor] = ()):
+    def fit(self, X, y, *, sources: Mapping[str, Predictor] | Sequence[Predictor] = ()):
         named = self._named(sources)
         names = list(named)
         LP = self._source_matrix([named[n] for n in names], X)
@@ -221,7 +221,7 @@ def few_shot_adapt(
     sources: Mapping[str, Predictor] | Sequence[Predictor], X, y, **params: Any
 ) -> FewShotTransfer:
     """Convenience: ``FewShotTransfer(**params).fit(X, y, sources)``."""
-    return FewShotTransfer(**params).fit(X, y, sources)
+    return FewShotTransfer(**params).fit(X, y, sources=sources)
 
 
 def fit_sources(

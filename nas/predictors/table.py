@@ -34,58 +34,17 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from nas.blocks.keys import parse_key
 from nas.errors import PredictorError
 from nas.predictors.base import Fields, Predictor, as_matrix, as_target, register
 from nas.predictors.linear import DEFAULT_ALPHAS, robust_ridge
 
-_INT = re.compile(r"^[+-]?\d+$")
 Value = int | float | str
-
-
-_SHAPE = re.compile(r"^\d+(x\d+)+$")
-
-
-def _parse_value(text: str) -> Value:
-    """ints, floats, and spatial shapes ``56x56`` as their number of positions (so they interpolate)."""
-    if _INT.match(text):
-        return int(text)
-    if _SHAPE.match(text):
-        return math.prod(int(p) for p in text.split("x"))
-    try:
-        f = float(text)
-    except ValueError:
-        return text
-    return f if math.isfinite(f) else text
-
-
-def parse_key(key: str) -> tuple[str, dict[str, Value]]:
-    """``'mbconv|cin=24|k=5|act=relu'`` -> ``('mbconv', {'cin': 24, 'k': 5, 'act': 'relu'})``."""
-    if not isinstance(key, str) or not key:
-        raise PredictorError(f"latency key {key!r} must be a non-empty string 'name|field=value|...'")
-    parts = key.split("|")
-    name = parts[0]
-    if not name or "=" in name:
-        raise PredictorError(f"latency key '{key}': must start with a block name ('name|field=value|...')")
-    fields: dict[str, Value] = {}
-    for part in parts[1:]:
-        f, sep, v = part.partition("=")
-        if not sep or not f or not v:
-            raise PredictorError(f"latency key '{key}': '{part}' is not 'field=value'")
-        if f in fields:
-            raise PredictorError(f"latency key '{key}': field '{f}' repeated")
-        fields[f] = _parse_value(v)
-    return name, fields
-
-
-def format_key(name: str, **fields: Value) -> str:
-    """Inverse of :func:`parse_key` (fields in the given order)."""
-    return "|".join([name] + [f"{k}={v}" for k, v in fields.items()])
 
 
 def _is_num(v: Value) -> bool:
@@ -136,7 +95,7 @@ class _Group:
 class BlockTablePredictor(Predictor):
     """Sum of per-block latencies from a lookup table, with interpolation for unseen shapes.
 
-    ``fit(table, X=None, y=None)``: ``table`` maps latency keys to ms; optional end-to-end samples
+    ``fit(X=None, y=None, table=...)``: ``table`` maps latency keys to ms; optional end-to-end samples
     (``X`` = key lists, ``y`` = ms) only estimate the prediction interval (the table itself is not
     corrected; see :class:`CalibratedTablePredictor`). ``predict(X)`` takes a sequence of key lists.
     """
@@ -149,7 +108,7 @@ class BlockTablePredictor(Predictor):
         self.table_: dict[str, float] = {}
 
     # -- fitting -----------------------------------------------------------------------------------
-    def fit(self, table: Mapping[str, float], X: Sequence[Sequence[str]] | None = None, y=None):
+    def fit(self, X: Sequence[Sequence[str]] | None = None, y=None, *, table: Mapping[str, float]):
         self._load_table(_check_table(table, self.kind))
         self.fitted_ = True
         counts = {"blocks": len(self.table_)}
@@ -177,6 +136,16 @@ class BlockTablePredictor(Predictor):
         self._index: dict[str, int] = {k: i for i, k in enumerate(self.table_)}
         self._values = np.fromiter(self.table_.values(), dtype=np.float64, count=len(self.table_))
         self._explained: dict[str, dict[str, Any]] = {}
+
+    def block_table(self) -> BlockTablePredictor:
+        """The block table this estimator sums (itself)."""
+        return self
+
+    def key_codes(self) -> dict[str, int]:
+        """Key -> code of every key resolved so far (measured ones first; interpolated ones are appended
+        as they are looked up). Codes index the values :meth:`predict_codes` sums; read-only."""
+        self._check_fitted()
+        return self._index
 
     # -- lookup and interpolation ------------------------------------------------------------------
     def _interpolate(self, key: str) -> tuple[float, dict[str, Any]]:
@@ -311,7 +280,7 @@ class CalibratedTablePredictor(Predictor):
     cache). ``per_name_terms=False`` keeps only ``a`` and ``b``. Penalty by GCV (``alpha=None``) towards
     ``a = 1``, rest 0.
 
-    ``fit(X, y, table, extra=None)``: ``X`` key lists of the end-to-end archs, ``y`` their ms,
+    ``fit(X, y, table=..., extra=None)``: ``X`` key lists of the end-to-end archs, ``y`` their ms,
     ``table`` a key -> ms mapping or a fitted :class:`BlockTablePredictor`, ``extra`` an optional
     (archs x j) matrix of further per-arch features (e.g. MACs) also needed at ``predict``.
     """
@@ -387,12 +356,12 @@ class CalibratedTablePredictor(Predictor):
         self._name_cache = ids
         return ids
 
-    def fit(self, X, y, table: Mapping[str, float] | BlockTablePredictor, extra=None):
+    def fit(self, X, y, *, table: Mapping[str, float] | BlockTablePredictor, extra=None):
         if isinstance(table, BlockTablePredictor):
             table._check_fitted()
-            tp = BlockTablePredictor(n_neighbours=self.n_neighbours).fit(table.table_)
+            tp = BlockTablePredictor(n_neighbours=self.n_neighbours).fit(table=table.table_)
         else:
-            tp = BlockTablePredictor(n_neighbours=self.n_neighbours).fit(table)
+            tp = BlockTablePredictor(n_neighbours=self.n_neighbours).fit(table=table)
         self.table_predictor_ = tp
         X = list(X)
         t_y = as_target(y, len(X), who=self.kind)
@@ -416,6 +385,12 @@ class CalibratedTablePredictor(Predictor):
         self._record_fit(blocks=len(tp.table_), end_to_end=len(X))
         self.metadata["table_only_held_in"] = _short_metrics(t_y, total)
         return self
+
+    def block_table(self) -> BlockTablePredictor:
+        """The block table whose sum this estimator corrects."""
+        self._check_fitted()
+        assert self.table_predictor_ is not None
+        return self.table_predictor_
 
     def predict(self, X, extra=None) -> np.ndarray:
         """Calibrated latency (ms) per arch (key lists), vectorised over the batch."""
@@ -445,7 +420,7 @@ class CalibratedTablePredictor(Predictor):
             table = _check_table(raw, "table")
         except PredictorError as e:
             raise state.fail("table", f"invalid ({e})") from None
-        self.table_predictor_ = BlockTablePredictor(n_neighbours=self.n_neighbours).fit(table)
+        self.table_predictor_ = BlockTablePredictor(n_neighbours=self.n_neighbours).fit(table=table)
         self.names_ = state.str_list("names")
         self.n_extra_ = state.int("n_extra", default=0)
         self.coef_ = state.array("coef", length=1 + len(self.names_) + self.n_extra_)

@@ -1,4 +1,4 @@
-"""Device profiling: the latency-measurement protocol (timer) and machine provenance (machine).
+"""Device profiling: measuring (timer, quiet guard, the profiling job) and storing (profiles on disk).
 
 ``measure(module, input_shape, Protocol(...))`` times a module on torch-cpu, onnxruntime or
 torch-cuda with warm-up, pinned threads, robust statistics and re-measurement of unstable entries;
@@ -32,20 +32,14 @@ __all__ = [
     "summarize",
 ]
 
-# Profiles, units and latency predictors (lazy: they pull in pandas and the model code).
+# Profiles and the profiling job (lazy: they pull in pandas and the model code).
 _LAZY = {
     "Profile": "nas.profile.store",
     "default_device": "nas.profile.store",
     "list_profiles": "nas.profile.store",
-    "Unit": "nas.profile.units",
-    "arch_units": "nas.profile.units",
-    "space_units": "nas.profile.units",
     "ProfileSettings": "nas.profile.run",
     "run_profile": "nas.profile.run",
     "import_table": "nas.profile.importer",
-    "LatencyPredictor": "nas.profile.predict",
-    "fit_latency_predictor": "nas.profile.predict",
-    "load_latency_predictor": "nas.profile.predict",
 }
 __all__ += list(_LAZY)
 

@@ -30,9 +30,9 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
+from nas.cost.budget import Budget
 from nas.cost.count import count
 from nas.errors import BudgetError, NASError
-from nas.search.budget import Budget
 from nas.search.feasible import sample_feasible
 from nas.search.pareto import hypervolume, pareto_mask
 from nas.search.prescreen import Prescreener, prescreen_slots, screening_error, validate_prescreen
@@ -243,11 +243,11 @@ def run_search(cfg: SearchConfig, progress: Callable[[int, int, dict], None] | N
     needs_latency = "latency" in cfg.objectives or "latency" in budget.keys
     latency_model = None
     if needs_latency:
-        from nas.search.estimators import LatencyModel
+        from nas.latency import load_latency_model
 
         device = cfg.device or _default_device(space)
         cfg.device = device
-        latency_model = LatencyModel(device, space)
+        latency_model = load_latency_model(device, space)
     check_budget_feasible(space, budget, latency_model)
 
     name = _study_name(cfg, space)

@@ -1,4 +1,4 @@
-"""Estimators a search scores archs with: accuracy (supernet, predictor, training-free proxy) and latency.
+"""Accuracy estimators a search scores archs with: supernet, accuracy predictor, training-free proxy.
 
 An accuracy estimator is created from a spec string (``proxy:zen``, ``supernet:CKPT``, ``predictor:FILE``)
 so Ray workers can rebuild it from plain text and keep it resident. Every estimator states its
@@ -6,13 +6,10 @@ provenance, which the tables, the summary and the model cards print next to its 
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-
-import numpy as np
 
 from nas.errors import NASError
 from nas.space import Arch, SearchSpace
@@ -193,23 +190,3 @@ def make_estimator(spec: str, space: SearchSpace | None = None) -> AccuracyEstim
         return SleepEstimator(float(arg.split(":", 1)[1]))
     raise NASError(f"--accuracy {spec}: choose from supernet:CKPT, predictor:FILE, proxy:NAME "
                    f"({', '.join(proxy_names())})")
-
-
-class LatencyModel:
-    """Latency in ms of archs on a device: a calibrated predictor of the device's profile."""
-
-    def __init__(self, device: str, space: SearchSpace):
-        from nas.profile.predict import load_latency_predictor
-
-        self.device = device
-        self._p = load_latency_predictor(device, space)
-        self.provenance = self._p.provenance
-
-    def predict(self, archs: list[Arch]) -> np.ndarray:
-        return np.asarray(self._p.predict(archs), dtype=float)
-
-    def __call__(self, arch: Arch) -> float:
-        v = float(self.predict([arch])[0])
-        if not math.isfinite(v):
-            raise NASError(f"latency predictor for {self.device} returned {v} for {arch.id}")
-        return v

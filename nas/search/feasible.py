@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from nas.cost.budget import Budget
 from nas.cost.count import count
-from nas.search.budget import Budget
 from nas.space import Arch, SearchSpace
 
 COLUMNS = {"latency": "latency_ms", "params": "params", "macs": "macs", "memory": "memory"}

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from nas.cost.budget import Budget
 from nas.cost.count import count
 from nas.errors import NASError
 from nas.predictors.linear import ridge_solve
-from nas.search.budget import Budget
 from nas.search.feasible import COLUMNS, batch_costs, feasible_mask
 from nas.search.pareto import pareto_mask, to_minimisation
 from nas.space import Arch, SearchSpace

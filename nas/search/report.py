@@ -14,8 +14,8 @@ import io
 from pathlib import Path
 from typing import Any
 
+from nas.cost.budget import Budget
 from nas.io import atomic_path, atomic_write_bytes, write_json
-from nas.search.budget import Budget
 
 
 def write_run(run_dir: Path, cfg: Any, space: Any, table: Any, pareto: list[dict], budget: Budget,

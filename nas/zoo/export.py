@@ -309,7 +309,7 @@ def budget_abbrev(budget: str | None) -> str:
     """``'latency:5ms,params:5M'`` -> ``'lat5ms-params5m'`` (a '.' becomes 'p': ``lat2p5ms``)."""
     if not budget:
         return ""
-    from nas.search.budget import Budget
+    from nas.cost.budget import Budget
 
     try:
         parts = []

@@ -1,8 +1,8 @@
 """Latency units of a network and their keys: what a device profile's block table is indexed by.
 
 A network is the stem conv unit, then per stage an optional downsample conv unit and its layers, then
-the head. Layers already have :func:`nas.blocks.layer.latency_key`; this module adds keys in the same
-``name|k=v|...`` style for conv units (stem and downsample share one form) and for the head, and:
+the head. Layers already have :func:`nas.blocks.layer.latency_key`; this module adds keys (written by
+:func:`nas.blocks.keys.format_key`) for conv units (stem and downsample share one form) and for the head, and:
 
 * :func:`arch_units` - the units of one arch, in order, each with its key, a builder of its standard
   module and its input shape (without batch);
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from nas.blocks.keys import format_key
 from nas.blocks.layer import LayerCfg, build_layer, check_layer, latency_key
 from nas.space.arch import Arch, LayerChoice
 from nas.space.language import ConvSpec, HeadSpec
@@ -69,23 +70,14 @@ def _hw(spatial: Sequence[int]) -> str:
 def conv_key(u: ConvUnit) -> str:
     """Key of a stem/downsample conv unit, e.g. ``conv|cin=3|cout=32|hw=224x224|k=3|s=2|d=2|norm=bn|act=gelu``."""
     s = u.spec
-    parts = [
-        "conv",
-        f"cin={u.cin}",
-        f"cout={u.cout}",
-        f"hw={_hw(u.spatial)}",
-        f"k={s.kernel}",
-        f"s={s.stride}",
-        f"p={s.padding}",
-        f"d={len(u.spatial)}",
-        f"norm={s.norm}",
-        f"act={s.act}",
-    ]
+    f: list[tuple[str, object]] = [("cin", u.cin), ("cout", u.cout), ("hw", _hw(u.spatial)), ("k", s.kernel),
+                                   ("s", s.stride), ("p", s.padding), ("d", len(u.spatial)), ("norm", s.norm),
+                                   ("act", s.act)]
     if s.bias is not None:
-        parts.append(f"bias={int(s.bias)}")
+        f.append(("bias", int(s.bias)))
     if s.norm_position != "post":
-        parts.append(f"normpos={s.norm_position}")
-    return "|".join(parts)
+        f.append(("normpos", s.norm_position))
+    return format_key("conv", f)
 
 
 @lru_cache(maxsize=10_000)
@@ -95,25 +87,15 @@ def head_key(h: HeadCfg) -> str:
     Dropout is left out (it does nothing at inference).
     """
     spec = h.head
-    parts = ["head", f"cin={h.cin}", f"hw={_hw(h.spatial)}", f"d={h.dims}"]
+    f: list[tuple[str, object]] = [("cin", h.cin), ("hw", _hw(h.spatial)), ("d", h.dims)]
     if spec.pre is not None:
-        parts.append("pre={},{},{}".format(*spec.pre))
-    parts.append(f"norm={spec.norm}")
+        f.append(("pre", "{},{},{}".format(*spec.pre)))
+    f.append(("norm", spec.norm))
     if spec.post is not None:
         w, act, bias = spec.post
-        parts.append(f"post={w},{act},{int(bias)}")
-    parts.append(f"classes={spec.classes}")
-    return "|".join(parts)
-
-
-def key_fields(key: str) -> tuple[str, dict[str, str]]:
-    """Split a key into its type and its ``k=v`` fields: ``('layer:dwconv', {'cin': '64', ...})``."""
-    head, *rest = key.split("|")
-    out = {}
-    for part in rest:
-        k, _, v = part.partition("=")
-        out[k] = v
-    return head, out
+        f.append(("post", f"{w},{act},{int(bias)}"))
+    f.append(("classes", spec.classes))
+    return format_key("head", f)
 
 
 # ---------------------------------------------------------------------------------------- modules
@@ -509,7 +491,6 @@ __all__ = [
     "arch_units",
     "conv_key",
     "head_key",
-    "key_fields",
     "key_index",
     "layer_choices",
     "plan_units",
