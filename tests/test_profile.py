@@ -13,11 +13,12 @@ import yaml
 
 from nas.blocks.keys import parse_key
 from nas.errors import ProfileError
-from nas.latency.units import KeyIndex, arch_keys, arch_units, space_units
+from nas.latency.features import KeyIndex
 from nas.profile import run as prun
 from nas.profile.importer import holdout_of, import_table
 from nas.profile.run import ProfileSettings, quick_settings, read_arch_file, refine_profile, run_profile
 from nas.profile.store import Profile, cpu_slug, default_device_name, find_profile
+from nas.profile.units import arch_keys, arch_units, space_units
 from nas.space import load_space
 
 TINY = """

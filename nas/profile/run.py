@@ -2,7 +2,7 @@
 
 For each space, :func:`run_profile`
 
-1. enumerates every distinct unit the space can produce (:func:`nas.latency.units.space_units`) at
+1. enumerates every distinct unit the space can produce (:func:`nas.profile.units.space_units`) at
    the chosen resolutions and times each one's deploy-form module under the *block* protocol (cheap:
    a few repeats; there are thousands of units);
 2. draws a calibration set and a disjoint held-out set of random archs (seeded) and times each whole
@@ -31,11 +31,11 @@ import numpy as np
 import pandas as pd
 
 from nas.errors import ProfileError
-from nas.latency.units import Unit, space_units
 from nas.profile.machine import machine_info
 from nas.profile.quiet import DEFAULT_LIMIT, QuietGuard, measure_quietly
 from nas.profile.store import Profile, check_name, default_device_name, space_file_ref
 from nas.profile.timer import Measurement, Protocol, Timer
+from nas.profile.units import Unit, space_units
 from nas.space import Arch, SearchSpace, load_space
 
 # The block table has thousands of entries: fewer repeats and less time per entry than end-to-end

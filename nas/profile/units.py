@@ -8,9 +8,7 @@ the head. Layers already have :func:`nas.blocks.layer.latency_key`; this module 
   module and its input shape (without batch);
 * :func:`space_units` - every distinct unit a space can produce, enumerated stage by stage over
   resolution x incoming width x width x every layer choice (first layer vs later ones), not sampled;
-* :class:`KeyIndex` - the fast path from archs to keys and to a sparse count matrix over a profile's
-  key vocabulary (per-stage and per-layer caches, so featurising many archs is a few dict look-ups
-  per layer), used by the latency predictors.
+The fast path from archs to keys (:class:`nas.latency.features.KeyIndex`) walks the same plan.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
 from torch import nn
 
 from nas.blocks.keys import format_key
@@ -289,209 +286,15 @@ def space_units(space: SearchSpace, resolutions: Sequence[int] | None = None) ->
     return units
 
 
-# ------------------------------------------------------------------------------------ fast keys
-
-
-class KeyIndex:
-    """Fast arch -> keys, and archs -> sparse count matrix over a key vocabulary, for one space.
-
-    A stage's units depend only on (stage, incoming channels, incoming spatial, width) and its
-    layer choices, so per such context the index keeps the downsample key and two small maps
-    (first layer, later layers) from LayerChoice to key and column; featurising an arch is then a
-    dict look-up per stage and per layer. With a ``vocab`` the columns are the keys' numbers in it
-    (-1: not in the vocabulary). ``keys(arch)`` equals ``arch_keys(arch)``.
-    """
-
-    _SKIP = -2
-
-    def __init__(self, space: SearchSpace, vocab: dict[str, int] | None = None):
-        self.space = space
-        self.vocab = vocab
-        self._stem: dict[tuple[int, int], tuple[str, int, tuple[int, ...]]] = {}
-        self._ctx: dict[tuple, _StageCtx] = {}
-        self._head: dict[tuple[int, tuple[int, ...]], tuple[tuple[str, ...], tuple[int, ...]]] = {}
-        self._features = space.spec.head.type == "features"
-
-    def _col(self, key: str) -> int:
-        return -1 if self.vocab is None else self.vocab.get(key, -1)
-
-    def _stem_key(self, r: int, sw: int) -> tuple[str, int, tuple[int, ...]]:
-        hit = self._stem.get((r, sw))
-        if hit is None:
-            spec = self.space.spec
-            u = ConvUnit(spec.in_channels, sw, (r,) * self.space.dims, spec.stem)
-            k = conv_key(u)
-            hit = self._stem[(r, sw)] = (k, self._col(k), u.out_spatial)
-        return hit
-
-    def _context(self, si: int, c: int, sp: tuple[int, ...], width: int) -> _StageCtx:
-        st = self.space.stages[si]
-        down = None
-        if st.downsample == "conv":
-            u = ConvUnit(c, width, sp, st.down)
-            k = conv_key(u)
-            down = (k, self._col(k))
-            sp, c = u.out_spatial, width
-        return _StageCtx(self, si, c, width, sp, down)
-
-    def _head_keys(self, c: int, sp: tuple[int, ...]) -> tuple[tuple[str, ...], tuple[int, ...]]:
-        h = self._head.get((c, sp))
-        if h is None:
-            if self._features:
-                h = ((), ())
-            else:
-                k = head_key(HeadCfg(c, sp, self.space.dims, self.space.spec.head))
-                h = ((k,), (self._col(k),))
-            self._head[(c, sp)] = h
-        return h
-
-    def _walk(self, arch: Arch, want_keys: bool) -> list:
-        j = 0 if want_keys else 1
-        stem = self._stem.get((arch.resolution, arch.stem)) or self._stem_key(arch.resolution, arch.stem)
-        out: list = [stem[j]]
-        append = out.append
-        sp = stem[2]
-        c = arch.stem
-        ctxs = self._ctx
-        for si, ch in enumerate(arch.stages):
-            ck = (si, c, sp, ch.width)
-            ctx = ctxs.get(ck)
-            if ctx is None:
-                ctx = self._context(si, c, sp, ch.width)
-                ctxs[ck] = ctx
-            if ctx.down is not None:
-                append(ctx.down[j])
-            layers = ch.layers
-            if ctx.in_block and layers:
-                got = ctx.first.get(layers[0]) or ctx._make(layers[0], True)
-                append(got[j])
-                layers = layers[1:]
-            later = ctx.later
-            for lc in layers:
-                got = later.get(lc)
-                if got is None:
-                    if lc.mixer == "skip":
-                        continue
-                    got = ctx._make(lc, False)
-                append(got[j])
-            c, sp = ctx.c_out, ctx.sp_out
-        out.extend(self._head_keys(c, sp)[j])
-        return out
-
-    def keys(self, arch: Arch) -> list[str]:
-        """The unit keys of ``arch`` in order (same as :func:`arch_keys`, much faster)."""
-        return self._walk(arch, True)
-
-    def columns(self, arch: Arch) -> list[int]:
-        """Column numbers of the arch's units in the vocabulary (-1 for keys outside it), in order."""
-        return self._walk(arch, False)
-
-    def count_matrix(self, archs: Sequence[Arch], missing: str = "error"):
-        """Sparse CSR matrix (len(archs), len(vocab)) of unit counts per arch (needs a ``vocab``).
-
-        Keys outside the vocabulary: ``missing='error'`` raises KeyError naming the first one;
-        ``'ignore'`` drops them; ``'collect'`` returns ``(matrix, [(row, key), ...])`` with those left out.
-        """
-        from scipy import sparse
-
-        if self.vocab is None:
-            raise ValueError("KeyIndex.count_matrix needs a vocabulary")
-        cols: list[int] = []
-        indptr = [0]
-        columns = self.columns
-        for arch in archs:
-            cols.extend(columns(arch))
-            indptr.append(len(cols))
-        idx = np.asarray(cols, dtype=np.int64)
-        ptr = np.asarray(indptr, dtype=np.int64)
-        left_out: list[tuple[int, str]] = []
-        bad = idx < 0
-        if bad.any():
-            rows = np.repeat(np.arange(len(archs)), np.diff(ptr))
-            first = int(np.flatnonzero(bad)[0])
-            if missing == "error":
-                raise KeyError(self.keys(archs[rows[first]])[first - ptr[rows[first]]])
-            if missing == "collect":
-                for r in np.unique(rows[bad]):
-                    ks = self.keys(archs[r])
-                    cs = idx[ptr[r] : ptr[r + 1]]
-                    left_out += [(int(r), ks[i]) for i in np.flatnonzero(cs < 0)]
-            keep = ~bad
-            idx = idx[keep]
-            ptr = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=len(archs)))])
-        m = sparse.csr_matrix((np.ones(idx.size), idx, ptr), shape=(len(archs), len(self.vocab)))
-        m.sum_duplicates()
-        return (m, left_out) if missing == "collect" else m
-
-
-class _StageCtx:
-    """Units of one stage in one context (incoming channels/spatial, width): downsample + layer maps."""
-
-    __slots__ = (
-        "index",
-        "si",
-        "c",
-        "width",
-        "sp",
-        "down",
-        "first",
-        "later",
-        "c_out",
-        "sp_out",
-        "in_block",
-        "stride",
-    )
-
-    def __init__(
-        self, index: KeyIndex, si: int, c: int, width: int, sp: tuple[int, ...], down: tuple[str, int] | None
-    ):
-        st = index.space.stages[si]
-        self.index, self.si, self.c, self.width, self.sp, self.down = index, si, c, width, sp, down
-        self.in_block = st.downsample == "in_block"
-        self.stride = st.stride
-        self.first: dict[LayerChoice, tuple[str, int]] = {}
-        self.later: dict[LayerChoice, tuple[str, int]] = {}
-        if self.in_block:
-            self.c_out, self.sp_out = width, tuple((s + st.stride - 1) // st.stride for s in sp)
-        else:
-            self.c_out, self.sp_out = c, sp
-
-    def _make(self, lc: LayerChoice, first: bool) -> tuple[str, int]:
-        ix = self.index
-        if first:
-            cfg = _layer_cfg(ix.space, self.si, lc, self.c, self.width, self.sp, self.stride)
-        elif self.in_block:
-            cfg = _layer_cfg(ix.space, self.si, lc, self.width, self.width, self.sp_out, 1)
-        else:
-            cfg = _layer_cfg(ix.space, self.si, lc, self.c, self.c, self.sp, 1)
-        k = latency_key(cfg)
-        got = (k, ix._col(k))
-        (self.first if first else self.later)[lc] = got
-        return got
-
-
-_INDEX: dict[int, KeyIndex] = {}
-
-
-def key_index(space: SearchSpace) -> KeyIndex:
-    """The (cached) KeyIndex of a space object."""
-    idx = _INDEX.get(id(space))
-    if idx is None or idx.space is not space:
-        idx = _INDEX[id(space)] = KeyIndex(space)
-    return idx
-
-
 __all__ = [
     "UNIT_KINDS",
     "ConvSpec",
     "HeadCfg",
-    "KeyIndex",
     "Unit",
     "arch_keys",
     "arch_units",
     "conv_key",
     "head_key",
-    "key_index",
     "layer_choices",
     "plan_units",
     "space_units",
