@@ -9,6 +9,19 @@ class NASError(Exception):
     """
 
 
+class ParamError(NASError):
+    """A bad value of one named parameter of a library call: ``ParamError("trials", "0: must be at least 1")``.
+
+    The message names the parameter as the library spells it (``trials 0: must be at least 1``); the CLI
+    shows the flag that sets it instead (``--trials 0: ...``).
+    """
+
+    def __init__(self, param: str, detail: str):
+        self.param = param
+        self.detail = detail
+        super().__init__(f"{param} {detail}" if not detail.startswith(":") else f"{param}{detail}")
+
+
 class SpaceError(NASError):
     """A search-space YAML or an arch does not validate."""
 

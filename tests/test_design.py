@@ -373,5 +373,5 @@ def test_cli_design(capsys, tmp_path):
 
 def test_rho_too_tight_is_a_user_error():
     sp = load_space("ofa-mbv3")
-    with pytest.raises(BudgetError, match="--rho"):
+    with pytest.raises(BudgetError, match=r"\(rho\)"):
         design(sp, "macs:300M", rho=0.01)

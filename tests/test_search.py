@@ -121,7 +121,7 @@ def test_impossible_budget_is_reported_before_searching(tmp_path, tiny_space):
 
 def test_existing_study_needs_resume(tmp_path, tiny_space):
     run_search(cfg(tmp_path, tiny_space, trials=5))
-    with pytest.raises(NASError, match="already exists.*--resume"):
+    with pytest.raises(NASError, match="already exists.*resume it"):
         run_search(cfg(tmp_path, tiny_space, trials=5))
     res = run_search(cfg(tmp_path, tiny_space, trials=9, resume=True))
     assert list(res.trials["number"]) == list(range(9))
@@ -363,5 +363,16 @@ def test_random_search_draws_uniformly_from_the_feasible_set(tmp_path, tiny_spac
 
 
 def test_bad_init_is_one_clear_error(tmp_path, tiny_space):
-    with pytest.raises(NASError, match="--init bogus: choose from feasible, random"):
+    with pytest.raises(NASError, match="init bogus: choose from feasible, random"):
         run_search(cfg(tmp_path, tiny_space, init="bogus"))
+
+
+def test_library_errors_name_the_parameter_and_the_cli_names_the_flag(tmp_path, tiny_space, capsys):
+    from nas.cli import main as cli
+
+    with pytest.raises(NASError, match=r"^trials 0: must be at least 1$"):
+        run_search(cfg(tmp_path, tiny_space, trials=0))
+    code = cli.main(["search", "--space", str(tiny_space), "--budget", "params:1G", "--trials", "0",
+                     "--runs", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2 and "nas: error: --trials 0: must be at least 1" in err

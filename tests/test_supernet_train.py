@@ -215,7 +215,7 @@ def test_resume_after_kill_is_exact(tmp_path):
 def test_existing_run_needs_resume_and_checkpoint_errors(tmp_path):
     cfg = TrainConfig(epochs=1, max_steps=1, **FAST)
     SupernetTrainer(cfg, tmp_path, quiet=True).fit()
-    with pytest.raises(NASError, match="--resume"):
+    with pytest.raises(NASError, match="resume it"):
         SupernetTrainer(cfg, tmp_path, quiet=True)
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a checkpoint")

@@ -149,7 +149,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     )
     settings = quick_settings(**common) if args.quick else ProfileSettings(**common)
     settings.other_load_limit = _load_limit(args.other_load_limit, settings.other_load_limit)
-    report = run_profile(settings, progress=ui.progress, log=ui.info)
+    report = run_profile(settings, reporter=ui.reporter())
     rows = [s.to_dict() for s in report.spaces]
     if ui.json_mode():
         ui.print_json(report.to_dict())
@@ -192,7 +192,7 @@ def _cmd_refine(args: argparse.Namespace) -> int:
     from nas.profile.quiet import DEFAULT_LIMIT
 
     prof, n = refine_profile(
-        args.device, archs, progress=ui.progress, max_minutes=args.max_minutes,
+        args.device, archs, reporter=ui.reporter(), max_minutes=args.max_minutes,
         other_load_limit=_load_limit(args.other_load_limit, DEFAULT_LIMIT),
     )
     ui.info(f"{prof.name}: measured {n} new arch(s) of {len(archs)} into split 'refine'")

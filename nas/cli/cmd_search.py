@@ -64,15 +64,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                        storage=args.storage, resume=args.resume, workers=args.workers,
                        ray_address=args.ray_address, runs_dir=args.runs, prescreen=prescreen,
                        prescreen_share=share, init=args.init)
-    with ui.progress(cfg.trials, f"search {cfg.space}") as bar:
-        state = {"last": 0}
-
-        def tick(done: int, total: int, row: dict) -> None:
-            bar.advance(done - state["last"])
-            state["last"] = done
-            bar.set_description(f"search {cfg.space} hv={row['hypervolume']:.3g}")
-
-        result = run_search(cfg, progress=tick)
+    result = run_search(cfg, reporter=ui.reporter())
     s = result.summary
     verify = _verify(result, args) if args.verify else {}
     if ui.json_mode():
@@ -132,11 +124,7 @@ def _verify(result, args) -> dict:
     from nas.space import load_arch
 
     archs = [load_arch(result.run_dir / e["arch_file"]) for e in result.summary["pareto"]]
-    with ui.progress(len(archs), "verify: measuring the Pareto archs") as bar:
-        def factory(total, description, **_):  # noqa: ANN001, ANN202 - progress adapter
-            return _Adapter(bar)
-
-        prof, _ = refine_profile(result.summary["device"], archs, progress=factory)
+    prof, _ = refine_profile(result.summary["device"], archs, reporter=ui.reporter())
     rows = prof.arch_rows(split="refine")
     measured = dict(zip(rows["arch_id"], rows["median_ms"]))
     out = {}
@@ -149,16 +137,3 @@ def _verify(result, args) -> dict:
 
     write_json(result.run_dir / "verify.json", out)
     return out
-
-
-class _Adapter:
-    """Lets refine_profile drive the search's progress bar."""
-
-    def __init__(self, bar):  # noqa: ANN001
-        self.bar = bar
-
-    def __enter__(self):  # noqa: ANN204
-        return self.bar
-
-    def __exit__(self, *exc) -> None:
-        return None

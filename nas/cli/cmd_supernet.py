@@ -154,7 +154,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{c.epochs} epochs x {trainer.steps_per_epoch} steps, {trainer.device}"
             + (f", resuming at step {trainer.step}" if args.resume else "")
         )
-        summary = trainer.fit()
+        summary = trainer.fit(reporter=ui.reporter())
     if ui.json_mode():
         ui.print_json(summary)
         return 0

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from types import ModuleType
 
 from nas.cli import ui
-from nas.errors import NASError
+from nas.errors import NASError, ParamError
 
 COMMAND_MODULES = ["space", "build", "profile", "predictor", "supernet", "search", "design", "export", "zoo"]
 
@@ -100,6 +100,23 @@ def build_parser(modules: Iterable[ModuleType] | None = None) -> argparse.Argume
     return parser
 
 
+PARAM_FLAGS = {"resolutions": "--resolution"}
+"""Library parameters whose flag is not the parameter's own name with dashes."""
+
+
+def flag_of(param: str) -> str:
+    """The command-line flag that sets a library parameter (``n_random`` -> ``--n-random``)."""
+    return PARAM_FLAGS.get(param, "--" + param.replace("_", "-"))
+
+
+def user_message(e: NASError) -> str:
+    """The one line a user error prints: a :class:`ParamError` names the flag rather than the parameter."""
+    if isinstance(e, ParamError):
+        sep = "" if e.detail.startswith(":") else " "
+        return f"{flag_of(e.param)}{sep}{e.detail}"
+    return str(e)
+
+
 def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
@@ -135,7 +152,7 @@ def main(argv: Sequence[str] | None = None, *, modules: Iterable[ModuleType] | N
     except NASError as e:
         if debug:
             traceback.print_exc()
-        _err(f"{PROG}: error: {_one_line(e) or type(e).__name__}")
+        _err(f"{PROG}: error: {_one_line(user_message(e)) or type(e).__name__}")
         return 2
     except KeyboardInterrupt:
         if debug:

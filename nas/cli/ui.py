@@ -334,3 +334,31 @@ def progress(
     plain = _PlainProgress(total, description, completed, stream, interval, clock)
     yield plain
     plain.finish()
+
+
+# ------------------------------------------------------------------------------------------- reporter
+
+
+class TerminalReporter:
+    """The CLI's :class:`nas.reporting.Reporter`: progress bars with ETA, tables and lines on the terminal."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+
+    def progress(self, total: int | None, description: str, *, completed: int = 0):
+        return progress(total, description, completed=completed, json_mode=True if self.quiet else None)
+
+    def log(self, message: str) -> None:
+        if not self.quiet:
+            info(message)
+
+    def warn(self, message: str) -> None:
+        warn(message)
+
+    def table(self, title: str | None, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+        print_table(title, columns, rows)
+
+
+def reporter(quiet: bool = False) -> TerminalReporter:
+    """The terminal reporter the commands hand to library jobs."""
+    return TerminalReporter(quiet)

@@ -96,7 +96,7 @@ def evolve(
     if time_limit is None and max_evals is None:
         raise NASError("evolve: give time_limit or max_evals")
     if "latency" in budget and latency is None:
-        raise NASError(f"budget {budget.get('latency')}: a latency budget needs a latency model (--device)")
+        raise NASError(f"budget {budget.get('latency')}: a latency budget needs a latency model (a device)")
     rho0 = default_rho(space) if rho == "default" else (None if rho is None else float(rho))
     rng = random.Random(seed)
     seen: dict[str, _Eval] = {}

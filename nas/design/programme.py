@@ -796,7 +796,7 @@ def check_budget(space: SearchSpace, budget: Budget, latency: Latency | None = N
     """Raise BudgetError when a limit is below what the space's smallest arch needs (before any solving)."""
     if "latency" in budget and latency is None:
         raise BudgetError(
-            f"budget {budget.get('latency')}: a latency budget needs a device (--device) "
+            f"budget {budget.get('latency')}: a latency budget needs a device "
             f"with a latency predictor"
         )
     smallest = space.min()
@@ -996,7 +996,7 @@ def design(
             found.append(score)
             heapq.heappush(heap, (-round(score, 6), sol.predicted["macs"], next(tie), sub, sol, hist))
     if not heap:
-        why = f" with rho <= {rho0:.4g} (--rho)" if rho0 is not None else ""
+        why = f" with rho <= {rho0:.4g} (rho)" if rho0 is not None else ""
         raise BudgetError(
             f"no arch of {space.name} meets {budget}{why} "
             f"(within {time_limit:.0f} s); relax the budget or the effectiveness bound"

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from nas.errors import PredictorError, ProfileError
+from nas.errors import ParamError, PredictorError, ProfileError
 from nas.latency.features import KeyFeatures, default_arch_features, make_features
 from nas.latency.files import find_predictor, predictor_name
 from nas.latency.model import LatencyModel
@@ -81,7 +81,7 @@ def fit_latency_model(
     training archs (the held-out archs are not used for the choice).
     """
     if kind not in KINDS:
-        raise PredictorError(f"--kind {kind}: unknown; choose from {', '.join(KINDS)}")
+        raise ParamError("kind", f"{kind}: unknown; choose from {', '.join(KINDS)}")
     prof = Profile.load(device)
     space = prof.load_space(space)
     if space.name not in prof.spaces():
@@ -102,7 +102,7 @@ def fit_latency_model(
     if kind in ("table", "calibrated"):
         table = prof.block_table()
         if not table:
-            raise ProfileError(f"profile {prof.name} has no block table; use --kind arch")
+            raise ProfileError(f"profile {prof.name} has no block table; use kind arch")
         feats = KeyFeatures(space)
         X = feats(archs)
         if kind == "table":

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nas.errors import ProfileError
+from nas.errors import ParamError, ProfileError
 from nas.io import sha256_file
 from nas.profile.store import Profile, check_name, slug, space_file_ref
 from nas.space import SearchSpace, load_space
@@ -189,9 +189,9 @@ def import_table(
     if not path.is_file():
         raise ProfileError(f"{path}: no such file")
     if fmt not in FORMATS:
-        raise ProfileError(f"--format {fmt}: unknown; choose from {', '.join(FORMATS)}")
+        raise ParamError("format", f"{fmt}: unknown; choose from {', '.join(FORMATS)}")
     if not 0.0 <= holdout_share < 1.0:
-        raise ProfileError(f"--holdout-share {holdout_share}: must be in [0, 1)")
+        raise ParamError("holdout_share", f"{holdout_share}: must be in [0, 1)")
     try:
         df = pd.read_csv(path, dtype={"depths": str, "kernel_sizes": str, "expand_ratios": str, "arch": str})
     except Exception as e:
@@ -206,7 +206,7 @@ def import_table(
         if "arch" not in df.columns:
             raise ProfileError(f"{path}: format archs needs an 'arch' column (arch JSON)")
         if space is None:
-            raise ProfileError(f"{path}: name the space of the archs (--space)")
+            raise ParamError("space", f": missing; {path} does not name the space of its archs")
         space = load_space(space)
     all_lat = latency_columns(df)
     cols = list(columns) if columns else all_lat
@@ -226,7 +226,7 @@ def import_table(
     if not force:
         for n in names:
             if Profile.exists(root / n):
-                raise ProfileError(f"{root / n}: profile exists; pass --force to replace it")
+                raise ProfileError(f"{root / n}: profile exists; replace it with force")
 
     archs = _archs_ofa(df, space, str(path)) if fmt == "ofa" else _archs_json(df, space, str(path))
     ids = np.array([a.id for a in archs])

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,12 +30,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nas.errors import ProfileError
+from nas.errors import ParamError, ProfileError
 from nas.profile.machine import machine_info
 from nas.profile.quiet import DEFAULT_LIMIT, QuietGuard, measure_quietly
 from nas.profile.store import Profile, check_name, default_device_name, space_file_ref
 from nas.profile.timer import Measurement, Protocol, Timer
 from nas.profile.units import Unit, space_units
+from nas.reporting import Reporter, or_silent
 from nas.space import Arch, SearchSpace, load_space
 
 # The block table has thousands of entries: fewer repeats and less time per entry than end-to-end
@@ -53,21 +54,6 @@ BLOCK_PROTOCOL = {
 ARCH_PROTOCOL: dict[str, Any] = {"warmup": 5, "repeats": 20}
 DEPLOY = "fused"  # modules are measured in deploy form (BN folded, re-parameterised branches merged)
 MACHINE_MATCH = ("cpu_model", "threads", "backend", "batch", "dtype", "gpu_name")
-
-ProgressFactory = Callable[..., contextlib.AbstractContextManager]
-
-
-@contextlib.contextmanager
-def _no_progress(total: int | None, description: str, **_: Any) -> Iterator[Any]:
-    class _P:
-        def advance(self, n: int = 1) -> None:
-            pass
-
-        def set_description(self, d: str) -> None:
-            pass
-
-    yield _P()
-
 
 @dataclass
 class ProfileSettings:
@@ -333,13 +319,13 @@ def open_profile(
         prof = Profile.load(path)
         if prof.kind != "measured":
             raise ProfileError(
-                f"{path}: an imported profile cannot be measured into; pick another --device name"
+                f"{path}: an imported profile cannot be measured into; pick another device name"
             )
         diffs = _compare(prof.meta, machine, protos)
         if diffs:
             raise ProfileError(
                 f"{path}: measured with other settings ({'; '.join(diffs)}); "
-                f"resume with the same settings or pick another --device name"
+                f"resume with the same settings or pick another device name"
             )
         prof.meta.setdefault("runs", []).append({"started": machine["timestamp_utc"]})
         prof.touch()
@@ -377,14 +363,12 @@ def profiles_root(root: Path | None = None) -> Path:
 # ---------------------------------------------------------------------------------------- the job
 
 
-def run_profile(
-    settings: ProfileSettings,
-    progress: ProgressFactory | None = None,
-    log: Callable[[str], None] | None = None,
-) -> RunReport:
-    """Profile every space of ``settings`` (resuming what exists); see the module docstring."""
-    progress = progress or _no_progress
-    log = log or (lambda s: None)
+def run_profile(settings: ProfileSettings, reporter: Reporter | None = None) -> RunReport:
+    """Profile every space of ``settings`` (resuming what exists); see the module docstring.
+
+    Progress bars and log lines go to ``reporter`` (silent by default)."""
+    out = or_silent(reporter)
+    progress, log = out.progress, out.log
     arch_p, block_p = settings.protocols()
     name = device_name(settings)
     path = profiles_root(settings.root) / name
@@ -420,8 +404,8 @@ def _resolutions(space: SearchSpace, settings: ProfileSettings) -> list[int]:
         return list(space.spec.resolutions)
     res = [r for r in settings.resolutions if r in space.spec.resolutions]
     if not res:
-        raise ProfileError(
-            f"--resolution {list(settings.resolutions)}: none is a resolution of space {space.name} "
+        raise ParamError(
+            "resolutions", f"{list(settings.resolutions)}: none is a resolution of space {space.name} "
             f"({list(space.spec.resolutions)})"
         )
     return res
@@ -437,7 +421,7 @@ def _plan(prof: Profile, space: SearchSpace, settings: ProfileSettings):
     if old_res is not None and list(old_res) != res:
         raise ProfileError(
             f"{prof.path}: space {space.name} was profiled at resolutions {list(old_res)}, now {res}; "
-            f"resume with the same --resolution or pick another --device name"
+            f"resume with the same resolutions or pick another device name"
         )
     for key, now in (
         ("seed", settings.seed),
@@ -450,7 +434,7 @@ def _plan(prof: Profile, space: SearchSpace, settings: ProfileSettings):
         if entry.get(key) is not None and entry[key] != now:
             raise ProfileError(
                 f"{prof.path}: space {space.name} was profiled with {key} {entry[key]}, now {now}; "
-                f"resume with the same settings or pick another --device name"
+                f"resume with the same settings or pick another device name"
             )
     from nas.io import sha256_file
 
@@ -610,17 +594,17 @@ def _recheck_archs(prof, space, timer, deadline, flusher, rep, fresh: set[tuple[
 def refine_profile(
     device: str,
     archs: Sequence[Arch],
-    progress: ProgressFactory | None = None,
+    reporter: Reporter | None = None,
     max_minutes: float | None = None,
     other_load_limit: float | None = DEFAULT_LIMIT,
 ) -> tuple[Profile, int]:
     """Measure ``archs`` end to end on this machine under the profile's own protocol and add them as
     ``refine`` rows. Returns (profile, number newly measured). Refuses a profile of another machine."""
-    progress = progress or _no_progress
+    progress = or_silent(reporter).progress
     prof = Profile.load(device)
     if prof.kind != "measured":
         raise ProfileError(
-            f"profile {prof.name} is imported; --refine measures on this machine, use a measured one"
+            f"profile {prof.name} is imported; refining measures on this machine, use a measured one"
         )
     protocol = Protocol.from_dict(prof.meta.get("protocol") or {})
     machine = machine_info(protocol)
@@ -724,7 +708,7 @@ def read_arch_file(path: str | Path, space: str | SearchSpace | None = None) -> 
             raise ProfileError(f"{where}: expected a mapping with space, resolution, stem, stages")
         sp = space if space is not None else item.get("space")
         if sp is None:
-            raise ProfileError(f"{where}: space: missing; name the space (--space)")
+            raise ParamError("space", f": missing; {where} does not name its space")
         out.append(load_space(sp).arch_from_dict(item, where))
     if not out:
         raise ProfileError(f"{path}: no archs in the file")

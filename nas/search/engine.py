@@ -32,7 +32,8 @@ from optuna.trial import TrialState
 
 from nas.cost.budget import Budget
 from nas.cost.count import count
-from nas.errors import BudgetError, NASError
+from nas.errors import BudgetError, NASError, ParamError
+from nas.reporting import Reporter, or_silent
 from nas.search.feasible import sample_feasible
 from nas.search.pareto import hypervolume, pareto_mask
 from nas.search.prescreen import Prescreener, prescreen_slots, screening_error, validate_prescreen
@@ -222,22 +223,25 @@ def check_budget_feasible(space: SearchSpace, budget: Budget, latency: Callable[
     return values
 
 
-def run_search(cfg: SearchConfig, progress: Callable[[int, int, dict], None] | None = None,
-               evaluator: Any = None) -> SearchResult:
-    """Run (or resume) a search and write its run folder; returns the trials table and the Pareto set."""
+def run_search(cfg: SearchConfig, reporter: Reporter | None = None, evaluator: Any = None) -> SearchResult:
+    """Run (or resume) a search and write its run folder; returns the trials table and the Pareto set.
+
+    Progress (trials told, hypervolume so far) and warnings go to ``reporter`` (silent by default)."""
     import pandas as pd
 
+    rep = or_silent(reporter)
+
     if cfg.strategy not in STRATEGIES:
-        raise NASError(f"--strategy {cfg.strategy}: choose from {', '.join(STRATEGIES)}")
+        raise ParamError("strategy", f"{cfg.strategy}: choose from {', '.join(STRATEGIES)}")
     bad = [o for o in cfg.objectives if o not in METRICS]
     if bad or "accuracy" not in cfg.objectives or len(set(cfg.objectives)) != len(cfg.objectives):
-        raise NASError(f"--objectives {','.join(cfg.objectives)}: list accuracy plus any of latency, params, macs, "
+        raise ParamError("objectives", f"{','.join(cfg.objectives)}: list accuracy plus any of latency, params, macs, "
                        f"memory, each once")
     if cfg.trials < 1:
-        raise NASError(f"--trials {cfg.trials}: must be at least 1")
+        raise ParamError("trials", f"{cfg.trials}: must be at least 1")
     validate_prescreen(cfg.prescreen, cfg.prescreen_share)
     if cfg.init not in INITS:
-        raise NASError(f"--init {cfg.init}: choose from {', '.join(INITS)}")
+        raise ParamError("init", f"{cfg.init}: choose from {', '.join(INITS)}")
     space = load_space(cfg.space)
     budget = Budget.parse(cfg.budget)
     needs_latency = "latency" in cfg.objectives or "latency" in budget.keys
@@ -245,7 +249,7 @@ def run_search(cfg: SearchConfig, progress: Callable[[int, int, dict], None] | N
     if needs_latency:
         from nas.latency import load_latency_model
 
-        device = cfg.device or _default_device(space)
+        device = cfg.device or _default_device(space, rep)
         cfg.device = device
         latency_model = load_latency_model(device, space)
     check_budget_feasible(space, budget, latency_model)
@@ -257,9 +261,9 @@ def run_search(cfg: SearchConfig, progress: Callable[[int, int, dict], None] | N
     directions = ["maximize" if SENSES[o] == "max" else "minimize" for o in cfg.objectives]
     exists = name in {s.study_name for s in _safe_summaries(storage)}
     if exists and not cfg.resume:
-        raise NASError(f"study '{name}' already exists in {run_dir}; pass --resume to continue it or --study NEW")
+        raise ParamError("study", f"'{name}' already exists in {run_dir}; resume it to continue, or name a new study")
     if cfg.resume and not exists:
-        raise NASError(f"--resume: no study '{name}' in {cfg.storage or run_dir}")
+        raise ParamError("resume", f": no study '{name}' in {cfg.storage or run_dir}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=name, storage=storage, directions=directions,
                                 sampler=_sampler(cfg), load_if_exists=cfg.resume)
@@ -320,6 +324,8 @@ def run_search(cfg: SearchConfig, progress: Callable[[int, int, dict], None] | N
             study.enqueue_trial(arch_to_params(space, a, dists, rng), user_attrs={"source": "feasible-init"})
     t_start = time.perf_counter()
     done = len(rows)
+    bar_ctx = rep.progress(cfg.trials, f"search {space.name}", completed=done)
+    bar = bar_ctx.__enter__()
     try:
         while done < cfg.trials:
             n = min(batch_size, cfg.trials - done)
@@ -393,9 +399,10 @@ def run_search(cfg: SearchConfig, progress: Callable[[int, int, dict], None] | N
                 p["trial"].set_user_attr("row", stored)
                 study.tell(p["trial"], objective)
                 done += 1
-                if progress:
-                    progress(done, cfg.trials, row)
+                bar.advance()
+                bar.set_description(f"search {space.name} hv={row['hypervolume']:.3g}")
     finally:
+        bar_ctx.__exit__(None, None, None)
         if own_evaluator:
             evaluator.close()
 
@@ -479,7 +486,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}
                                           if url.startswith("sqlite") else {})
     except Exception as e:  # noqa: BLE001 - storage URLs come from users
-        raise NASError(f"--storage {url}: cannot open ({type(e).__name__}: {e})") from None
+        raise ParamError("storage", f"{url}: cannot open ({type(e).__name__}: {e})") from None
 
 
 def _safe_summaries(storage) -> list:
@@ -496,7 +503,7 @@ def _config_dict(cfg: SearchConfig, space: SearchSpace) -> dict:
             "prescreen_share": cfg.prescreen_share}
 
 
-def _default_device(space: SearchSpace) -> str:
+def _default_device(space: SearchSpace, reporter: Reporter) -> str:
     """This machine's measured CPU profile; else another CPU's (with a warning); else an error."""
     from nas.io import read_yaml
     from nas.profile import default_device
@@ -510,11 +517,9 @@ def _default_device(space: SearchSpace) -> str:
         meta = read_yaml(path / PROFILE_FILE)
         if (isinstance(meta, dict) and meta.get("kind") == "measured" and space.name in (meta.get("spaces") or {})
                 and (meta.get("machine") or {}).get("backend") == "torch-cpu"):
-            from nas.cli import ui
-
-            ui.warn(f"no profile of this CPU ({cpu_model()}); latencies are predicted for {path.name} "
+            reporter.warn(f"no profile of this CPU ({cpu_model()}); latencies are predicted for {path.name} "
                     f"({(meta.get('machine') or {}).get('cpu_model')}). Measure this machine with "
                     f"`nas profile --space {space.name}` for figures that hold here.")
             return path.name
-    raise NASError("no device profile matches this machine; run `nas profile --space "
-                   f"{space.name} --device NAME` or pass --device (see `nas profile list`)")
+    raise ParamError("device", f": no device profile matches this machine; measure one (nas profile --space {space.name}) "
+                     "or name a device (nas profile list)")

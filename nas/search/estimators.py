@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from nas.errors import NASError
+from nas.errors import ParamError
 from nas.space import Arch, SearchSpace
 
 
@@ -174,19 +174,19 @@ def make_estimator(spec: str, space: SearchSpace | None = None) -> AccuracyEstim
     if kind == "proxy":
         names = proxy_names()
         if arg not in names:
-            raise NASError(f"--accuracy {spec}: unknown proxy '{arg}'; choose from {', '.join(names)}")
+            raise ParamError("accuracy", f"{spec}: unknown proxy '{arg}'; choose from {', '.join(names)}")
         return ProxyEstimator(arg)
     if kind == "supernet":
         if not arg or not Path(arg).exists():
-            raise NASError(f"--accuracy {spec}: no supernet checkpoint at '{arg}'")
+            raise ParamError("accuracy", f"{spec}: no supernet checkpoint at '{arg}'")
         return SupernetEstimator(arg)
     if kind == "predictor":
         if not arg or not Path(arg).is_file():
-            raise NASError(f"--accuracy {spec}: no accuracy predictor file at '{arg}'")
+            raise ParamError("accuracy", f"{spec}: no accuracy predictor file at '{arg}'")
         return PredictorEstimator(arg)
     if kind == "debug" and arg.startswith("crash-once:"):
         return CrashOnceEstimator(arg.split(":", 1)[1])
     if kind == "debug" and arg.startswith("sleep:"):
         return SleepEstimator(float(arg.split(":", 1)[1]))
-    raise NASError(f"--accuracy {spec}: choose from supernet:CKPT, predictor:FILE, proxy:NAME "
+    raise ParamError("accuracy", f"{spec}: choose from supernet:CKPT, predictor:FILE, proxy:NAME "
                    f"({', '.join(proxy_names())})")

@@ -27,7 +27,7 @@ import numpy as np
 
 from nas.cost.budget import Budget
 from nas.cost.count import count
-from nas.errors import NASError
+from nas.errors import NASError, ParamError
 from nas.predictors.linear import ridge_solve
 from nas.search.feasible import COLUMNS, batch_costs, feasible_mask
 from nas.search.pareto import pareto_mask, to_minimisation
@@ -43,11 +43,11 @@ MUTATION_PROB = 0.15
 def validate_prescreen(candidates: int, share: float) -> None:
     """Raise a one-line NASError naming the flag when the pre-screen settings are out of range."""
     if isinstance(candidates, bool) or not isinstance(candidates, int) or (candidates != 0 and candidates < 2):
-        raise NASError(f"--prescreen {candidates}: must be 0 (off) or an integer >= 2 "
+        raise ParamError("prescreen", f"{candidates}: must be 0 (off) or an integer >= 2 "
                        f"(candidates screened per pre-screened trial)")
     if not isinstance(share, (int, float)) or isinstance(share, bool) or not math.isfinite(share) \
             or not 0.0 < share <= 1.0:
-        raise NASError(f"--prescreen-share {share}: must be a number with 0 < F <= 1 "
+        raise ParamError("prescreen_share", f"{share}: must be a number with 0 < F <= 1 "
                        f"(share of each batch filled with pre-screened archs)")
 
 

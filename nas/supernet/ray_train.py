@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from nas.errors import NASError
+from nas.errors import NASError, ParamError
 from nas.supernet.train import TrainConfig
 
 
@@ -61,14 +61,14 @@ def train_with_ray(
         from ray.train import RunConfig, ScalingConfig
         from ray.train.torch import TorchTrainer
     except ImportError as e:  # pragma: no cover - ray is a dependency
-        raise NASError(f"--workers needs Ray Train ({e})") from None
+        raise ParamError("workers", f": more than one needs Ray Train ({e})") from None
     if workers < 1:
-        raise NASError(f"--workers {workers}: must be at least 1")
+        raise ParamError("workers", f"{workers}: must be at least 1")
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if not resume and (out / "checkpoint.safetensors").exists():
         raise NASError(
-            f"{out}/checkpoint.safetensors: a run is already there; pass --resume or choose another --out"
+            f"{out}/checkpoint.safetensors: a run is already there; resume it, or choose another output folder"
         )
     if use_gpu is None:
         use_gpu = torch.cuda.is_available()

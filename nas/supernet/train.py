@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.errors import NASError
+from nas.errors import NASError, ParamError
+from nas.reporting import SILENT, Reporter, or_silent
 from nas.space.arch import Arch
 from nas.space.language import parse_space
 from nas.space.space import SearchSpace, load_space
@@ -90,11 +91,11 @@ class TrainConfig:
         if self.epochs < 1 or self.batch_size < 1:
             raise NASError(f"epochs ({self.epochs}) and batch size ({self.batch_size}) must be at least 1")
         if self.optimizer not in ("sgd", "adamw"):
-            raise NASError(f"--optimizer {self.optimizer}: choose from sgd, adamw")
+            raise ParamError("optimizer", f"{self.optimizer}: choose from sgd, adamw")
         if self.amp not in ("auto", "on", "off"):
-            raise NASError(f"--amp {self.amp}: choose from auto, on, off")
+            raise ParamError("amp", f"{self.amp}: choose from auto, on, off")
         if self.n_random < 0:
-            raise NASError(f"--n-random {self.n_random}: must be >= 0")
+            raise ParamError("n_random", f"{self.n_random}: must be >= 0")
 
 
 # ---- per-step seeding -----------------------------------------------------------------------------------
@@ -156,9 +157,9 @@ def pick_device(name: str) -> torch.device:
     try:
         dev = torch.device(name)
     except RuntimeError:
-        raise NASError(f"--device {name}: not a torch device (cpu, cuda, cuda:1, ...)") from None
+        raise ParamError("device", f"{name}: not a torch device (cpu, cuda, cuda:1, ...)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise NASError(f"--device {name}: CUDA is not available on this machine")
+        raise ParamError("device", f"{name}: CUDA is not available on this machine")
     return dev
 
 
@@ -232,7 +233,7 @@ class SupernetTrainer:
             cfg = dataclasses.replace(saved, device=cfg.device, max_steps=cfg.max_steps)
         elif ck_file.exists() and rank == 0:
             raise NASError(
-                f"{ck_file}: a run is already there; pass --resume to continue it or choose another --out"
+                f"{ck_file}: a run is already there; resume it to continue, or choose another output folder"
             )
         cfg.check()
         self.cfg = cfg
@@ -428,21 +429,18 @@ class SupernetTrainer:
             dist.barrier()
 
     # ---- the loop ------------------------------------------------------------------------------------------
-    def fit(self, report=None) -> dict[str, Any]:
+    def fit(self, report=None, reporter: Reporter | None = None) -> dict[str, Any]:
         """Train until the last step (or ``max_steps``); returns a summary. ``report(metrics)`` is called
-        at every epoch end (Ray Train passes its reporter here)."""
-        from nas.cli import ui
-
+        at every epoch end (Ray Train passes its reporter here); progress with the loss goes to
+        ``reporter`` (silent by default, and always on workers other than rank 0)."""
         cfg = self.cfg
         stop = self.total_steps if cfg.max_steps <= 0 else min(self.total_steps, cfg.max_steps)
         t0 = time.perf_counter()
         last_log_t, last_log_step = t0, self.step
         window: list[dict[str, float]] = []
         started_at = self.step
-        ctx = ui.progress(
-            self.total_steps, "supernet train", completed=self.step, json_mode=True if self.quiet else None
-        )
-        with ctx as bar:
+        out = SILENT if self.quiet else or_silent(reporter)
+        with out.progress(self.total_steps, "supernet train", completed=self.step) as bar:
             while self.step < stop:
                 m = self.train_step()
                 window.append(m)

@@ -154,7 +154,7 @@ def items_from_run(run_dir: str | os.PathLike, pick: list[str], space: Any = Non
     sp = _run_space(run_dir, summary, space)
     pareto = {p["id"]: p for p in summary["pareto"]}
     if "pareto" in pick and len(pick) > 1:
-        raise ZooError("--pick: give either 'pareto' (the whole front) or arch ids, not both")
+        raise ZooError("pick: give either 'pareto' (the whole front) or arch ids, not both")
     ids = list(pareto) if pick == ["pareto"] else list(dict.fromkeys(pick))
     if not ids:
         raise ZooError(f"{run_dir / 'summary.json'}: pareto: empty; nothing to export")
@@ -227,7 +227,7 @@ class Weights:
             self.path = Path(self.spec)
         if not str(self.path) or not self.path.exists():
             raise ZooError(
-                f"--weights {self.spec}: {self.path} not found "
+                f"weights {self.spec}: {self.path} not found "
                 "(give supernet:CKPT for a supernet checkpoint or a safetensors FILE)"
             )
         if self.path.is_file():
@@ -246,7 +246,7 @@ class Weights:
                     from nas.supernet.checkpoint import load_supernet
                 except ImportError as e:
                     raise ZooError(
-                        f"--weights {self.spec}: supernet support (nas.supernet.load_supernet) is not "
+                        f"weights {self.spec}: supernet support (nas.supernet.load_supernet) is not "
                         f"available in this installation ({e})"
                     ) from None
             loaded = load_supernet(self.path)
@@ -254,7 +254,7 @@ class Weights:
                 loaded = loaded[0]
             if not callable(getattr(loaded, "extract", None)):
                 raise ZooError(
-                    f"--weights {self.spec}: load_supernet returned {type(loaded).__name__}, which has "
+                    f"weights {self.spec}: load_supernet returned {type(loaded).__name__}, which has "
                     "no extract(arch)"
                 )
             self._supernet = loaded
@@ -372,7 +372,7 @@ def choose_name(
             return explicit, True
         raise ZooError(
             f"{root / explicit}: a model of that name exists (arch {models.get(explicit, {}).get('id')}); "
-            "choose another --name or pass --force to replace it"
+            "choose another name or replace it with force"
         )
     base = default_base(item)
     cands = (
@@ -386,7 +386,7 @@ def choose_name(
     for n in cands:
         if not taken(n):
             return check_name(n), False
-    raise ZooError(f"{root}: no free name left for {base}-*; pass --name")
+    raise ZooError(f"{root}: no free name left for {base}-*; give a name")
 
 
 # ------------------------------------------------------------------------------------------- export
@@ -605,11 +605,11 @@ def export(
         if not pick:
             summary = read_summary(src)
             ids = ", ".join(p["id"] for p in summary["pareto"]) or "(none)"
-            raise ZooError(f"{src}: a run folder needs --pick pareto or --pick ID...; Pareto ids: {ids}")
+            raise ZooError(f"{src}: a run folder needs pick 'pareto' or arch ids; Pareto ids: {ids}")
         items = items_from_run(src, list(pick), space)
     elif src.is_file():
         if pick:
-            raise ZooError(f"{src}: --pick applies to a run folder, not an arch file")
+            raise ZooError(f"{src}: pick applies to a run folder, not an arch file")
         items = [item_from_arch(src, space)]
     else:
         raise ZooError(f"{src}: no such run folder or arch file")
