@@ -4,9 +4,6 @@ from __future__ import annotations
 import argparse
 
 from nas.cli import ui
-from nas.cost.count import conv_unit_cost, count_plan, head_cost
-from nas.space import load_arch
-from nas.space.resolve import resolve
 from nas.units import fmt_macs, fmt_params
 
 
@@ -22,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     import nas
+    from nas.cost.count import conv_unit_cost, count_plan, head_cost
+    from nas.space import load_arch
+    from nas.space.resolve import resolve
 
     arch = load_arch(args.arch, args.space)
     plan = resolve(arch)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from nas.cli import ui
 from nas.errors import NASError, ProfileError
-from nas.profile.timer import BACKENDS, DTYPES
+from nas.profile.protocol import BACKENDS, DTYPE_NAMES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="torch-cpu", choices=BACKENDS)
     p.add_argument("--threads", type=int, default=1, help="threads, pinned (default 1)")
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--dtype", default="float32", choices=list(DTYPES))
+    p.add_argument("--dtype", default="float32", choices=list(DTYPE_NAMES))
     p.add_argument(
         "--resolution", type=int, nargs="+", metavar="R", help="only these input resolutions/lengths"
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from nas.cli import ui
 from nas.errors import NASError
-from nas.search.engine import STRATEGIES, SearchConfig, run_search
+from nas.search.config import STRATEGIES, SearchConfig
 from nas.units import fmt_bytes, fmt_macs, fmt_ms, fmt_params
 
 
@@ -64,6 +64,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                        storage=args.storage, resume=args.resume, workers=args.workers,
                        ray_address=args.ray_address, runs_dir=args.runs, prescreen=prescreen,
                        prescreen_share=share, init=args.init)
+    from nas.search.engine import run_search
+
     result = run_search(cfg, reporter=ui.reporter())
     s = result.summary
     verify = _verify(result, args) if args.verify else {}

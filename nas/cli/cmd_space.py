@@ -4,12 +4,14 @@ from __future__ import annotations
 import argparse
 import statistics
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nas.cli import ui
-from nas.cost.count import count
 from nas.errors import NASError
-from nas.space import Arch, SearchSpace, builtin_spaces, load_arch, load_space
 from nas.units import fmt_bytes, fmt_macs, fmt_params
+
+if TYPE_CHECKING:
+    from nas.space import Arch, SearchSpace
 
 COUNTED = "counted analytically"
 
@@ -35,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cost_row(arch: Arch) -> dict:
+    from nas.cost.count import count
+
     c = count(arch)
     return {"id": arch.id, "arch": str(arch), "params": c.params, "macs": c.macs, "memory": c.memory}
 
@@ -47,6 +51,8 @@ def _fmt(row: dict) -> dict:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from nas.space import builtin_spaces, load_space
+
     rows = []
     for name in builtin_spaces():
         sp = load_space(name)
@@ -60,6 +66,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from nas.cost.count import count
+    from nas.space import load_space
+
     sp = load_space(args.space)
     if not hasattr(sp, "spec"):  # the NB201 cell benchmark
         from nas.space.nb201 import EDGES, OPS
@@ -93,6 +102,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    from nas.space import load_space
+
     if args.n < 1:
         raise NASError(f"--n {args.n}: must be at least 1")
     sp = load_space(args.space)
@@ -120,6 +131,9 @@ def _is_arch_file(target: str) -> bool:
 
 
 def cmd_count(args: argparse.Namespace) -> int:
+    from nas.cost.count import count
+    from nas.space import load_arch, load_space
+
     if _is_arch_file(args.target):
         arch = load_arch(args.target)
         row = _cost_row(arch)

@@ -2,38 +2,22 @@
 
 ``measure(module, input_shape, Protocol(...))`` times a module on torch-cpu, onnxruntime or
 torch-cuda with warm-up, pinned threads, robust statistics and re-measurement of unstable entries;
-``machine_info(protocol)`` describes where it was measured.
+``machine_info(protocol)`` describes where it was measured; ``Profile`` reads and writes profile folders.
+Every name is imported on first use (the timer pulls in torch, the store pandas).
 """
 
-from nas.profile.machine import MACHINE_KEYS, machine_info
-from nas.profile.timer import (
-    BACKENDS,
-    Measurement,
-    Protocol,
-    Timer,
-    export_onnx,
-    measure,
-    measure_session,
-    ort_session,
-    summarize,
-)
-
-__all__ = [
-    "BACKENDS",
-    "MACHINE_KEYS",
-    "Measurement",
-    "Protocol",
-    "Timer",
-    "export_onnx",
-    "machine_info",
-    "measure",
-    "measure_session",
-    "ort_session",
-    "summarize",
-]
-
-# Profiles and the profiling job (lazy: they pull in pandas and the model code).
 _LAZY = {
+    "MACHINE_KEYS": "nas.profile.machine",
+    "machine_info": "nas.profile.machine",
+    "BACKENDS": "nas.profile.protocol",
+    "Protocol": "nas.profile.protocol",
+    "Measurement": "nas.profile.timer",
+    "Timer": "nas.profile.timer",
+    "export_onnx": "nas.profile.timer",
+    "measure": "nas.profile.timer",
+    "measure_session": "nas.profile.timer",
+    "ort_session": "nas.profile.timer",
+    "summarize": "nas.profile.timer",
     "Profile": "nas.profile.store",
     "default_device": "nas.profile.store",
     "list_profiles": "nas.profile.store",
@@ -41,7 +25,7 @@ _LAZY = {
     "run_profile": "nas.profile.run",
     "import_table": "nas.profile.importer",
 }
-__all__ += list(_LAZY)
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str):

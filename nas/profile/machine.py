@@ -17,7 +17,7 @@ import sys
 from importlib import metadata
 from typing import Any
 
-from nas.profile.timer import Protocol
+from nas.profile.protocol import Protocol
 
 # Every key machine_info returns, in order. GPU keys are None unless the backend is torch-cuda.
 MACHINE_KEYS = (

@@ -21,7 +21,6 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from nas.cost.budget import Budget
 from nas.cost.count import count
 from nas.errors import BudgetError, NASError, ParamError
 from nas.reporting import Reporter, or_silent
+from nas.search.config import COLUMN, INITS, METRICS, SENSES, STRATEGIES, SearchConfig, SearchResult  # noqa: F401
 from nas.search.feasible import sample_feasible
 from nas.search.pareto import hypervolume, pareto_mask
 from nas.search.prescreen import Prescreener, prescreen_slots, screening_error, validate_prescreen
@@ -41,49 +41,7 @@ from nas.space import Arch, SearchSpace, load_space
 from nas.space.language import LAYER_KEYS
 from nas.units import fmt_bytes, fmt_macs, fmt_ms, fmt_params
 
-STRATEGIES = ("nsga2", "tpe", "evolution", "random")
-INITS = ("feasible", "random")
-METRICS = ("accuracy", "latency", "params", "macs", "memory")
-SENSES = {"accuracy": "max", "latency": "min", "params": "min", "macs": "min", "memory": "min"}
-COLUMN = {"accuracy": "accuracy", "latency": "latency_ms", "params": "params", "macs": "macs", "memory": "memory"}
 FORMAT = {"latency": fmt_ms, "params": fmt_params, "macs": fmt_macs, "memory": fmt_bytes}
-
-
-@dataclass
-class SearchConfig:
-    """Everything a search run needs (the CLI flags)."""
-
-    budget: str | list[str] = ""
-    space: str = "hybrid"
-    device: str | None = None
-    accuracy: str = "proxy:entropy"
-    objectives: tuple[str, ...] = ("accuracy", "latency")
-    strategy: str = "nsga2"
-    trials: int = 200
-    seed: int = 0
-    study: str | None = None
-    storage: str | None = None
-    resume: bool = False
-    workers: int = 1
-    ray_address: str | None = None
-    runs_dir: Path = Path("runs")
-    population: int | None = None
-    batch: int | None = None
-    threads: int = 1
-    init: str = "feasible"  # feasible: first generation (random: every trial) drawn within the budget
-    prescreen: int = 8  # candidates screened by the accuracy predictor per pre-screened trial; 0 = off
-    prescreen_share: float = 0.5  # share of each batch filled with pre-screened archs (the rest: the strategy)
-
-
-@dataclass
-class SearchResult:
-    """What a finished search returns (the run folder holds the same, on disk)."""
-
-    run_dir: Path
-    study_name: str
-    trials: Any  # pandas.DataFrame
-    pareto: list[dict]
-    summary: dict = field(default_factory=dict)
 
 
 # ---- parameters <-> archs ----------------------------------------------------------------------------

@@ -1,0 +1,52 @@
+"""What a search is asked to do (:class:`SearchConfig`) and what it returns (:class:`SearchResult`).
+
+Plain data with no heavy imports, so the CLI, the service and the engine share one definition.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STRATEGIES = ("nsga2", "tpe", "evolution", "random")
+INITS = ("feasible", "random")
+METRICS = ("accuracy", "latency", "params", "macs", "memory")
+SENSES = {"accuracy": "max", "latency": "min", "params": "min", "macs": "min", "memory": "min"}
+COLUMN = {"accuracy": "accuracy", "latency": "latency_ms", "params": "params", "macs": "macs", "memory": "memory"}
+
+
+@dataclass
+class SearchConfig:
+    """Everything a search run needs (the CLI flags)."""
+
+    budget: str | list[str] = ""
+    space: str = "hybrid"
+    device: str | None = None
+    accuracy: str = "proxy:entropy"
+    objectives: tuple[str, ...] = ("accuracy", "latency")
+    strategy: str = "nsga2"
+    trials: int = 200
+    seed: int = 0
+    study: str | None = None
+    storage: str | None = None
+    resume: bool = False
+    workers: int = 1
+    ray_address: str | None = None
+    runs_dir: Path = Path("runs")
+    population: int | None = None
+    batch: int | None = None
+    threads: int = 1
+    init: str = "feasible"  # feasible: first generation (random: every trial) drawn within the budget
+    prescreen: int = 8  # candidates screened by the accuracy predictor per pre-screened trial; 0 = off
+    prescreen_share: float = 0.5  # share of each batch filled with pre-screened archs (the rest: the strategy)
+
+
+@dataclass
+class SearchResult:
+    """What a finished search returns (the run folder holds the same, on disk)."""
+
+    run_dir: Path
+    study_name: str
+    trials: Any  # pandas.DataFrame
+    pareto: list[dict]
+    summary: dict = field(default_factory=dict)
