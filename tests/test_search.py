@@ -376,3 +376,36 @@ def test_library_errors_name_the_parameter_and_the_cli_names_the_flag(tmp_path, 
                      "--runs", str(tmp_path / "runs")])
     err = capsys.readouterr().err
     assert code == 2 and "nas: error: --trials 0: must be at least 1" in err
+
+
+def test_resume_does_not_score_again_what_a_killed_batch_had_scored(tmp_path, tiny_space):
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "nas.cli.main", "search", "--space", str(tiny_space), "--budget", "params:1G",
+           "--objectives", "accuracy,macs", "--accuracy", "debug:sleep:0.3", "--trials", "24", "--runs", str(runs),
+           "--study", "mid", "--prescreen", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    db = runs / "mid" / "study.db"
+    deadline, scored_mid_batch = time.time() + 240, {}
+    while time.time() < deadline and not scored_mid_batch:
+        time.sleep(0.05)
+        if db.exists():
+            try:
+                st = optuna.load_study(study_name="mid", storage=f"sqlite:///{db}")
+                running = st.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+            except Exception:  # noqa: BLE001 - the study may not be created yet
+                continue
+            scored_mid_batch = {t.number: t.user_attrs["score"] for t in running if "score" in t.user_attrs}
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert scored_mid_batch, "the run was never caught between scoring and telling a batch"
+    res = run_search(SearchConfig(budget="params:1G", space=str(tiny_space), objectives=("accuracy", "macs"),
+                                  accuracy="debug:sleep:0.3", trials=24, runs_dir=runs, study="mid", resume=True,
+                                  prescreen=0))
+    t = res.trials
+    here = f"local:{os.getpid()}"
+    recovered = t[t["source"] == "recovered"]
+    # the archs the killed run had scored come back with their stored score, not scored again here
+    assert len(recovered) >= len(scored_mid_batch)
+    assert set(recovered["worker"]) <= {s["worker"] for s in scored_mid_batch.values()} | {here, None}
+    rescored = recovered[recovered["worker"] == here]
+    assert len(rescored) <= len(recovered) - len(scored_mid_batch)

@@ -239,7 +239,7 @@ def run_search(cfg: SearchConfig, reporter: Reporter | None = None, evaluator: A
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
         if t.state == TrialState.RUNNING:
             study.tell(t.number, state=TrialState.FAIL)
-            keep = {k: t.user_attrs[k] for k in ("predicted_accuracy",) if k in t.user_attrs}
+            keep = {k: t.user_attrs[k] for k in ("predicted_accuracy", "score") if k in t.user_attrs}
             study.enqueue_trial(t.params, user_attrs={"recovered_from": t.number, **keep})
 
     rows: list[dict] = []
@@ -328,14 +328,21 @@ def run_search(cfg: SearchConfig, reporter: Reporter | None = None, evaluator: A
                     row[f"violation_{k}"] = v
                 pending[trial.number] = {"trial": trial, "arch": arch, "row": row}
                 prior = cache.get(arch.id)
+                saved = attrs.get("score")  # scored before a kill: the score was stored as it arrived
                 if prior is not None:
                     row.update(accuracy=prior["accuracy"], evaluated=prior["evaluated"],
                                duplicate_of=prior["number"])
+                elif saved is not None and feasible:
+                    row.update(accuracy=saved["accuracy"], evaluated=True, eval_s=saved["eval_s"],
+                               worker=saved["worker"])
+                    cache[arch.id] = row
                 elif feasible:
                     to_eval.append((trial.number, arch))
                     cache[arch.id] = row  # later duplicates in this batch wait for this one
             for number, score, secs, worker in evaluator.run(to_eval):
                 pending[number]["row"].update(accuracy=score, evaluated=True, eval_s=secs, worker=worker)
+                # stored at once, so a run killed before this batch is told does not score it again
+                pending[number]["trial"].set_user_attr("score", {"accuracy": score, "eval_s": secs, "worker": worker})
             floor = min((r["accuracy"] for r in rows if r["accuracy"] is not None), default=0.0)
             for number in sorted(pending):
                 p = pending[number]
