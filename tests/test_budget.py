@@ -84,13 +84,14 @@ def test_texts_round_trip():
 def test_violations_and_feasibility_follow_the_le_zero_convention():
     b = Budget.parse("latency:5ms,params:5M")
     v = b.violations({"latency": 4.0, "params": 6e6, "macs": 1e9})
-    assert v == {"latency": pytest.approx(-1.0), "params": pytest.approx(1e6)}
+    assert v == {"latency": pytest.approx(-0.2), "params": pytest.approx(0.2)}  # relative: (value - limit) / limit
     assert not b.feasible({"latency": 4.0, "params": 6e6})
     assert b.feasible({"latency": 4.0, "params": 4e6})
     # exactly at the limit is feasible (violation 0)
     assert b.feasible({"latency": 5.0, "params": 5e6})
     c = b.get("latency")
-    assert c.violation(5.0) == 0.0 and c.violation(7.5) == pytest.approx(2.5)
+    assert c.violation(5.0) == 0.0 and c.violation(7.5) == pytest.approx(0.5)
+    assert b.total_violation({"latency": 7.5, "params": 4e6}) == pytest.approx(0.5)
 
 
 def test_missing_value_for_a_limited_key_is_an_error():

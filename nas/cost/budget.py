@@ -9,8 +9,9 @@ A budget is a set of upper limits, at most one per key::
 
 Pieces are comma-separated or given as several strings; ``<`` is implied and an explicit ``<`` or
 ``<=`` after the colon (``latency:<5ms``) is accepted. A value meets a limit when it is at most the
-limit: :meth:`Constraint.violation` is ``value - limit`` and ``<= 0`` means feasible, the convention
-Optuna's constraints use.
+limit: :meth:`Constraint.violation` is the relative violation ``(value - limit) / limit`` and ``<= 0``
+means feasible, the convention Optuna's constraints use; relative, so limits of different units weigh
+alike. It is the one formula the search, its feasible start, pre-screening and the design baseline use.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+
+import numpy as np
 
 from nas.errors import BudgetError, NASError
 from nas.units import fmt_bytes, parse_bytes, parse_count, parse_time_ms
@@ -81,8 +84,13 @@ class Constraint:
             object.__setattr__(self, "text", _canonical_text(self.key, limit))
 
     def violation(self, value: float) -> float:
-        """``value - limit`` in base units; ``<= 0`` means the value meets the limit."""
-        return float(value) - self.limit
+        """Relative violation ``(value - limit) / limit``; ``<= 0`` means the value meets the limit."""
+        return (float(value) - self.limit) / self.limit
+
+    def violations_of(self, values: np.ndarray) -> np.ndarray:
+        """:meth:`violation` of many values at once (non-finite values stay non-finite)."""
+        with np.errstate(invalid="ignore"):
+            return (np.asarray(values, dtype=float) - self.limit) / self.limit
 
     def feasible(self, value: float) -> bool:
         """Whether ``value`` meets the limit."""
@@ -173,7 +181,7 @@ class Budget:
         return {k: c.limit for k, c in self._by_key.items()}
 
     def violations(self, values: Mapping[str, float]) -> dict[str, float]:
-        """``{key: value - limit}`` for every limited key; ``<= 0`` means that limit is met.
+        """``{key: (value - limit) / limit}`` for every limited key; ``<= 0`` means that limit is met.
 
         ``values`` must hold a value for every limited key (extra keys are ignored).
         """
@@ -187,6 +195,10 @@ class Budget:
     def feasible(self, values: Mapping[str, float]) -> bool:
         """Whether every limit is met."""
         return all(v <= 0 for v in self.violations(values).values())
+
+    def total_violation(self, values: Mapping[str, float]) -> float:
+        """Sum of the positive relative violations (0 when feasible): how far outside the budget."""
+        return sum(max(0.0, v) for v in self.violations(values).values())
 
     def __iter__(self) -> Iterator[Constraint]:
         return iter(self._by_key.values())

@@ -109,7 +109,7 @@ def evolve(
             costs: dict[str, float] = {"params": c.params, "macs": c.macs, "memory": c.memory}
             if lats is not None:
                 costs["latency"] = float(lats[i])
-            viol = sum(max(0.0, costs[k.key] / k.limit - 1.0) for k in budget)
+            viol = budget.total_violation(costs)
             r = effectiveness(a)
             if rho0 is not None:
                 viol += max(0.0, r / rho0 - 1.0)

@@ -316,11 +316,11 @@ def run_search(cfg: SearchConfig, reporter: Reporter | None = None, evaluator: A
                 c = count(arch)
                 values = {"latency": None if lat_ms is None else float(lat_ms), "params": c.params, "macs": c.macs,
                           "memory": c.memory}
-                viol = {con.key: (values[con.key] - con.limit) / con.limit for con in budget}
+                viol = budget.violations(values)
                 feasible = all(v <= 0 for v in viol.values())
                 row = {"number": trial.number, "arch_id": arch.id, "arch": str(arch), "accuracy": None,
                        "latency_ms": values["latency"], "params": c.params, "macs": c.macs, "memory": c.memory,
-                       "feasible": feasible, "violation": sum(max(0.0, v) for v in viol.values()),
+                       "feasible": feasible, "violation": budget.total_violation(values),
                        "evaluated": False, "duplicate_of": None, "eval_s": 0.0, "worker": None,
                        "source": "recovered" if "recovered_from" in attrs else attrs.get("source", "sampler"),
                        "predicted_accuracy": attrs.get("predicted_accuracy")}

@@ -44,8 +44,8 @@ def feasible_mask(budget: Budget, costs: dict[str, np.ndarray]) -> np.ndarray:
         v = costs.get(con.key)
         if v is None:
             return np.zeros(n, dtype=bool)
-        with np.errstate(invalid="ignore"):
-            ok &= np.isfinite(v) & ((v - con.limit) / con.limit <= 0)
+        rel = con.violations_of(v)
+        ok &= np.isfinite(rel) & (rel <= 0)
     return ok
 
 
