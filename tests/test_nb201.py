@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nas.blocks.nb201 import (
+from nas.errors import NASError, SpaceError
+from nas.nb201.network import (
     AvgPool3x3,
     NB201Cell,
     NB201Network,
@@ -19,9 +20,7 @@ from nas.blocks.nb201 import (
     dataset_config,
     make_op,
 )
-from nas.errors import NASError, SpaceError
-from nas.proxies import macs, params
-from nas.space.nb201 import (
+from nas.nb201.space import (
     NUM_ARCHS,
     OPS,
     NB201Arch,
@@ -32,6 +31,7 @@ from nas.space.nb201 import (
     parse_arch,
     sample_archs,
 )
+from nas.proxies import macs, params
 
 CSV = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "nb201_zero_cost_naslib.csv"
 ALL_CONV3 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from nas.blocks.nb201 import NB201Network, count
 from nas.errors import NASError
+from nas.nb201.network import NB201Network, count
 from nas.proxies import (
     PROXIES,
     compute,

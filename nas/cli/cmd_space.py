@@ -71,7 +71,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     sp = load_space(args.space)
     if not hasattr(sp, "spec"):  # the NB201 cell benchmark
-        from nas.space.nb201 import EDGES, OPS
+        from nas.nb201.space import EDGES, OPS
 
         rows = [{"edge": f"{i}->{j}", "ops": list(OPS)} for i, j in EDGES]
         if ui.json_mode():

@@ -159,8 +159,8 @@ def count(arch: Arch) -> ArchCost:
 
 def _count_nb201(arch) -> ArchCost:  # noqa: ANN001 - an NB201Arch
     """Cost of a NAS-Bench-201 cell network on the CIFAR-10 skeleton (32x32, 10 classes)."""
-    from nas.blocks.nb201 import count as count_nb201
-    from nas.space.nb201 import NB201Arch
+    from nas.nb201.network import count as count_nb201
+    from nas.nb201.space import NB201Arch
 
     if not isinstance(arch, NB201Arch):
         raise TypeError(f"nas.count takes an Arch or NB201Arch, not {type(arch).__name__}")

@@ -120,10 +120,10 @@ def build(arch: Arch, features_only: bool = False, out_indices: tuple[int, ...] 
           drop_path: float | None = None) -> Network:
     """The standard nn.Module of ``arch`` (plain torch; depends on no supernet code)."""
     if not isinstance(arch, Arch):
-        from nas.space.nb201 import NB201Arch
+        from nas.nb201.space import NB201Arch
 
         if isinstance(arch, NB201Arch):
-            from nas.blocks.nb201 import build as build_nb201
+            from nas.nb201.network import build as build_nb201
 
             return build_nb201(arch)
     return Network(resolve(arch, drop_path), features_only, out_indices)

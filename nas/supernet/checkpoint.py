@@ -41,7 +41,7 @@ def space_from_state(state: dict) -> SearchSpace:
     """The search space a checkpoint was trained on (from the YAML content it carries)."""
     sp = state.get("space") or {}
     if sp.get("name") == "nb201" and "raw" not in sp:
-        from nas.space.nb201 import NB201Space
+        from nas.nb201.space import NB201Space
 
         return NB201Space()
     raw = sp.get("raw")

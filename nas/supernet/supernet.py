@@ -27,13 +27,12 @@ spatial size (only its cost does), so templates are cached per configuration wit
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import math
 import types
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +49,7 @@ from nas.space.arch import Arch
 from nas.space.resolve import ConvUnit, layer_cfg, resolve
 from nas.space.space import SearchSpace, load_space
 from nas.supernet import sharing
+from nas.supernet.meta import meta_build
 
 SHARED = "shared"
 UNIT = "unit"
@@ -128,45 +128,6 @@ class _Plan:
     out_indices: tuple[int, ...]
 
 
-_INIT_FNS = (
-    "uniform_",
-    "normal_",
-    "trunc_normal_",
-    "constant_",
-    "ones_",
-    "zeros_",
-    "eye_",
-    "dirac_",
-    "xavier_uniform_",
-    "xavier_normal_",
-    "kaiming_uniform_",
-    "kaiming_normal_",
-    "orthogonal_",
-)
-
-
-def _skip_init(t, *args, **kwargs):
-    return t
-
-
-@contextlib.contextmanager
-def meta_build() -> Iterator[None]:
-    """Build modules on the meta device without running their (pointless there) initialisers.
-
-    Templates and extracted networks get every tensor assigned afterwards, so their initial values
-    never matter; skipping ``torch.nn.init`` while building halves the time a network takes to make.
-    """
-    saved = {n: getattr(nn.init, n) for n in _INIT_FNS if hasattr(nn.init, n)}
-    try:
-        for n in saved:
-            setattr(nn.init, n, _skip_init)
-        with torch.device("meta"):
-            yield
-    finally:
-        for n, f in saved.items():
-            setattr(nn.init, n, f)
-
-
 def _kdims(name: str, t: torch.Tensor, dims: int) -> int:
     return dims if (t.dim() == dims + 2 and name.endswith("weight")) else 0
 
@@ -182,7 +143,7 @@ def _norm_unit(u: ConvUnit) -> ConvUnit:
 def _is_nb201(space: Any) -> bool:
     if isinstance(space, str):
         return space == "nb201"
-    from nas.space.nb201 import NB201Space
+    from nas.nb201.space import NB201Space
 
     return isinstance(space, NB201Space)
 
@@ -214,7 +175,7 @@ class Supernet(nn.Module):
 
     def __new__(cls, space: SearchSpace | str, seed: int = 0, init: bool = True):
         if cls is Supernet and _is_nb201(space):  # the cell benchmark space: one-shot sharing per edge op
-            from nas.supernet.nb201 import NB201Supernet
+            from nas.nb201.supernet import NB201Supernet
 
             return NB201Supernet(None if isinstance(space, str) else space, seed=seed, init=init)
         return super().__new__(cls)

@@ -501,12 +501,12 @@ class SupernetTrainer:
 def train_standalone(
     arch: Arch, data: DataSplits, cfg: TrainConfig, device: str = "cpu", space=None
 ) -> dict[str, float]:
-    """Train ``nas.build(arch)`` alone with the same recipe (labels only), return val accuracy/loss."""
-    import nas
+    """Train ``build(arch)`` alone with the same recipe (labels only), return val accuracy/loss."""
+    from nas.models import build
 
     torch.manual_seed(cfg.seed)
     dev = torch.device(device)
-    model = nas.build(arch).to(dev)
+    model = build(arch).to(dev)
     opt = make_optimizer(model, cfg)
     spe = steps_per_epoch(len(data.train), cfg.batch_size)
     total, warm = cfg.epochs * spe, int(round(cfg.warmup_epochs * spe))

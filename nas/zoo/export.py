@@ -27,8 +27,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from nas import __version__
 from nas.errors import NASError, ZooError
 from nas.io import read_json, sha256_file, write_yaml
+from nas.models.build import fuse
 from nas.zoo.index import (
     ARCH_FILE,
     CARD_FILE,
@@ -262,14 +264,14 @@ class Weights:
 
     def model_for(self, arch) -> nn.Module:
         """The standard model of ``arch`` (``nas.build``) with these weights, in eval mode."""
-        import nas
+        from nas.models import build
 
         if self.kind == "none":
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(INIT_SEED)
-                model = nas.build(arch)
+                model = build(arch)
         elif self.kind == "file":
-            model = load_into(nas.build(arch), self._state, str(self.path))
+            model = load_into(build(arch), self._state, str(self.path))
         else:
             sub = self._load_supernet().extract(arch)
             if not isinstance(sub, nn.Module):
@@ -278,7 +280,7 @@ class Weights:
                     "not an nn.Module"
                 )
             state = {k: v.detach().cpu().clone() for k, v in sub.state_dict().items()}
-            model = load_into(nas.build(arch), state, f"supernet {self.path}: extract({arch.id})")
+            model = load_into(build(arch), state, f"supernet {self.path}: extract({arch.id})")
         return model.eval()
 
     def record(self) -> dict[str, Any]:
@@ -427,16 +429,16 @@ def _save_weights(model: nn.Module, path: Path, arch) -> None:
 
 
 def _base_record(item: ExportItem, weights: Weights) -> dict[str, Any]:
-    import nas
+    from nas.cost.count import count
 
     arch = item.arch
-    cost = nas.count(arch)
+    cost = count(arch)
     record: dict[str, Any] = {
         "id": arch.id,
         "space": arch.space.name,
         "arch": str(arch),
         "created": _now(),
-        "nas_version": getattr(nas, "__version__", "unknown"),
+        "nas_version": __version__,
         "input_shape": list(input_shape(arch)),
         "metrics": {
             "params": cost.params,
@@ -479,7 +481,6 @@ def _base_record(item: ExportItem, weights: Weights) -> dict[str, Any]:
 
 def _prepare(item: ExportItem, weights: Weights, root: Path, exporter: str, opset: int) -> tuple[Path, dict]:
     """Write arch.yaml, weights, ONNX and plot into a fresh staging folder; return it and the record."""
-    import nas
     from nas.zoo.card import pareto_plot
     from nas.zoo.onnx_export import export_onnx
 
@@ -497,7 +498,7 @@ def _prepare(item: ExportItem, weights: Weights, root: Path, exporter: str, opse
             )
         if weights.kind != "none":
             _save_weights(model, stage / WEIGHTS_FILE, arch)
-        deploy = nas.fuse(copy.deepcopy(model))
+        deploy = fuse(copy.deepcopy(model))
         res = export_onnx(
             deploy, input_shape(arch), stage / ONNX_FILE, exporter=exporter, opset=opset, reference=model
         )

@@ -17,6 +17,7 @@ from typing import Any
 from torch import nn
 
 from nas.errors import NASError, ZooError
+from nas.models.build import fuse as deploy_form
 from nas.zoo.index import (
     ARCH_FILE,
     ONNX_FILE,
@@ -147,7 +148,7 @@ def create_model(
     ``features_only``/``out_indices`` give the multi-scale backbone; ``fuse`` the deploy form.
     The model is returned in eval mode, with ``model.pretrained_cfg`` describing the entry.
     """
-    import nas
+    from nas.models import build
 
     record = get_record(zoo, name)
     has_weights = WEIGHTS_FILE in record["files"]
@@ -155,12 +156,12 @@ def create_model(
         raise ZooError(f"zoo model {name!r} is architecture-only (no weights); use pretrained=False")
     folder = check_files(zoo, name, record, (ARCH_FILE, WEIGHTS_FILE) if pretrained else (ARCH_FILE,))
     arch = read_arch_file(folder / ARCH_FILE, record.get("id"))
-    model = nas.build(arch, features_only=features_only, out_indices=out_indices)
+    model = build(arch, features_only=features_only, out_indices=out_indices)
     if pretrained:
         load_into(model, load_state(folder / WEIGHTS_FILE), str(folder / WEIGHTS_FILE), features_only)
     model.eval()
     if fuse:
-        nas.fuse(model)
+        deploy_form(model)
     model.pretrained_cfg = {
         "name": name,
         "id": arch.id,
@@ -197,7 +198,6 @@ def verify(name: str | None = None, zoo: str | os.PathLike | None = None) -> lis
     ONNX file is checked to load and run with the right output shapes. Returns one result per entry:
     ``{"name", "ok", "checksums", "onnx_max_abs_diff", "problem"}``; never raises for a bad entry.
     """
-    import nas
     from nas.zoo.onnx_export import DEFAULT_ATOL, DEFAULT_BATCHES, ort_session, parity
 
     index = read_index(zoo, must_exist=True)
@@ -223,7 +223,7 @@ def verify(name: str | None = None, zoo: str | os.PathLike | None = None) -> lis
             batches = tuple(int(b) for b in onnx_rec.get("batches", DEFAULT_BATCHES))
             has_weights = WEIGHTS_FILE in record["files"]
             model = create_model(n, pretrained=has_weights, zoo=zoo)
-            nas.fuse(model)
+            deploy_form(model)
             diffs = parity(
                 ort_session(folder / ONNX_FILE), model, input_shape(arch), batches, compare=has_weights
             )

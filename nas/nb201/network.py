@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.errors import NASError, SpaceError
-from nas.space.nb201 import NUM_NODES, OPS, NB201Arch, as_ops
+from nas.nb201.space import NUM_NODES, OPS, NB201Arch, as_ops
 
 #: Number of classes of the three NAS-Bench-201 datasets.
 DATASET_CLASSES: dict[str, int] = {"cifar10": 10, "cifar100": 100, "ImageNet16-120": 120}

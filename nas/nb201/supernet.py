@@ -30,8 +30,8 @@ class NB201Supernet(nn.Module):
 
     def __init__(self, space: Any = None, seed: int = 0, init: bool = True):
         super().__init__()
-        from nas.blocks.nb201 import build as build_nb201
-        from nas.space.nb201 import OPS, NB201Space
+        from nas.nb201.network import build as build_nb201
+        from nas.nb201.space import OPS, NB201Space
 
         self.space = space if space is not None else NB201Space()
         self.dims = 2
@@ -61,7 +61,7 @@ class NB201Supernet(nn.Module):
         return name
 
     def _own(self, arch):
-        from nas.space.nb201 import NB201Arch
+        from nas.nb201.space import NB201Arch
 
         if isinstance(arch, NB201Arch):
             return arch
@@ -78,8 +78,8 @@ class NB201Supernet(nn.Module):
         return self._active
 
     def _template(self, arch) -> tuple[nn.Module, list[tuple[str, str]]]:
-        from nas.blocks.nb201 import build as build_nb201
-        from nas.supernet.supernet import meta_build
+        from nas.nb201.network import build as build_nb201
+        from nas.supernet.meta import meta_build
 
         key = arch.ops
         hit = self._templates.get(key)
@@ -115,8 +115,8 @@ class NB201Supernet(nn.Module):
             return {n: self._tensor(k).detach().clone() for n, k in names}
 
     def extract(self, arch, drop_path: float | None = None) -> nn.Module:
-        from nas.blocks.nb201 import build as build_nb201
-        from nas.supernet.supernet import meta_build
+        from nas.nb201.network import build as build_nb201
+        from nas.supernet.meta import meta_build
 
         a = self._own(arch)
         with meta_build():
