@@ -35,8 +35,10 @@ from nas.errors import BudgetError, NASError, ParamError
 from nas.reporting import Reporter, or_silent
 from nas.search.config import COLUMN, INITS, METRICS, SENSES, STRATEGIES, SearchConfig, SearchResult  # noqa: F401
 from nas.search.feasible import sample_feasible
-from nas.search.pareto import hypervolume, pareto_mask
+from nas.search.pareto import hypervolume
 from nas.search.prescreen import Prescreener, prescreen_slots, screening_error, validate_prescreen
+from nas.search.proposals import Evolution, Proposal, ProposalSampler
+from nas.search.rows import TrialRow
 from nas.space import Arch, SearchSpace, load_space
 from nas.space.language import LAYER_KEYS
 from nas.units import fmt_bytes, fmt_macs, fmt_ms, fmt_params
@@ -137,33 +139,6 @@ def _study_name(cfg: SearchConfig, space: SearchSpace) -> str:
     return cfg.study or f"{space.name}-{cfg.strategy}-s{cfg.seed}"
 
 
-class _Evolution:
-    """Multi-objective evolution on archs: binary tournaments on (feasible, Pareto rank), crossover + mutation."""
-
-    def __init__(self, space: SearchSpace, seed: int, population: int, senses: list[str]):
-        self.space, self.pop, self.senses = space, population, senses
-        self.rng = random.Random(seed + 7919)
-
-    def child(self, done: list[dict]) -> Arch | None:
-        if len(done) < self.pop:
-            return None
-        recent = done[-4 * self.pop:]
-        vals = np.array([[r[c] for c in r["_objective_cols"]] for r in recent], dtype=float)
-        feas = np.array([r["feasible"] for r in recent])
-        rank = np.full(len(recent), 2)
-        if feas.any():
-            idx = np.flatnonzero(feas)
-            rank[idx] = 1
-            rank[idx[pareto_mask(vals[idx], self.senses)]] = 0
-
-        def pick() -> Arch:
-            i, j = self.rng.randrange(len(recent)), self.rng.randrange(len(recent))
-            best = i if (rank[i], recent[i]["violation"]) <= (rank[j], recent[j]["violation"]) else j
-            return recent[best]["_arch"]
-
-        return self.space.mutate(self.space.crossover(pick(), pick(), rng=self.rng), prob=0.15, rng=self.rng)
-
-
 def check_budget_feasible(space: SearchSpace, budget: Budget, latency: Callable[[Arch], float] | None) -> dict:
     """Costs of the space's smallest arch; raises BudgetError when it already breaks the budget."""
     smallest = space.min()
@@ -185,10 +160,35 @@ def run_search(cfg: SearchConfig, reporter: Reporter | None = None, evaluator: A
     """Run (or resume) a search and write its run folder; returns the trials table and the Pareto set.
 
     Progress (trials told, hypervolume so far) and warnings go to ``reporter`` (silent by default)."""
-    import pandas as pd
-
     rep = or_silent(reporter)
+    _check_config(cfg)
+    space = load_space(cfg.space)
+    budget = Budget.parse(cfg.budget)
+    latency_model = None
+    if "latency" in cfg.objectives or "latency" in budget.keys:
+        from nas.latency import load_latency_model
 
+        cfg.device = cfg.device or _default_device(space, rep)
+        latency_model = load_latency_model(cfg.device, space)
+    check_budget_feasible(space, budget, latency_model)
+    search = _Search(cfg, space, budget, latency_model)
+    own_evaluator = evaluator is None
+    evaluator = evaluator or _evaluator(cfg, space)
+    search.start(evaluator)
+    t_start = time.perf_counter()
+    try:
+        with rep.progress(cfg.trials, f"search {space.name}", completed=len(search.rows)) as bar:
+            while len(search.rows) < cfg.trials:
+                for row in search.step(evaluator, min(search.batch_size, cfg.trials - len(search.rows))):
+                    bar.advance()
+                    bar.set_description(f"search {space.name} hv={row.hypervolume:.3g}")
+    finally:
+        if own_evaluator:
+            evaluator.close()
+    return search.finish(evaluator, time.perf_counter() - t_start)
+
+
+def _check_config(cfg: SearchConfig) -> None:
     if cfg.strategy not in STRATEGIES:
         raise ParamError("strategy", f"{cfg.strategy}: choose from {', '.join(STRATEGIES)}")
     bad = [o for o in cfg.objectives if o not in METRICS]
@@ -200,219 +200,225 @@ def run_search(cfg: SearchConfig, reporter: Reporter | None = None, evaluator: A
     validate_prescreen(cfg.prescreen, cfg.prescreen_share)
     if cfg.init not in INITS:
         raise ParamError("init", f"{cfg.init}: choose from {', '.join(INITS)}")
-    space = load_space(cfg.space)
-    budget = Budget.parse(cfg.budget)
-    needs_latency = "latency" in cfg.objectives or "latency" in budget.keys
-    latency_model = None
-    if needs_latency:
-        from nas.latency import load_latency_model
 
-        device = cfg.device or _default_device(space, rep)
-        cfg.device = device
-        latency_model = load_latency_model(device, space)
-    check_budget_feasible(space, budget, latency_model)
 
-    name = _study_name(cfg, space)
-    run_dir = Path(cfg.runs_dir) / name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    storage = open_storage(cfg.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}")
-    directions = ["maximize" if SENSES[o] == "max" else "minimize" for o in cfg.objectives]
-    exists = name in {s.study_name for s in _safe_summaries(storage)}
-    if exists and not cfg.resume:
-        raise ParamError("study", f"'{name}' already exists in {run_dir}; resume it to continue, or name a new study")
-    if cfg.resume and not exists:
-        raise ParamError("resume", f": no study '{name}' in {cfg.storage or run_dir}")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=name, storage=storage, directions=directions,
-                                sampler=_sampler(cfg), load_if_exists=cfg.resume)
-    if not exists:
-        import warnings
+def _evaluator(cfg: SearchConfig, space: SearchSpace) -> Any:
+    from nas.search.evaluators import LocalEvaluator, RayEvaluator
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([COLUMN[o] for o in cfg.objectives])
-        study.set_user_attr("config", _config_dict(cfg, space))
-    dists = distributions(space)
-    rng = random.Random(cfg.seed)
+    if cfg.workers > 1 or cfg.ray_address:
+        return RayEvaluator(cfg.accuracy, space, cfg.workers, cfg.ray_address, cfg.threads)
+    return LocalEvaluator(cfg.accuracy, space, cfg.threads)
 
-    # Recover: trials a killed run left RUNNING are failed and their parameters asked again, in order.
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-        if t.state == TrialState.RUNNING:
+
+class _Search:
+    """One search run: its study, the rows told so far, the proposers, and the ask -> cost -> score -> tell step."""
+
+    def __init__(self, cfg: SearchConfig, space: SearchSpace, budget: Budget, latency_model: Any):
+        self.cfg, self.space, self.budget, self.latency = cfg, space, budget, latency_model
+        self.columns = [COLUMN[o] for o in cfg.objectives]
+        self.senses = [SENSES[o] for o in cfg.objectives]
+        self.name = _study_name(cfg, space)
+        self.run_dir = Path(cfg.runs_dir) / self.name
+        self.sampler = ProposalSampler(_sampler(cfg))
+        self.study = self._open_study()
+        self.dists = distributions(space)
+        self.rng = random.Random(cfg.seed)  # free layer slots of proposed archs
+        self.init_rng = random.Random(cfg.seed + 15485863)  # feasible draws
+        self.rows: list[TrialRow] = []
+        self.scored: dict[str, TrialRow] = {}  # arch id -> the row that holds its score
+        self._recover()
+        self.lat_ref = budget.get("latency").limit if budget.get("latency") else None
+        population = cfg.population or max(8, min(50, cfg.trials // 5))
+        self.evolution = (Evolution(space, cfg.seed, population, self.columns, self.senses)
+                          if cfg.strategy == "evolution" else None)
+        self.feasible_draws = cfg.init == "feasible" and len(budget) > 0
+        self.prescreen: Prescreener | None = None
+        self.batch_size = 0
+        self.acc_provenance = ""
+
+    # ---- the study -----------------------------------------------------------------------------------
+    def _open_study(self) -> optuna.Study:
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        storage = open_storage(cfg.storage or f"sqlite:///{(self.run_dir / 'study.db').resolve()}")
+        exists = self.name in {s.study_name for s in _safe_summaries(storage)}
+        if exists and not cfg.resume:
+            raise ParamError("study", f"'{self.name}' already exists in {self.run_dir}; resume it to continue, or "
+                                      f"name a new study")
+        if cfg.resume and not exists:
+            raise ParamError("resume", f": no study '{self.name}' in {cfg.storage or self.run_dir}")
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        directions = ["maximize" if SENSES[o] == "max" else "minimize" for o in cfg.objectives]
+        study = optuna.create_study(study_name=self.name, storage=storage, directions=directions,
+                                    sampler=self.sampler, load_if_exists=cfg.resume)
+        if not exists:
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(self.columns)
+            study.set_user_attr("config", _config_dict(cfg, self.space))
+        return study
+
+    def _recover(self) -> None:
+        """Trials a killed run left RUNNING are failed and asked again, first, with what they had stored
+        (the pre-screen's prediction, a score that arrived before the kill); told trials become rows."""
+        study = self.study
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             study.tell(t.number, state=TrialState.FAIL)
             keep = {k: t.user_attrs[k] for k in ("predicted_accuracy", "score") if k in t.user_attrs}
             study.enqueue_trial(t.params, user_attrs={"recovered_from": t.number, **keep})
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            rec = t.user_attrs.get("row")
+            if rec:
+                row = TrialRow.from_record(rec, params_to_arch(self.space, t.params))
+                self.rows.append(row)
+                self.scored.setdefault(row.arch_id, row)
 
-    rows: list[dict] = []
-    cache: dict[str, dict] = {}
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        row = dict(t.user_attrs.get("row", {}))
-        if row:
-            row.setdefault("source", "sampler")  # rows of studies made before sources were recorded
-            row.setdefault("predicted_accuracy", None)
-            row["_arch"] = params_to_arch(space, t.params)
-            row["_objective_cols"] = [COLUMN[o] for o in cfg.objectives]
-            rows.append(row)
-            cache.setdefault(row["arch_id"], row)
+    def start(self, evaluator: Any) -> None:
+        """Size the batches for the evaluator, set up pre-screening, and queue the feasible first generation."""
+        cfg = self.cfg
+        self.acc_provenance = evaluator.provenance
+        self.batch_size = cfg.batch or max(4, 4 * getattr(evaluator, "workers", 1))
+        if cfg.prescreen:
+            self.prescreen = Prescreener(self.space, self.budget, self.columns, self.senses, self.latency,
+                                         candidates=cfg.prescreen, seed=cfg.seed, warmup=max(10, self.batch_size))
+        # Start inside the budget: the first generation is drawn uniformly from the archs whose counted
+        # costs and predicted latency meet it (nas.search.feasible); it is enqueued, so it survives a kill
+        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if self.feasible_draws and cfg.strategy != "random" and not self.rows and not waiting:
+            n0 = {"nsga2": self.sampler.population_size, "evolution": self.evolution.pop if self.evolution else 0,
+                  "tpe": getattr(self.sampler.base, "_n_startup_trials", 0)}.get(cfg.strategy, 0)
+            for a in sample_feasible(self.space, self.budget, min(n0, cfg.trials), self.init_rng, self.latency):
+                self.study.enqueue_trial(self._params(a), user_attrs={"source": "feasible-init"})
 
-    own_evaluator = evaluator is None
-    if evaluator is None:
-        from nas.search.evaluators import LocalEvaluator, RayEvaluator
+    def _params(self, arch: Arch) -> dict[str, Any]:
+        return arch_to_params(self.space, arch, self.dists, self.rng)
 
-        if cfg.workers > 1 or cfg.ray_address:
-            evaluator = RayEvaluator(cfg.accuracy, space, cfg.workers, cfg.ray_address, cfg.threads)
-        else:
-            evaluator = LocalEvaluator(cfg.accuracy, space, cfg.threads)
-    acc_provenance = evaluator.provenance
-    senses = [SENSES[o] for o in cfg.objectives]
-    evo = _Evolution(space, cfg.seed, cfg.population or max(8, min(50, cfg.trials // 5)), senses) \
-        if cfg.strategy == "evolution" else None
-    batch_size = cfg.batch or max(4, 4 * getattr(evaluator, "workers", 1))
-    lat_ref = budget.get("latency").limit if budget.get("latency") else None
-    pre = Prescreener(space, budget, [COLUMN[o] for o in cfg.objectives], senses, latency_model,
-                      candidates=cfg.prescreen, seed=cfg.seed, warmup=max(10, batch_size)) if cfg.prescreen else None
-    # Start inside the budget: the first generation (for random search, every trial) is drawn uniformly
-    # from the archs whose counted costs and predicted latency meet it (nas.search.feasible)
-    feasible_draws = cfg.init == "feasible" and len(budget) > 0
-    init_rng = random.Random(cfg.seed + 15485863)
-    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-    if feasible_draws and cfg.strategy != "random" and not rows and not waiting:
-        n0 = {"nsga2": getattr(study.sampler, "population_size", 0) or 0, "evolution": evo.pop if evo else 0,
-              "tpe": getattr(study.sampler, "_n_startup_trials", 0)}.get(cfg.strategy, 0)
-        for a in sample_feasible(space, budget, min(n0, cfg.trials), init_rng, latency_model):
-            study.enqueue_trial(arch_to_params(space, a, dists, rng), user_attrs={"source": "feasible-init"})
-    t_start = time.perf_counter()
-    done = len(rows)
-    bar_ctx = rep.progress(cfg.trials, f"search {space.name}", completed=done)
-    bar = bar_ctx.__enter__()
-    try:
-        while done < cfg.trials:
-            n = min(batch_size, cfg.trials - done)
-            picks = pre.propose(rows, prescreen_slots(n, cfg.prescreen_share)) if pre is not None else []
-            draws: list[Arch] = []
-            if feasible_draws and cfg.strategy == "random" and n > len(picks):
-                seen = set(cache) | {a.id for a, _ in picks}
-                draws = sample_feasible(space, budget, n - len(picks), init_rng, latency_model, exclude=seen)
-            asked = []
-            for i in range(n):
-                if i < len(picks):  # pre-screened archs first; the source travels with the enqueued trial
-                    study.enqueue_trial(arch_to_params(space, picks[i][0], dists, rng),
-                                        user_attrs={"source": "prescreen", "predicted_accuracy": picks[i][1]})
-                elif i - len(picks) < len(draws):
-                    study.enqueue_trial(arch_to_params(space, draws[i - len(picks)], dists, rng),
-                                        user_attrs={"source": "feasible-random"})
-                elif evo is not None:
-                    child = evo.child(rows)
-                    if child is not None:
-                        study.enqueue_trial(arch_to_params(space, child, dists, rng),
-                                            user_attrs={"source": "evolution"})
-                trial = study.ask(dists)
-                arch = params_to_arch(space, trial.params)
-                asked.append((trial, arch, trial.user_attrs))
-            # cheap metrics here, vectorised latency for the batch
-            lat = latency_model.predict([a for _, a, _ in asked]) if latency_model else [None] * len(asked)
-            pending: dict[int, dict] = {}
-            to_eval = []
-            for (trial, arch, attrs), lat_ms in zip(asked, lat):
-                c = count(arch)
-                values = {"latency": None if lat_ms is None else float(lat_ms), "params": c.params, "macs": c.macs,
-                          "memory": c.memory}
-                viol = budget.violations(values)
-                feasible = all(v <= 0 for v in viol.values())
-                row = {"number": trial.number, "arch_id": arch.id, "arch": str(arch), "accuracy": None,
-                       "latency_ms": values["latency"], "params": c.params, "macs": c.macs, "memory": c.memory,
-                       "feasible": feasible, "violation": budget.total_violation(values),
-                       "evaluated": False, "duplicate_of": None, "eval_s": 0.0, "worker": None,
-                       "source": "recovered" if "recovered_from" in attrs else attrs.get("source", "sampler"),
-                       "predicted_accuracy": attrs.get("predicted_accuracy")}
-                for k, v in viol.items():
-                    row[f"violation_{k}"] = v
-                pending[trial.number] = {"trial": trial, "arch": arch, "row": row}
-                prior = cache.get(arch.id)
-                saved = attrs.get("score")  # scored before a kill: the score was stored as it arrived
-                if prior is not None:
-                    row.update(accuracy=prior["accuracy"], evaluated=prior["evaluated"],
-                               duplicate_of=prior["number"])
-                elif saved is not None and feasible:
-                    row.update(accuracy=saved["accuracy"], evaluated=True, eval_s=saved["eval_s"],
-                               worker=saved["worker"])
-                    cache[arch.id] = row
-                elif feasible:
-                    to_eval.append((trial.number, arch))
-                    cache[arch.id] = row  # later duplicates in this batch wait for this one
-            for number, score, secs, worker in evaluator.run(to_eval):
-                pending[number]["row"].update(accuracy=score, evaluated=True, eval_s=secs, worker=worker)
-                # stored at once, so a run killed before this batch is told does not score it again
-                pending[number]["trial"].set_user_attr("score", {"accuracy": score, "eval_s": secs, "worker": worker})
-            floor = min((r["accuracy"] for r in rows if r["accuracy"] is not None), default=0.0)
-            for number in sorted(pending):
-                p = pending[number]
-                row = p["row"]
-                if row["duplicate_of"] is not None and row["accuracy"] is None:
-                    src = cache.get(row["arch_id"])
-                    row["accuracy"], row["evaluated"] = src["accuracy"], src["evaluated"]
-                acc_value = row["accuracy"] if row["accuracy"] is not None else floor
-                objective = []
-                for o in cfg.objectives:
-                    objective.append(acc_value if o == "accuracy" else float(row[COLUMN[o]]))
-                for k in budget.keys:
-                    p["trial"].set_constraint(k, row[f"violation_{k}"])
-                row["_objective_cols"] = [COLUMN[o] for o in cfg.objectives]
-                row["_arch"] = p["arch"]
-                rows.append(row)
-                row["hypervolume"] = _hv(rows, cfg.objectives, lat_ref)
-                stored = {k: v for k, v in row.items() if not k.startswith("_")}
-                p["trial"].set_user_attr("row", stored)
-                study.tell(p["trial"], objective)
-                done += 1
-                bar.advance()
-                bar.set_description(f"search {space.name} hv={row['hypervolume']:.3g}")
-    finally:
-        bar_ctx.__exit__(None, None, None)
-        if own_evaluator:
-            evaluator.close()
+    # ---- one batch -----------------------------------------------------------------------------------
+    def _proposals(self, n: int) -> list[Proposal]:
+        """This batch's proposals, in order: pre-screened archs, feasible draws (random search), children."""
+        cfg = self.cfg
+        out = self.prescreen.propose(self.rows, prescreen_slots(n, cfg.prescreen_share)) if self.prescreen else []
+        if self.feasible_draws and cfg.strategy == "random" and n > len(out):
+            seen = set(self.scored) | {p.arch.id for p in out}
+            out += [Proposal(a, "feasible-random") for a in
+                    sample_feasible(self.space, self.budget, n - len(out), self.init_rng, self.latency, exclude=seen)]
+        if self.evolution is not None and n > len(out):
+            out += self.evolution.propose(self.rows, n - len(out))
+        return out
 
-    elapsed = time.perf_counter() - t_start
-    from nas.search.report import write_run
+    def _ask(self, n: int) -> list[tuple[optuna.Trial, TrialRow]]:
+        """Ask ``n`` trials and cost them: counted params/MACs/memory, predicted latency (one batch), budget."""
+        self.sampler.queue([(p, self._params(p.arch)) for p in self._proposals(n)])
+        asked = []
+        for _ in range(n):
+            trial = self.study.ask(self.dists)
+            taken = self.sampler.taken(trial.number)
+            attrs = trial.user_attrs
+            if taken is not None:  # stored on the trial, so a recovered trial keeps where it came from
+                trial.set_user_attr("source", taken.source)
+                if taken.predicted_accuracy is not None:
+                    trial.set_user_attr("predicted_accuracy", taken.predicted_accuracy)
+                attrs = trial.user_attrs
+            asked.append((trial, attrs, params_to_arch(self.space, trial.params)))
+        self.sampler.clear()
+        lat = self.latency.predict([a for _, _, a in asked]) if self.latency else [None] * n
+        out = []
+        for (trial, attrs, arch), lat_ms in zip(asked, lat):
+            c = count(arch)
+            values = {"latency": None if lat_ms is None else float(lat_ms), "params": c.params, "macs": c.macs,
+                      "memory": c.memory}
+            row = TrialRow(trial.number, arch, values["latency"], c.params, c.macs, c.memory,
+                           violations=self.budget.violations(values),
+                           source="recovered" if "recovered_from" in attrs else attrs.get("source", "sampler"),
+                           predicted_accuracy=attrs.get("predicted_accuracy"))
+            out.append((trial, row, attrs.get("score")))
+        return out
 
-    table = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows])
-    pareto = _pareto_rows(study, rows)
-    summary = write_run(run_dir, cfg, space, table, pareto, budget, acc_provenance,
-                        latency_model.provenance if latency_model else None, elapsed,
-                        getattr(evaluator, "retried", 0), extra={"prescreen": _prescreen_summary(cfg, pre, rows)})
-    return SearchResult(run_dir, name, table, pareto, summary)
+    def step(self, evaluator: Any, n: int) -> list[TrialRow]:
+        """Ask ``n`` trials, cost them, score the feasible new archs, tell them in trial order."""
+        asked = self._ask(n)
+        to_score = []
+        for trial, row, saved in asked:
+            prior = self.scored.get(row.arch_id)
+            if prior is not None:  # identical archs are scored once
+                row.accuracy, row.evaluated, row.duplicate_of = prior.accuracy, prior.evaluated, prior.number
+            elif saved is not None and row.feasible:  # scored before a kill; the score was stored as it arrived
+                row.accuracy, row.evaluated, row.eval_s, row.worker = (saved["accuracy"], True, saved["eval_s"],
+                                                                       saved["worker"])
+                self.scored[row.arch_id] = row
+            elif row.feasible:
+                to_score.append((trial.number, row.arch))
+                self.scored[row.arch_id] = row  # later duplicates in this batch wait for this one
+        by_number = {trial.number: (trial, row) for trial, row, _ in asked}
+        for number, score, secs, worker in evaluator.run(to_score):
+            trial, row = by_number[number]
+            row.accuracy, row.evaluated, row.eval_s, row.worker = score, True, secs, worker
+            # stored at once, so a run killed before this batch is told does not score it again
+            trial.set_user_attr("score", {"accuracy": score, "eval_s": secs, "worker": worker})
+        floor = min((r.accuracy for r in self.rows if r.accuracy is not None), default=0.0)
+        told = []
+        for trial, row, _ in sorted(asked, key=lambda x: x[0].number):
+            if row.duplicate_of is not None and row.accuracy is None:
+                src = self.scored[row.arch_id]
+                row.accuracy, row.evaluated = src.accuracy, src.evaluated
+            for k, v in row.violations.items():
+                trial.set_constraint(k, v)
+            self.rows.append(row)
+            row.hypervolume = _hv(self.rows, self.cfg.objectives, self.lat_ref)
+            trial.set_user_attr("row", row.record())
+            acc = row.accuracy if row.accuracy is not None else floor  # infeasible: ranked by violation alone
+            self.study.tell(trial, [acc if c == "accuracy" else float(row.value(c)) for c in self.columns])
+            told.append(row)
+        return told
+
+    # ---- the end -------------------------------------------------------------------------------------
+    def finish(self, evaluator: Any, elapsed: float) -> SearchResult:
+        """Write the run folder (nas.search.report) and return the result."""
+        import pandas as pd
+
+        from nas.search.report import write_run
+
+        table = pd.DataFrame([r.record() for r in self.rows])
+        pareto = _pareto_rows(self.study, self.rows)
+        summary = write_run(self.run_dir, self.cfg, self.space, table, pareto, self.budget, self.acc_provenance,
+                            self.latency.provenance if self.latency else None, elapsed,
+                            getattr(evaluator, "retried", 0), extra={"prescreen": self._prescreen_summary()})
+        return SearchResult(self.run_dir, self.name, table, pareto, summary)
+
+    def _prescreen_summary(self) -> dict | None:
+        """Settings, predictor and measured error of the pre-screening (None when it was off), for summary.json."""
+        pre, cfg = self.prescreen, self.cfg
+        if pre is None:
+            return None
+        return {"candidates_per_trial": cfg.prescreen, "share": cfg.prescreen_share, "warmup": pre.warmup,
+                "predictor": pre.provenance, "fits": pre.fits, "last_fit": pre.fit_info or None,
+                "trials": sum(1 for r in self.rows if r.source == "prescreen"),
+                "error_on_screened": screening_error(self.rows)}
 
 
-def _prescreen_summary(cfg: SearchConfig, pre: Prescreener | None, rows: list[dict]) -> dict | None:
-    """Settings, predictor and measured error of the pre-screening (None when it was off), for summary.json."""
-    if pre is None:
-        return None
-    return {"candidates_per_trial": cfg.prescreen, "share": cfg.prescreen_share, "warmup": pre.warmup,
-            "predictor": pre.provenance, "fits": pre.fits, "last_fit": pre.fit_info or None,
-            "trials": sum(1 for r in rows if r.get("source") == "prescreen"),
-            "error_on_screened": screening_error(rows)}
-
-
-def _pareto_rows(study: optuna.Study, rows: list[dict]) -> list[dict]:
-    by_number = {r["number"]: r for r in rows}
+def _pareto_rows(study: optuna.Study, rows: list[TrialRow]) -> list[TrialRow]:
+    by_number = {r.number: r for r in rows}
     seen, out = set(), []
     for t in sorted(study.best_trials, key=lambda t: t.values[0], reverse=True):
         r = by_number.get(t.number)
-        if r is None or r["arch_id"] in seen or not r["evaluated"] and r["duplicate_of"] is None:
+        if r is None or r.arch_id in seen or not r.evaluated and r.duplicate_of is None:
             continue
-        seen.add(r["arch_id"])
+        seen.add(r.arch_id)
         out.append(r)
     return out
 
 
-def _hv(rows: list[dict], objectives: tuple[str, ...], lat_ref: float | None) -> float:
+def _hv(rows: list[TrialRow], objectives: tuple[str, ...], lat_ref: float | None) -> float:
     """Hypervolume of the feasible evaluated trials so far (reference: worst seen, or the budget)."""
-    feas = [r for r in rows if r["feasible"] and r["accuracy"] is not None]
+    feas = [r for r in rows if r.feasible and r.accuracy is not None]
     if not feas:
         return 0.0
     cols = [COLUMN[o] for o in objectives]
-    vals = np.array([[r[c] for c in cols] for r in feas], dtype=float)
-    allv = np.array([[r[c] if r[c] is not None else np.nan for c in cols] for r in rows
-                     if r["accuracy"] is not None], dtype=float)
+    vals = np.array([[r.value(c) for c in cols] for r in feas], dtype=float)
+    allv = np.array([[r.value(c) if r.value(c) is not None else np.nan for c in cols] for r in rows
+                     if r.accuracy is not None], dtype=float)
     ref = []
     for j, o in enumerate(objectives):
         if o == "accuracy":

@@ -151,6 +151,28 @@ class CrashOnceEstimator:
 
 
 @dataclass
+class DieAfterEstimator:
+    """Test aid (``debug:die-after:N:MARKER``): scores the parameter count; the process dies at its (N+1)-th
+    score unless MARKER exists (it is written first), as a kill in the middle of a batch would."""
+
+    n: int
+    marker: str
+    done: int = 0
+
+    name = "debug:die-after"
+    provenance = "test estimator (parameter count)"
+
+    def evaluate(self, arch: Arch) -> float:
+        if self.done >= self.n and not os.path.exists(self.marker):
+            Path(self.marker).write_text("died")
+            os._exit(17)
+        self.done += 1
+        from nas.cost.count import count
+
+        return float(count(arch).params)
+
+
+@dataclass
 class SleepEstimator:
     """Test aid (``debug:sleep:SECONDS``): scores the parameter count after sleeping, to mimic slow scores."""
 
@@ -186,6 +208,9 @@ def make_estimator(spec: str, space: SearchSpace | None = None) -> AccuracyEstim
         return PredictorEstimator(arg)
     if kind == "debug" and arg.startswith("crash-once:"):
         return CrashOnceEstimator(arg.split(":", 1)[1])
+    if kind == "debug" and arg.startswith("die-after:"):
+        n, _, marker = arg[len("die-after:"):].partition(":")
+        return DieAfterEstimator(int(n), marker)
     if kind == "debug" and arg.startswith("sleep:"):
         return SleepEstimator(float(arg.split(":", 1)[1]))
     raise ParamError("accuracy", f"{spec}: choose from supernet:CKPT, predictor:FILE, proxy:NAME "

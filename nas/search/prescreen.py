@@ -31,6 +31,8 @@ from nas.errors import NASError, ParamError
 from nas.predictors.linear import ridge_solve
 from nas.search.feasible import COLUMNS, batch_costs, feasible_mask
 from nas.search.pareto import pareto_mask, to_minimisation
+from nas.search.proposals import Proposal
+from nas.search.rows import TrialRow
 from nas.space import Arch, SearchSpace
 
 EXPLORE = 0.25
@@ -127,28 +129,28 @@ class Prescreener:
 
     # ---- proposing -------------------------------------------------------------------------------
     @staticmethod
-    def scored(rows: Sequence[dict]) -> list[dict]:
+    def scored(rows: Sequence[TrialRow]) -> list[TrialRow]:
         """The feasible scored rows, one per arch (first occurrence), in trial order."""
         seen: set[str] = set()
         out = []
         for r in rows:
-            if r.get("feasible") and r.get("accuracy") is not None and r["arch_id"] not in seen:
-                seen.add(r["arch_id"])
+            if r.feasible and r.accuracy is not None and r.arch_id not in seen:
+                seen.add(r.arch_id)
                 out.append(r)
         return out
 
-    def ready(self, rows: Sequence[dict]) -> bool:
+    def ready(self, rows: Sequence[TrialRow]) -> bool:
         """True once enough feasible archs are scored for the predictor to be worth using (the warm-up)."""
         return len(self.scored(rows)) >= self.warmup
 
-    def propose(self, rows: Sequence[dict], n: int) -> list[tuple[Arch, float]]:
+    def propose(self, rows: Sequence[TrialRow], n: int) -> list[Proposal]:
         """Up to ``n`` unseen archs within budget with their predicted accuracy, best first (none in warm-up)."""
         if n <= 0 or not self.ready(rows):
             return []
         data = self.scored(rows)
-        self.fit([r["_arch"] for r in data], [float(r["accuracy"]) for r in data])
-        vals = np.array([[float(r[c]) for c in self.columns] for r in data], dtype=float)
-        cands = self._generate(data, vals, {r["arch_id"] for r in rows}, self.candidates * n)
+        self.fit([r.arch for r in data], [float(r.accuracy) for r in data])
+        vals = np.array([[float(r.value(c)) for c in self.columns] for r in data], dtype=float)
+        cands = self._generate(data, vals, {r.arch_id for r in rows}, self.candidates * n)
         if not cands:
             return []
         costs = batch_costs(cands, self.latency_model)
@@ -161,9 +163,9 @@ class Prescreener:
         cv = np.array([[pred[i] if c == "accuracy" else cvals[c][j] for c in self.columns]
                        for i, j in enumerate(np.flatnonzero(keep))], dtype=float)
         order = self._select(cv, pred, vals, n)
-        return [(cands[i], float(pred[i])) for i in order]
+        return [Proposal(cands[i], "prescreen", float(pred[i])) for i in order]
 
-    def _generate(self, data: list[dict], vals: np.ndarray, seen: set[str], m: int) -> list[Arch]:
+    def _generate(self, data: list[TrialRow], vals: np.ndarray, seen: set[str], m: int) -> list[Arch]:
         """``m`` distinct unseen archs: children of tournament-picked scored archs, plus uniform samples."""
         rank = np.ones(len(data), dtype=int)
         rank[pareto_mask(vals, self.senses)] = 0
@@ -172,7 +174,7 @@ class Prescreener:
         def pick() -> Arch:
             i, j = self.rng.randrange(len(data)), self.rng.randrange(len(data))
             best = i if (rank[i], -acc[i]) <= (rank[j], -acc[j]) else j
-            return data[best]["_arch"]
+            return data[best].arch
 
         n_random = max(1, int(EXPLORE * m + 0.5))
         out: list[Arch] = []
@@ -209,11 +211,10 @@ class Prescreener:
         return picked
 
 
-def screening_error(rows: Sequence[dict]) -> dict[str, Any]:
+def screening_error(rows: Sequence[TrialRow]) -> dict[str, Any]:
     """Spearman rho and MAE of predicted vs scored accuracy over pre-screened archs that were really scored."""
-    pairs = [(float(r["predicted_accuracy"]), float(r["accuracy"])) for r in rows
-             if r.get("predicted_accuracy") is not None and r.get("evaluated") and r.get("duplicate_of") is None
-             and r.get("accuracy") is not None]
+    pairs = [(float(r.predicted_accuracy), float(r.accuracy)) for r in rows
+             if r.predicted_accuracy is not None and r.scored and r.accuracy is not None]
     out: dict[str, Any] = {"n": len(pairs), "spearman": None, "mae": None}
     if len(pairs) < 5:
         return out

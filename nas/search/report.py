@@ -16,9 +16,10 @@ from typing import Any
 
 from nas.cost.budget import Budget
 from nas.io import atomic_path, atomic_write_bytes, write_json
+from nas.search.rows import TrialRow
 
 
-def write_run(run_dir: Path, cfg: Any, space: Any, table: Any, pareto: list[dict], budget: Budget,
+def write_run(run_dir: Path, cfg: Any, space: Any, table: Any, pareto: list[TrialRow], budget: Budget,
               acc_provenance: str, lat_provenance: str | None, elapsed_s: float, retried: int,
               extra: dict | None = None) -> dict:
     """Write every file of the run folder and return the summary dict (``extra`` adds summary entries)."""
@@ -30,13 +31,13 @@ def write_run(run_dir: Path, cfg: Any, space: Any, table: Any, pareto: list[dict
     (run_dir / "pareto").mkdir(exist_ok=True)
     entries = []
     for r in pareto:
-        arch = r["_arch"]
+        arch = r.arch
         rel = f"pareto/{arch.id}.yaml"
         arch.save(run_dir / rel)
         entries.append({
-            "id": arch.id, "arch_file": rel, "arch": str(arch), "trial": r["number"],
-            "metrics": {"accuracy": r["accuracy"], "latency_ms": r["latency_ms"], "params": r["params"],
-                        "macs": r["macs"], "memory": r["memory"]},
+            "id": arch.id, "arch_file": rel, "arch": str(arch), "trial": r.number,
+            "metrics": {"accuracy": r.accuracy, "latency_ms": r.latency_ms, "params": r.params,
+                        "macs": r.macs, "memory": r.memory},
             "provenance": {"accuracy": acc_provenance, "latency": lat_provenance,
                            "params": "counted analytically", "macs": "counted analytically",
                            "memory": "counted analytically (weights + peak activations, batch 1, fp32)"},
@@ -64,7 +65,7 @@ def write_run(run_dir: Path, cfg: Any, space: Any, table: Any, pareto: list[dict
     return summary
 
 
-def _plot(run_dir: Path, table: Any, pareto: list[dict], budget: Budget, cfg: Any) -> str | None:
+def _plot(run_dir: Path, table: Any, pareto: list[TrialRow], budget: Budget, cfg: Any) -> str | None:
     """Accuracy vs latency (or MACs when latency is not an objective): feasible, infeasible, Pareto, budget."""
     if not len(table):
         return None
@@ -83,7 +84,7 @@ def _plot(run_dir: Path, table: Any, pareto: list[dict], budget: Budget, cfg: An
                color="0.7", label=f"infeasible ({len(infeas)}, not scored)")
     ax.scatter(feas[xcol], feas["accuracy"], s=12, color="tab:blue", alpha=0.6, label=f"feasible ({len(feas)})")
     if pareto:
-        px = sorted((r[xcol], r["accuracy"]) for r in pareto)
+        px = sorted((r.value(xcol), r.accuracy) for r in pareto)
         ax.plot([p[0] for p in px], [p[1] for p in px], "-o", color="tab:red", ms=4, label=f"Pareto ({len(px)})")
     lim = budget.get("latency") if xcol == "latency_ms" else budget.get("macs")
     if lim is not None:

@@ -1,0 +1,82 @@
+"""TrialRow: what a search knows about one trial (its arch, costs, budget test, score and where it came from).
+
+``record()`` is the plain form stored on the Optuna trial (user attribute ``row``) and written to
+trials.csv/.parquet; its keys and order are the trials table's columns.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from nas.space import Arch
+
+SOURCES = ("sampler", "evolution", "prescreen", "feasible-init", "feasible-random", "recovered")
+"""Where a trial's arch came from: the strategy's sampler, an evolution child, the pre-screen predictor's
+pick, the feasible first generation, a feasible uniform draw (random search), or a trial recovered from a
+killed run."""
+
+
+@dataclass
+class TrialRow:
+    """One trial of a search (see the module docstring). ``value(column)`` reads an objective column."""
+
+    number: int
+    arch: Arch
+    latency_ms: float | None
+    params: int
+    macs: int
+    memory: int
+    violations: dict[str, float] = field(default_factory=dict)
+    source: str = "sampler"
+    predicted_accuracy: float | None = None
+    accuracy: float | None = None
+    evaluated: bool = False
+    duplicate_of: int | None = None
+    eval_s: float = 0.0
+    worker: str | None = None
+    hypervolume: float = 0.0
+
+    @property
+    def arch_id(self) -> str:
+        return self.arch.id
+
+    @property
+    def feasible(self) -> bool:
+        """Whether the arch meets every limit of the budget (relative violation <= 0)."""
+        return all(v <= 0 for v in self.violations.values())
+
+    @property
+    def violation(self) -> float:
+        """Total relative violation (0 when feasible)."""
+        return sum(max(0.0, v) for v in self.violations.values())
+
+    @property
+    def scored(self) -> bool:
+        """Scored by the estimator itself (not a copy of an identical arch's score)."""
+        return self.evaluated and self.duplicate_of is None
+
+    def value(self, column: str) -> float | None:
+        """The value of an objective column: accuracy, latency_ms, params, macs or memory."""
+        return getattr(self, column)
+
+    def record(self) -> dict[str, Any]:
+        """The plain form (trials table row, stored on the trial)."""
+        out = {"number": self.number, "arch_id": self.arch_id, "arch": str(self.arch), "accuracy": self.accuracy,
+               "latency_ms": self.latency_ms, "params": self.params, "macs": self.macs, "memory": self.memory,
+               "feasible": self.feasible, "violation": self.violation, "evaluated": self.evaluated,
+               "duplicate_of": self.duplicate_of, "eval_s": self.eval_s, "worker": self.worker, "source": self.source,
+               "predicted_accuracy": self.predicted_accuracy}
+        out.update({f"violation_{k}": v for k, v in self.violations.items()})
+        out["hypervolume"] = self.hypervolume
+        return out
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any], arch: Arch) -> TrialRow:
+        """Inverse of :meth:`record` (rows of studies made before sources were recorded count as sampler)."""
+        viol = {k[len("violation_"):]: float(v) for k, v in rec.items() if k.startswith("violation_")}
+        return cls(number=int(rec["number"]), arch=arch, latency_ms=rec.get("latency_ms"), params=rec["params"],
+                   macs=rec["macs"], memory=rec["memory"], violations=viol, source=rec.get("source", "sampler"),
+                   predicted_accuracy=rec.get("predicted_accuracy"), accuracy=rec.get("accuracy"),
+                   evaluated=bool(rec.get("evaluated")), duplicate_of=rec.get("duplicate_of"),
+                   eval_s=float(rec.get("eval_s") or 0.0), worker=rec.get("worker"),
+                   hypervolume=float(rec.get("hypervolume") or 0.0))
