@@ -25,7 +25,7 @@ from torch import nn
 
 from nas.blocks.layer import LayerCfg, build_layer, check_layer, latency_key
 from nas.space.arch import Arch, LayerChoice
-from nas.space.language import ConvSpec, HeadSpec
+from nas.space.language import ConvSpec, HeadSpec, StemSpec
 from nas.space.resolve import ConvUnit, NetPlan, layer_cfg, resolve
 from nas.space.space import SearchSpace
 
@@ -69,6 +69,9 @@ def _hw(spatial: Sequence[int]) -> str:
 def conv_key(u: ConvUnit) -> str:
     """Key of a stem/downsample conv unit, e.g. ``conv|cin=3|cout=32|hw=224x224|k=3|s=2|d=2|norm=bn|act=gelu``."""
     s = u.spec
+    if isinstance(s, StemSpec):  # a multi-op stem: one unit, its ops in order
+        ops = ",".join(op.text() for op in s.ops)
+        return f"stem|cin={u.cin}|cout={u.cout}|hw={_hw(u.spatial)}|d={len(u.spatial)}|ops={ops}"
     parts = [
         "conv",
         f"cin={u.cin}",
@@ -99,9 +102,13 @@ def head_key(h: HeadCfg) -> str:
     if spec.pre is not None:
         parts.append("pre={},{},{}".format(*spec.pre))
     parts.append(f"norm={spec.norm}")
+    if spec.norm_at != "pooled":
+        parts.append(f"norm_at={spec.norm_at}")
     if spec.post is not None:
         w, act, bias = spec.post
         parts.append(f"post={w},{act},{int(bias)}")
+        if spec.post_norm != "none":
+            parts.append(f"post_norm={spec.post_norm},{spec.post_order}")
     parts.append(f"classes={spec.classes}")
     return "|".join(parts)
 

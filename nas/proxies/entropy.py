@@ -43,7 +43,11 @@ attention           ``2 log c + log M`` (+ ``log(c r^d)`` with spatial reduction
                     projections, and the mixing over the ``M`` key/value positions. ASSUMPTION: attention
                     weights are not free parameters but functions of q.k; we count the softmax average as a
                     kernel of ``M`` taps (a global mixer covers the whole, possibly reduced, map).
-mbconv              ``log(c_in/g) [expand, if ratio != 1] + d log k + log(hidden/g)``; SE is a gate (0)
+mbconv              ``log(c_in/g) [expand conv, if any] + d log k + log(hidden/g)``; SE is a gate (0)
+basic, bottleneck   the log fan-ins of their main-branch convs (the shortcut is a side path)
+
+Self-contained mixers, and any mixer that wants it, give their term through ``MixerDef.entropy`` in their
+own file; the table below covers the older token mixers.
 MLP / GLU           ``log c + log h`` (``h = round(ratio c)``); the GLU's gating product adds 0
 ==================  ======================================================================================
 
@@ -75,8 +79,10 @@ import math
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from nas.blocks.common import conv_spatial, numel
+from nas.blocks.common import numel
 from nas.blocks.layer import hidden_width
+from nas.blocks.registry import get_mixer
+from nas.space.language import ConvSpec, StemSpec
 from nas.space.resolve import layer_cfg
 
 if TYPE_CHECKING:
@@ -149,21 +155,37 @@ def mixer_entropy(
     raise KeyError(f"structural entropy: no mapping for mixer {mixer!r}; add one in nas/proxies/entropy.py")
 
 
+def stem_entropy(stem: ConvSpec | StemSpec, cin: int, width: int, spatial: tuple[int, ...]
+                 ) -> tuple[float, tuple[int, ...]]:
+    """(entropy, out spatial) of a stem: ``log(c_in * k^d)`` per conv it chains (pooling adds 0).
+
+    A one-conv stem's term does not depend on the stem width; a multi-op stem's later convs read the
+    earlier ones' widths (fixed in the YAML, or the stem width, passed as ``width``)."""
+    d = len(spatial)
+    if not isinstance(stem, StemSpec):
+        return conv_entropy(cin, stem.kernel, d), stem.out_spatial(spatial)
+    h = 0.0
+    for op, c_in, _ in stem.conv_widths(cin, width):
+        if op.op == "conv":
+            h += conv_entropy(c_in, op.kernel, d)
+        spatial = op.out_spatial(spatial)
+    return h, spatial
+
+
 def layer_entropy(cfg: LayerCfg) -> float:
     """Entropy term of one layer (token mixer + channel mixer, or a self-contained mbconv)."""
     if cfg.mixer == "skip":
         return 0.0
     d = cfg.dims
-    if cfg.mixer == "mbconv":
-        from nas.blocks.mixers.mbconv import mb_hidden
-
-        hid = mb_hidden(cfg.cin, cfg.ratio)
-        g = cfg.groups
-        h = d * _log(cfg.kernel) + _log(hid / g)
-        if cfg.ratio != 1:
-            h += _log(cfg.cin / g)
-        return h
-    h = mixer_entropy(cfg.mixer, cfg.c, cfg.kernel, cfg.spatial, d, cfg.opts)
+    defn = get_mixer(cfg.mixer)
+    if defn.self_contained:
+        if defn.entropy is None:
+            raise KeyError(f"structural entropy: mixer {cfg.mixer!r} defines no entropy hook")
+        return defn.entropy(cfg)
+    if defn.entropy is not None:
+        h = defn.entropy(cfg)
+    else:
+        h = mixer_entropy(cfg.mixer, cfg.c, cfg.kernel, cfg.spatial, d, cfg.opts)
     if cfg.channel_mixer != "none":
         h += _log(cfg.c) + _log(hidden_width(cfg.c, cfg.ratio))
     return h
@@ -200,16 +222,16 @@ def unit_layer(
     return hit
 
 
-def stem_unit(space: SearchSpace, resolution: int) -> tuple[float, tuple[int, ...]]:
-    """(entropy, out spatial) of the stem at an input resolution (independent of the stem width)."""
+def stem_unit(space: SearchSpace, resolution: int, width: int | None = None) -> tuple[float, tuple[int, ...]]:
+    """(entropy, out spatial) of the stem at an input resolution (a one-conv stem's term does not depend
+    on the stem width; a multi-op stem's may, so pass ``width``; default the first stem width)."""
     table = _table(space)
-    key = ("stem", resolution)
+    spec = space.spec
+    width = spec.stem_widths[0] if width is None else width
+    key = ("stem", resolution) if not isinstance(spec.stem, StemSpec) else ("stem", resolution, width)
     hit = table.get(key)
     if hit is None:
-        spec = space.spec
-        st = spec.stem
-        sp = conv_spatial((resolution,) * space.dims, st.kernel, st.stride, padding=st.padding)
-        hit = table[key] = (conv_entropy(spec.in_channels, st.kernel, space.dims), sp)
+        hit = table[key] = stem_entropy(spec.stem, spec.in_channels, width, (resolution,) * space.dims)
     return hit
 
 
@@ -222,7 +244,7 @@ def down_unit(
     hit = table.get(key)
     if hit is None:
         d = space.stages[si].down
-        sp = conv_spatial(spatial, d.kernel, d.stride, padding=d.padding)
+        sp = d.out_spatial(spatial)
         hit = table[key] = (conv_entropy(cin, d.kernel, space.dims), sp)
     return hit
 
@@ -230,7 +252,7 @@ def down_unit(
 def entropy_terms(arch: Arch) -> tuple[float, int, float, int]:
     """``(B, N_out, sum of layer widths, active layers)`` of an arch: ``H = log(N_out) * B``."""
     space = arch.space
-    body, sp = stem_unit(space, arch.resolution)
+    body, sp = stem_unit(space, arch.resolution, arch.stem)
     c = arch.stem
     wsum = 0
     n_layers = 0

@@ -1,4 +1,4 @@
-"""dwconv: k x k depthwise convolution with bias (ConvNeXt's token mixer); any kernel size."""
+"""dwconv: k x k depthwise convolution with bias (ConvNeXt's token mixer); any odd kernel size."""
 from __future__ import annotations
 
 from nas.blocks.common import conv_cost, make_conv
@@ -9,4 +9,5 @@ register(MixerDef(
     abbrev="dw",
     build=lambda cfg: make_conv(cfg.c, cfg.c, cfg.kernel, cfg.dims, groups=cfg.c, bias=True),
     cost=lambda cfg: conv_cost(cfg.c, cfg.c, cfg.kernel, cfg.spatial, groups=cfg.c, bias=True),
+    odd_kernel=True,  # 'same' padding (k-1)//2 keeps the shape only for odd k
 ))
