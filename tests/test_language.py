@@ -231,6 +231,8 @@ MINI = {"name": "mini", "input": {"channels": 3, "resolution": 32}, "stem": {"wi
     (lambda d: d.update(stem={"width": 8, "ops": [{"op": "maxpool", "kernel": 3}]}),
      "stem.ops[0].op: a stem starts with a conv"),
     (lambda d: d["head"].update(norm_at="map"), "head.norm_at: head.norm is none"),
+    (lambda d: (d["stem"].update(kernel=7, padding=0), d["input"].update(resolution=[4, 32])),
+     "input.resolution: 4 is too small; the feature map vanishes at stem"),
 ])
 def test_refusals_name_file_field_and_allowed(edit, message):
     data = copy.deepcopy(MINI)

@@ -57,8 +57,33 @@ class SearchSpace:
                 sp = tuple((s + stage.stride - 1) // stage.stride for s in sp)
         return shapes
 
+    def _check_sizes(self) -> None:
+        """Every feature map must keep at least one position at the smallest input size."""
+        from nas.space.language import StemSpec
+
+        spec = self.spec
+        r = min(spec.resolutions)
+        stem = spec.stem
+        steps = ([(f"stem.ops[{i}]", op) for i, op in enumerate(stem.ops)] if isinstance(stem, StemSpec)
+                 else [("stem", stem)])
+        for si, st in enumerate(self.stages):
+            if st.downsample == "conv":
+                steps.append((f"stages[{si}].downsample", st.down))
+            elif st.downsample == "in_block" and st.stride > 1:
+                steps.append((f"stages[{si}]", st.stride))
+        sizes = (r,) * self.dims
+        for where, unit in steps:
+            if isinstance(unit, int):  # a stride-carrying first layer: 'same' padding, ceil division
+                sizes = tuple((x + unit - 1) // unit for x in sizes)
+                continue
+            sizes = unit.out_spatial(sizes)
+            if min(sizes) < 1:
+                what = "input.resolution" if self.dims == 2 else "input.length"
+                raise SpaceError(f"{spec.source}: {what}: {r} is too small; the feature map vanishes at {where}")
+
     def _check_all_layers(self) -> None:
         """Every combination of a stage's choices must give a buildable layer; fail early naming it."""
+        self._check_sizes()
         src = self.spec.source
         shapes = [self._stage_shapes(r) for r in (min(self.spec.resolutions), max(self.spec.resolutions))]
         for si, stage in enumerate(self.stages):
