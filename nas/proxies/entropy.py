@@ -46,8 +46,8 @@ attention           ``2 log c + log M`` (+ ``log(c r^d)`` with spatial reduction
 mbconv              ``log(c_in/g) [expand conv, if any] + d log k + log(hidden/g)``; SE is a gate (0)
 basic, bottleneck   the log fan-ins of their main-branch convs (the shortcut is a side path)
 
-Self-contained mixers, and any mixer that wants it, give their term through ``MixerDef.entropy`` in their
-own file; the table below covers the older token mixers.
+Every mixer gives its term through ``MixerDef.entropy`` in its own file (the table above says what each
+computes), so a new block brings its entropy with it.
 MLP / GLU           ``log c + log h`` (``h = round(ratio c)``); the GLU's gating product adds 0
 ==================  ======================================================================================
 
@@ -99,13 +99,6 @@ def conv_entropy(cin: int, kernel: int, dims: int, groups: int = 1) -> float:
     return _log(cin / groups) + dims * _log(kernel)
 
 
-def _opt(opts: tuple[tuple[str, Any], ...], name: str, default: Any) -> Any:
-    for k, v in opts:
-        if k == name:
-            return v
-    return default
-
-
 def mixer_entropy(
     mixer: str,
     c: int,
@@ -114,45 +107,23 @@ def mixer_entropy(
     dims: int,
     opts: tuple[tuple[str, Any], ...] = (),
 ) -> float:
-    """The token mixer's term (see the module docstring) for ``c`` channels at input shape ``spatial``."""
-    d = dims
-    if mixer in ("identity", "pool", "skip"):
+    """The token mixer's term (see the module docstring) for ``c`` channels at input shape ``spatial``.
+
+    Each mixer defines its term in its own file (``MixerDef.entropy``); options default as in the registry.
+    """
+    if mixer == "skip":
         return 0.0
-    if mixer in ("dwconv", "dilated_reparam"):
-        return d * _log(kernel)
-    if mixer == "inception_dw":
-        from nas.blocks.mixers.inception_dw import branch_kernels, branch_width
+    from nas.blocks.layer import LayerCfg
 
-        g = branch_width(c, _opt(opts, "branch_ratio", 0.125))
-        taps = branch_kernels(kernel, _opt(opts, "square_kernel", 3), d)
-        return (g / c) * sum(_log(math.prod(t)) for t in taps)
-    if mixer == "partial_conv":
-        from nas.blocks.mixers.partial_conv import conv_width
+    cfg = LayerCfg(mixer=mixer, cin=c, cout=c, spatial=tuple(spatial), kernel=kernel, dims=dims, opts=tuple(opts))
+    return _hook(mixer)(cfg)
 
-        cp = conv_width(c, _opt(opts, "partial_ratio", 0.25))
-        return (cp / c) * (_log(cp) + d * _log(kernel)) if cp > 0 else 0.0
-    if mixer == "lka":
-        from nas.blocks.mixers.lka import decompose
 
-        k_dw, k_dil, _ = decompose(kernel)
-        return 3 * _log(c) + d * (_log(k_dw) + _log(k_dil))
-    if mixer == "gnconv":
-        from nas.blocks.mixers.gnconv import order_widths
-
-        w = order_widths(c, _opt(opts, "order", 3))
-        return 2 * _log(c) + d * _log(kernel) + sum(_log(x) for x in w[:-1])
-    if mixer == "focal":
-        from nas.blocks.mixers.focal import level_kernels
-
-        levels = level_kernels(kernel, _opt(opts, "focal_level", 2))
-        return 3 * _log(c) + d * sum(_log(k) for k in levels)
-    if mixer == "attention":
-        r = _opt(opts, "sr_ratio", 1)
-        if r > 1:
-            m = numel(tuple((s - r) // r + 1 for s in spatial))
-            return 2 * _log(c) + (_log(c) + d * _log(r)) + _log(m)
-        return 2 * _log(c) + _log(numel(spatial))
-    raise KeyError(f"structural entropy: no mapping for mixer {mixer!r}; add one in nas/proxies/entropy.py")
+def _hook(mixer: str):
+    defn = get_mixer(mixer)
+    if defn.entropy is None:
+        raise KeyError(f"structural entropy: mixer {mixer!r} defines no entropy hook (MixerDef.entropy)")
+    return defn.entropy
 
 
 def stem_entropy(stem: ConvSpec | StemSpec, cin: int, width: int, spatial: tuple[int, ...]
@@ -176,16 +147,9 @@ def layer_entropy(cfg: LayerCfg) -> float:
     """Entropy term of one layer (token mixer + channel mixer, or a self-contained mbconv)."""
     if cfg.mixer == "skip":
         return 0.0
-    d = cfg.dims
-    defn = get_mixer(cfg.mixer)
-    if defn.self_contained:
-        if defn.entropy is None:
-            raise KeyError(f"structural entropy: mixer {cfg.mixer!r} defines no entropy hook")
-        return defn.entropy(cfg)
-    if defn.entropy is not None:
-        h = defn.entropy(cfg)
-    else:
-        h = mixer_entropy(cfg.mixer, cfg.c, cfg.kernel, cfg.spatial, d, cfg.opts)
+    h = _hook(cfg.mixer)(cfg)
+    if get_mixer(cfg.mixer).self_contained:
+        return h
     if cfg.channel_mixer != "none":
         h += _log(cfg.c) + _log(hidden_width(cfg.c, cfg.ratio))
     return h

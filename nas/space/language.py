@@ -4,7 +4,22 @@ A space has an input (channels; resolution choices in 2D, length choices in 1D),
 head. A stage lists choices for depth and width, and for each layer's mixer, kernel, ratio (MLP ratio, or
 expand ratio for mbconv) and groups; keys named in ``per_layer`` vary layer by layer (FBNet-style),
 the others are chosen once per stage (OFA-style depth/width). Fixed values are one-element lists, or
-plain scalars. Every error names the file, the key path and what is allowed.
+plain scalars; ``{layers: [v0, v1, ...]}`` fixes a layer key layer by layer (one value per layer up to the
+largest depth), so mixed expand ratios need no extra stages. Every error names the file, the key path and
+what is allowed.
+
+Beyond the layer keys:
+- stem: one conv (``kernel``, ``stride``, ``padding``, ``norm``, ``act``, ``bias``), or ``ops``: a list of
+  ``{op: conv|maxpool|avgpool, kernel, stride, padding}`` (convs also take ``width`` -- default the stem
+  width, which the last conv always outputs -- ``norm``, ``act``, ``bias``);
+- downsample convs take an explicit ``padding`` too (default: none for patchify, else (k-1)//2);
+- ``mixer_options`` per mixer (e.g. mbconv's squeeze-excite rules and ``expand_conv``; basic/bottleneck's
+  ``shortcut`` and ``act_after_sum``), checked against each mixer's declared options and words;
+- ``channel_mixer_options``: ``bias``, ``norm`` after the first linear (none, bn, ln), ``act``;
+- head: ``norm`` (ln, bn) at ``norm_at: pooled|map``; ``post`` takes ``norm`` and ``order``
+  (``norm_act`` or ``act_norm``) after its hidden linear.
+Settings that would be ignored are refused: ``se`` on a stage without squeeze-excite mixers, options of
+a mixer the stage does not use, kernels a mixer cannot build, inputs too small for the skeleton.
 """
 from __future__ import annotations
 
