@@ -163,6 +163,7 @@ def test_mlp_options_and_fuse():
         y = model(x)
         assert torch.allclose(fuse(model)(x), y, atol=1e-4)
     data["stages"][0]["channel_mixer"] = "none"
+    del data["stages"][0]["ratio"]
     with pytest.raises(SpaceError, match=r"stages\[0\].channel_mixer_options: this stage has no channel mixer"):
         space_of(data)
 
@@ -231,6 +232,12 @@ MINI = {"name": "mini", "input": {"channels": 3, "resolution": 32}, "stem": {"wi
     (lambda d: d.update(stem={"width": 8, "ops": [{"op": "maxpool", "kernel": 3}]}),
      "stem.ops[0].op: a stem starts with a conv"),
     (lambda d: d["head"].update(norm_at="map"), "head.norm_at: head.norm is none"),
+    (lambda d: d["stages"][0].update(mixer="attention", downsample="none", kernel=3),
+     "stages[0].kernel: no mixer of this stage takes a kernel (attention)"),
+    (lambda d: d["stages"][0].update(mixer="dwconv", downsample="none", groups=[1, 2]),
+     "stages[0].groups: groups apply to self-contained mixers (mbconv, basic, bottleneck); this stage has dwconv"),
+    (lambda d: d["stages"][0].update(mixer="dwconv", downsample="none", channel_mixer="none", ratio=2),
+     "stages[0].ratio: this stage has no channel mixer"),
     (lambda d: (d["stem"].update(kernel=7, padding=0), d["input"].update(resolution=[4, 32])),
      "input.resolution: 4 is too small; the feature map vanishes at stem"),
 ])

@@ -440,6 +440,20 @@ def _layer_key(r: _Reader, value: Any, path: str, item, depths: tuple[int, ...],
     return r.choices(value, path, item), None
 
 
+def _check_layer_keys_used(r: _Reader, node: dict, path: str, used: list[str], cm: str) -> None:
+    """Layer keys a stage sets itself must reach some layer (inherited defaults may not apply everywhere)."""
+    defs = [get_mixer(m) for m in used]
+    if "kernel" in node and not any(d.uses_kernel for d in defs):
+        raise r.fail(f"{path}.kernel", f"no mixer of this stage takes a kernel ({', '.join(used)})")
+    if "groups" in node and node["groups"] not in (1, [1]) and not any(d.self_contained for d in defs):
+        raise r.fail(f"{path}.groups", f"groups apply to self-contained mixers "
+                                       f"({', '.join(m for m in mixer_names() if m != 'skip' and get_mixer(m).self_contained)}); "
+                                       f"this stage has {', '.join(used)}")
+    if "ratio" in node and cm == "none" and not any(d.self_contained for d in defs):
+        raise r.fail(f"{path}.ratio", "this stage has no channel mixer (channel_mixer none) and no self-contained "
+                                      "mixer, so no layer uses a ratio")
+
+
 def _se_mixers() -> list[str]:
     return [m for m in mixer_names() if m != "skip" and get_mixer(m).has_se]
 
@@ -542,6 +556,7 @@ def parse_space(data: Any, source: str | Path = "<space>") -> SpaceSpec:
                 raise r.fail(f"{path}.mixer_options.{m}", f"mixer {m} is not used in this stage "
                                                           f"(mixers: {', '.join(used)})")
         mopts = {m: o for m, o in mopts.items() if m in used}
+        _check_layer_keys_used(r, node, path, used, cm)
         cm_opts = _cm_options(r, get("channel_mixer_options", None), f"{path}.channel_mixer_options")
         if "channel_mixer_options" in node and (cm == "none" or all(get_mixer(m).self_contained for m in used)):
             raise r.fail(f"{path}.channel_mixer_options", "this stage has no channel mixer (channel_mixer none, "

@@ -492,8 +492,6 @@ def load_arch(path: str | Path, space: SearchSpace | str | None = None) -> Arch:
     from nas.io import read_json
 
     path = Path(path)
-    if not path.is_file():
-        raise SpaceError(f"{path}: no such arch file")
     data = read_json(path) if path.suffix == ".json" else read_yaml(path)
     if not isinstance(data, dict):
         raise SpaceError(f"{path}: an arch file is a mapping with space, resolution, stem, stages")
