@@ -202,6 +202,8 @@ def test_reference_stage_channels_and_strides(name, built):
     # torchvision's ResNet-34 and ResNeXt-50 32x4d, as edits of the shipped files
     ({"base": "resnet18", "depths": [3, 4, 6, 3]}, 21_797_672, 3.66),
     ({"base": "resnet50", "ratio": 0.5, "groups": 32}, 25_028_904, 4.23),
+    ({"base": "resnet50", "groups": 32, "width_per_group": 4}, 25_028_904, 4.23),  # torchvision's spelling
+    ({"base": "resnet50", "width_per_group": 128}, 68_883_240, 11.40),  # wide_resnet50_2
 ])
 def test_other_resnets_are_one_edit_away(variant, params, gmacs, tmp_path):
     import yaml
@@ -213,7 +215,11 @@ def test_other_resnets_are_one_edit_away(variant, params, gmacs, tmp_path):
         if "depths" in variant:
             st["depth"] = variant["depths"][i]
         if "ratio" in variant:
-            st["ratio"], st["groups"] = variant["ratio"], variant["groups"]
+            st["ratio"] = variant["ratio"]
+        if "groups" in variant:
+            st["groups"] = variant["groups"]
+        if "width_per_group" in variant:
+            st["mixer_options"] = {"bottleneck": {"width_per_group": variant["width_per_group"]}}
     path = tmp_path / "v.yaml"
     path.write_text(yaml.safe_dump(data))
     arch = nas.load_arch(path)

@@ -5,7 +5,9 @@
 - ``bottleneck`` (ResNet-50 and up, ResNeXt): 1x1 reduce -> norm -> act -> k x k conv with ``groups``
   (carries the stride, as in torchvision's "ResNet v1.5") -> norm -> act -> 1x1 expand -> norm; the middle
   width is ``round(cout * ratio)`` (ratio 0.25 in ResNet-50; ResNeXt-50 32x4d: ratio 0.5, groups 32, so
-  the width per group is ``cout * ratio / groups``).
+  the width per group is ``cout * ratio / groups``). ``width_per_group`` w (0: off) takes torchvision's
+  parametrisation instead: middle width ``int(round(cout * ratio) * w / 64) * groups``, so ResNeXt-50 32x4d
+  is ratio 0.25, groups 32, w 4, and Wide ResNet-50-2 is ratio 0.25, w 128.
 
 The shortcut is the identity when the shape is kept, else a projection: a 1x1 conv with the block's
 stride and a norm (``shortcut: conv``), or ResNet-D's average pool then 1x1 conv (``shortcut: avgpool``).
@@ -31,8 +33,11 @@ from nas.blocks.registry import MixerDef, register
 
 
 def mid_width(cfg) -> int:
-    """Width of the block's inner convs: round(cout * ratio), at least 1."""
-    return max(1, int(round(cfg.cout * cfg.ratio)))
+    """Width of the block's inner convs: ``planes = round(cout * ratio)``; with ``width_per_group`` w,
+    torchvision's ResNeXt / wide-ResNet rule ``int(planes * w / 64) * groups``."""
+    planes = max(1, int(round(cfg.cout * cfg.ratio)))
+    wpg = cfg.opt("width_per_group")
+    return int(planes * wpg / 64) * cfg.groups if wpg else planes
 
 
 def needs_projection(cfg) -> bool:
@@ -108,6 +113,8 @@ def _entropy(cfg, kind: str) -> float:
 
 def _check(cfg, kind: str) -> str | None:
     mid, g = mid_width(cfg), cfg.groups
+    if mid < 1:
+        return f"{kind}: width_per_group {cfg.opt('width_per_group')} leaves no middle channel at width {cfg.cout}"
     if mid % g:
         return f"{kind}: groups={g} must divide the middle width {mid} (= round(width x ratio))"
     if kind == "basic" and cfg.cout % g:
@@ -115,7 +122,7 @@ def _check(cfg, kind: str) -> str | None:
     return None
 
 
-_OPTIONS = {"shortcut": "conv", "act_after_sum": True}
+_OPTIONS = {"shortcut": "conv", "act_after_sum": True, "width_per_group": 0}
 _CHOICES = {"shortcut": ("conv", "avgpool")}
 
 for _kind, _abbrev, _doc in (("basic", "rb", "two k x k convs"), ("bottleneck", "bt", "1x1 -> k x k -> 1x1")):
