@@ -294,6 +294,19 @@ def test_export_takes_a_reference_space_file(tmp_path):
     assert (tmp_path / "zoo" / "mbv2" / "arch.yaml").is_file()
 
 
+def test_new_blocks_export_to_onnx(tmp_path, capsys):
+    """basic/bottleneck (avg-pool shortcut), a conv + max-pool stem: ONNX matches the torch model."""
+    pytest.importorskip("onnx")
+    import json
+
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(RESNETISH))
+    arch = nas.load_space(tmp_path / "s.yaml").max()
+    arch.save(tmp_path / "a.yaml")
+    assert main(["--json", "export", str(tmp_path / "a.yaml"), "--zoo", str(tmp_path / "zoo"), "--name", "r"]) == 0
+    rec = json.loads(capsys.readouterr().out)[0]
+    assert rec["id"] == arch.id and max(rec["onnx"]["max_abs_diff"].values()) < 1e-4
+
+
 def test_sampled_arch_files_reload_anywhere(tmp_path, monkeypatch):
     space_file = tmp_path / "spaces" / "resnetish.yaml"
     space_file.parent.mkdir()
