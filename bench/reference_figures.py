@@ -19,7 +19,7 @@ from nas.space.resolve import resolve
 
 PUBLISHED = {
     "resnet18": (11_689_512, 1.82), "resnet50": (25_557_032, 4.09), "efficientnet_b0": (5_288_548, 0.39),
-    "mobilenetv3_large": (5_483_032, 0.22), "mobilenet_v2": (3_504_872, 0.30),
+    "mobilenetv3_large": (5_483_032, 0.22), "mobilenetv3_small": (2_542_856, 0.06), "mobilenet_v2": (3_504_872, 0.30),
     "convnext_tiny": (28_589_128, 4.46),
 }
 

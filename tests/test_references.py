@@ -21,6 +21,7 @@ PUBLISHED = {  # torchvision's figures at 224x224
     "resnet50": (25_557_032, 4.09),
     "efficientnet_b0": (5_288_548, 0.39),
     "mobilenetv3_large": (5_483_032, 0.22),
+    "mobilenetv3_small": (2_542_856, 0.06),
     "mobilenet_v2": (3_504_872, 0.30),
     "convnext_tiny": (28_589_128, 4.46),
 }
@@ -60,13 +61,18 @@ def _resnet_stages(block: str, layers: list[int]) -> list[list[tuple]]:
     return stages
 
 
-def _mbv3_stages() -> list[list[tuple]]:
-    """torchvision mobilenet_v3_large: (in, kernel, expanded, out, SE), grouped by our stages."""
-    table = [(16, 3, 16, 16, 0), (16, 3, 64, 24, 0), (24, 3, 72, 24, 0), (24, 5, 72, 40, 1), (40, 5, 120, 40, 1),
-             (40, 5, 120, 40, 1), (40, 3, 240, 80, 0), (80, 3, 200, 80, 0), (80, 3, 184, 80, 0),
-             (80, 3, 184, 80, 0), (80, 3, 480, 112, 1), (112, 3, 672, 112, 1), (112, 5, 672, 160, 1),
-             (160, 5, 960, 160, 1), (160, 5, 960, 160, 1)]
-    groups = [1, 2, 3, 4, 2, 3]
+MBV3_LARGE = ([(16, 3, 16, 16, 0), (16, 3, 64, 24, 0), (24, 3, 72, 24, 0), (24, 5, 72, 40, 1), (40, 5, 120, 40, 1),
+               (40, 5, 120, 40, 1), (40, 3, 240, 80, 0), (80, 3, 200, 80, 0), (80, 3, 184, 80, 0),
+               (80, 3, 184, 80, 0), (80, 3, 480, 112, 1), (112, 3, 672, 112, 1), (112, 5, 672, 160, 1),
+               (160, 5, 960, 160, 1), (160, 5, 960, 160, 1)], [1, 2, 3, 4, 2, 3])
+MBV3_SMALL = ([(16, 3, 16, 16, 1), (16, 3, 72, 24, 0), (24, 3, 88, 24, 0), (24, 5, 96, 40, 1), (40, 5, 240, 40, 1),
+               (40, 5, 240, 40, 1), (40, 5, 120, 48, 1), (48, 5, 144, 48, 1), (48, 5, 288, 96, 1),
+               (96, 5, 576, 96, 1), (96, 5, 576, 96, 1)], [1, 2, 3, 2, 3])
+
+
+def _mbv3_stages(table_groups) -> list[list[tuple]]:
+    """torchvision mobilenet_v3_large/small: (in, kernel, expanded, out, SE), grouped by our stages."""
+    table, groups = table_groups
     blocks = []
     for cin, k, exp, cout, se in table:
         s = []
@@ -110,7 +116,8 @@ def _group(blocks, sizes):
 TABLES = {
     "resnet18": lambda: _resnet_stages("basic", [2, 2, 2, 2]),
     "resnet50": lambda: _resnet_stages("bottleneck", [3, 4, 6, 3]),
-    "mobilenetv3_large": _mbv3_stages,
+    "mobilenetv3_large": lambda: _mbv3_stages(MBV3_LARGE),
+    "mobilenetv3_small": lambda: _mbv3_stages(MBV3_SMALL),
     "efficientnet_b0": _b0_stages,
 }
 STEM_HEAD = {  # (stem shapes, head shapes)
@@ -118,6 +125,8 @@ STEM_HEAD = {  # (stem shapes, head shapes)
     "resnet50": (_conv(64, 3, 7) + _bn(64), [(1000, 2048), (1000,)]),
     "mobilenetv3_large": (_conv(16, 3, 3) + _bn(16),
                           _conv(960, 160, 1) + _bn(960) + [(1280, 960), (1280,), (1000, 1280), (1000,)]),
+    "mobilenetv3_small": (_conv(16, 3, 3) + _bn(16),
+                          _conv(576, 96, 1) + _bn(576) + [(1024, 576), (1024,), (1000, 1024), (1000,)]),
     "efficientnet_b0": (_conv(32, 3, 3) + _bn(32), _conv(1280, 320, 1) + _bn(1280) + [(1000, 1280), (1000,)]),
 }
 STAGE_PARAMS = {  # torchvision's per-stage parameter counts (conv1+bn1, layer1..4, fc)
@@ -129,6 +138,7 @@ STAGE_OUT = {  # (channels, output stride) of every stage
     "resnet50": [(256, 4), (512, 8), (1024, 16), (2048, 32)],
     "efficientnet_b0": [(16, 2), (24, 4), (40, 8), (80, 16), (112, 16), (192, 32), (320, 32)],
     "mobilenetv3_large": [(16, 2), (24, 4), (40, 8), (80, 16), (112, 16), (160, 32)],
+    "mobilenetv3_small": [(16, 4), (24, 8), (40, 16), (48, 16), (96, 32)],
     "mobilenet_v2": [(16, 2), (24, 4), (32, 8), (64, 16), (96, 16), (160, 32), (320, 32)],
     "convnext_tiny": [(96, 4), (192, 8), (384, 16), (768, 32)],
 }
