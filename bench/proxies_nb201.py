@@ -10,7 +10,7 @@ Spearman of NASLib's column of the same name from the CSV, plus accuracy-free ra
 
 Provenance: accuracies and NASLib scores from the CSV (automl/NASLib zc_nasbench201.json); our scores
 computed here on CPU with the seeds and batch sizes printed in the header. ``params``/``macs`` are the
-analytic counts of ``nas.blocks.nb201.count`` (checked equal to the fvcore-based ``nas.proxies.macs``
+analytic counts of ``nas.nb201.network.count`` (checked equal to the fvcore-based ``nas.proxies.macs``
 and ``params`` on the first archs; ``--macs fvcore`` uses fvcore for all).
 """
 
@@ -32,9 +32,9 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nas.blocks.nb201 import DATASET_CLASSES, build, count, dataset_config  # noqa: E402
 from nas.errors import NASError  # noqa: E402
 from nas.io import atomic_write_text  # noqa: E402
+from nas.nb201.network import DATASET_CLASSES, build, count, dataset_config  # noqa: E402
 from nas.proxies import grad_norm, macs, nwot, params, rank_ensemble, synflow, zen  # noqa: E402
 
 DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "nb201_zero_cost_naslib.csv"

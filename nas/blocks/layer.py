@@ -30,6 +30,9 @@ from nas.blocks.registry import get_mixer
 
 LAYOUTS = ("metaformer", "convnext")
 CHANNEL_MIXERS = ("mlp", "glu", "none")
+CM_OPTIONS = {"bias": True, "norm": "none", "act": None}
+"""Channel-mixer options and defaults: bias of both linears, a norm after the first linear (none, bn, ln),
+the activation (None: the stage's act)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,8 @@ class LayerCfg:
     layer_scale: float | None = None
     opts: tuple[tuple[str, Any], ...] = ()
     drop_path: float = 0.0
+    cm_opts: tuple[tuple[str, Any], ...] = ()
+    """Channel-mixer options that differ from the defaults (see CM_OPTIONS), sorted by name."""
 
     @property
     def c(self) -> int:
@@ -64,7 +69,14 @@ class LayerCfg:
         for k, v in self.opts:
             if k == name:
                 return v
-        return get_mixer(self.mixer).options[name]
+        return get_mixer(self.mixer).default(name)
+
+    def cm(self, name: str) -> Any:
+        """A channel-mixer option (bias, norm, act): the space's value, else the default."""
+        for k, v in self.cm_opts:
+            if k == name:
+                return v
+        return self.act if name == "act" else CM_OPTIONS[name]
 
     @property
     def out_spatial(self) -> tuple[int, ...]:
@@ -80,17 +92,24 @@ def hidden_width(c: int, ratio: float) -> int:
 
 
 class Mlp(nn.Module):
-    """Channel mixer: 1x1 conv expand, act, 1x1 conv project (GLU: a gated pair before the project)."""
+    """Channel mixer: 1x1 conv expand, [norm], act, 1x1 conv project (GLU: a gated pair before the project).
 
-    def __init__(self, c: int, hidden: int, dims: int, act: str, glu: bool = False):
+    ``bias`` applies to both 1x1 convs; ``norm`` (bn or ln) sits right after the first one.
+    """
+
+    def __init__(self, c: int, hidden: int, dims: int, act: str, glu: bool = False, bias: bool = True,
+                 norm: str = "none"):
         super().__init__()
         self.glu = glu
-        self.fc1 = make_conv(c, hidden * (2 if glu else 1), 1, dims, bias=True)
+        self.fc1 = make_conv(c, hidden * (2 if glu else 1), 1, dims, bias=bias)
+        self.norm = make_norm(norm, hidden * (2 if glu else 1), dims) if norm != "none" else None
         self.act = make_act(act)
-        self.fc2 = make_conv(hidden, c, 1, dims, bias=True)
+        self.fc2 = make_conv(hidden, c, 1, dims, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.fc1(x)
+        if self.norm is not None:
+            h = self.norm(h)
         if self.glu:
             a, b = h.chunk(2, dim=1)
             h = self.act(a) * b
@@ -106,7 +125,15 @@ def mlp_cost(cfg: LayerCfg) -> Cost:
     c, sp = cfg.c, cfg.spatial
     h = hidden_width(c, cfg.ratio)
     mult = 2 if cfg.channel_mixer == "glu" else 1
-    return conv_cost(c, h * mult, 1, sp, bias=True) + conv_cost(h, c, 1, sp, bias=True)
+    bias = cfg.cm("bias")
+    cost = conv_cost(c, h * mult, 1, sp, bias=bias) + conv_cost(h, c, 1, sp, bias=bias)
+    return cost + Cost(norm_cost(cfg.cm("norm"), h * mult, sp).params)
+
+
+def make_mlp(cfg: LayerCfg) -> Mlp:
+    """The channel mixer module of a layer configuration."""
+    return Mlp(cfg.c, hidden_width(cfg.c, cfg.ratio), cfg.dims, cfg.cm("act"), cfg.channel_mixer == "glu",
+               cfg.cm("bias"), cfg.cm("norm"))
 
 
 class Layer(nn.Module):
@@ -127,7 +154,7 @@ class Layer(nn.Module):
                 self.norm2 = make_norm(cfg.norm, c, d)
         else:  # convnext: mixer -> norm -> mlp -> scale
             self.norm = make_norm(cfg.norm, c, d)
-        self.mlp = Mlp(c, hidden_width(c, cfg.ratio), d, cfg.act, cfg.channel_mixer == "glu") if has_mlp else None
+        self.mlp = make_mlp(cfg) if has_mlp else None
         self.ls2 = ls() if has_mlp or self.layout == "convnext" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -156,6 +183,8 @@ class Layer(nn.Module):
         scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
         shift = norm.bias - norm.running_mean * scale
         w = fc1.weight
+        if fc1.bias is None:  # a bias-free MLP gains the folded shift as a bias
+            fc1.bias = nn.Parameter(torch.zeros(w.shape[0], dtype=w.dtype, device=w.device))
         fc1.bias.add_(w.flatten(1) @ shift)
         w.mul_(scale.reshape(1, -1, *([1] * (w.dim() - 2))))
         if self.layout == "metaformer":
@@ -208,7 +237,8 @@ def latency_key(cfg: LayerCfg) -> str:
     f += [("d", cfg.dims), ("norm", cfg.norm), ("act", cfg.act)]
     if not defn.self_contained:
         f += [("layout", cfg.layout), ("cm", cfg.channel_mixer), ("ls", int(cfg.layer_scale is not None))]
-    return format_key(f"layer:{cfg.mixer}", [*f, *cfg.opts])
+    f += [*cfg.opts, *((f"mlp.{k}", v) for k, v in cfg.cm_opts)]  # mlp.*: only options that differ from the defaults
+    return format_key(f"layer:{cfg.mixer}", f)
 
 
 def check_layer(cfg: LayerCfg) -> str | None:

@@ -36,6 +36,28 @@ class MixerDef:
     """Fixed per-space options with their defaults (e.g. attention head_dim); YAML mixer_options override."""
     check: Callable[[LayerCfg], str | None] | None = None
     """Returns why a configuration is impossible (e.g. channels not divisible), or None."""
+    optional: dict[str, Any] = field(default_factory=dict)
+    """Further options with their defaults; unlike ``options`` they enter a layer's options (and so its
+    latency key) only when a space sets them to another value, so adding one changes no existing key."""
+    choices: dict[str, tuple] = field(default_factory=dict)
+    """Allowed values of word options (e.g. se_gate: hsigmoid, sigmoid); checked when the YAML is parsed."""
+    has_se: bool = False
+    """Whether the stage's ``se`` (squeeze-excite ratio) applies to this mixer."""
+    odd_kernel: bool = False
+    """Whether the kernel must be odd ('same' padding only keeps the shape for odd kernels)."""
+    entropy: Callable[[LayerCfg], float] | None = None
+    """The structural-entropy term of a layer (see nas.proxies.entropy); None: the proxy's own table."""
+
+    def default(self, name: str) -> Any:
+        """The default value of an option (``options`` or ``optional``)."""
+        if name in self.options:
+            return self.options[name]
+        return self.optional[name]
+
+    @property
+    def all_options(self) -> dict[str, Any]:
+        """Every option with its default."""
+        return {**self.options, **self.optional}
 
 
 MIXERS: dict[str, MixerDef] = {}

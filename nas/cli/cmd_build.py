@@ -6,14 +6,18 @@ import argparse
 from nas.cli import ui
 from nas.units import fmt_macs, fmt_params
 
+MACS_TOLERANCE = 0.01
+"""Largest relative gap between counted and fvcore MACs that --verify accepts."""
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build", help="build an arch's PyTorch model; --summary prints its stages")
-    p.add_argument("arch", help="arch YAML/JSON file")
+    p.add_argument("arch", help="arch YAML/JSON file, or a space YAML with one arch (every choice a single value)")
     p.add_argument("--space", help="the space, when the arch file does not name a findable one")
     p.add_argument("--summary", action="store_true", help="table of stages with shapes, params, MACs")
     p.add_argument("--verify", action="store_true",
-                   help="also check the count against the built model (params) and fvcore (MACs)")
+                   help="also check the count against the built model (params) and fvcore (MACs, within 1%%); "
+                        "exits 1 when they disagree")
     p.set_defaults(func=cmd_build)
 
 
@@ -45,9 +49,11 @@ def cmd_build(args: argparse.Namespace) -> int:
         out["built_params"] = param_count(model)
         out["fvcore_macs"] = fvcore_macs(model, shape)
         out["macs_rel_diff"] = abs(out["fvcore_macs"] - total.macs) / max(1, out["fvcore_macs"])
+        out["verified"] = out["built_params"] == total.params and out["macs_rel_diff"] <= MACS_TOLERANCE
+    rc = 0 if not args.verify or out["verified"] else 1
     if ui.json_mode():
         ui.print_json({**out, "stages": rows})
-        return 0
+        return rc
     if args.summary:
         ui.print_table(f"{arch.space.name} {arch.id} (counted analytically)", ["stage", "layers", "out", "params", "macs"],
                        [{**r, "params": fmt_params(r["params"]), "macs": fmt_macs(r["macs"])} for r in rows])
@@ -56,4 +62,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"check: built model has {out['built_params']:,} params (counted {total.params:,}); "
               f"fvcore {fmt_macs(out['fvcore_macs'])} vs counted {fmt_macs(total.macs)} "
               f"({100 * out['macs_rel_diff']:.3f}% apart)")
-    return 0
+        if not out["verified"]:
+            ui.warn(f"verify failed: the count disagrees with the built model or fvcore "
+                     f"(params must be equal, MACs within {100 * MACS_TOLERANCE:g}%)")
+    return rc

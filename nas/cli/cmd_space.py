@@ -110,10 +110,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     archs = sp.sample_many(args.n, args.seed)
     rows = [_cost_row(a) for a in archs]
     if args.out:
-        from nas.io import write_yaml
-
         for a in archs:
-            write_yaml(args.out / f"{a.id}.yaml", {"id": a.id, **a.to_dict()})
+            a.save(args.out / f"{a.id}.yaml")  # records space_file, so the file reloads from anywhere
         ui.info(f"wrote {len(archs)} arch files to {args.out}/")
     ui.print_table(f"{args.n} archs of {sp.name} (seed {args.seed}; costs {COUNTED})",
                    ["id", "params", "macs", "memory", "arch"], [_fmt(r) for r in rows])
@@ -121,13 +119,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _is_arch_file(target: str) -> bool:
+    """An arch file, or a space file that holds exactly one arch (a reference backbone)."""
     p = Path(target)
     if not p.is_file():
         return False
     from nas.io import read_json, read_yaml
+    from nas.space.space import is_space_document, load_space
 
     data = read_json(p) if p.suffix == ".json" else read_yaml(p)
-    return isinstance(data, dict) and "stages" in data and "input" not in data
+    if is_space_document(data):
+        sp = load_space(p)
+        return hasattr(sp, "is_fixed") and sp.is_fixed()
+    return isinstance(data, dict) and "stages" in data
 
 
 def cmd_count(args: argparse.Namespace) -> int:

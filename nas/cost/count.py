@@ -13,6 +13,7 @@ from functools import lru_cache
 from nas.blocks.common import Cost, conv_norm_act_cost, linear_cost, norm_cost, numel
 from nas.blocks.layer import layer_cost
 from nas.space.arch import Arch
+from nas.space.language import StemSpec
 from nas.space.resolve import ConvUnit, NetPlan, layer_cfg, resolve
 from nas.units import fmt_bytes, fmt_macs, fmt_params
 
@@ -40,6 +41,15 @@ class ArchCost:
 def conv_unit_cost(u: ConvUnit) -> Cost:
     """Cost of a stem/downsample conv unit."""
     s = u.spec
+    if isinstance(s, StemSpec):
+        cost, sp = Cost(), u.spatial
+        for op, cin, cout in s.conv_widths(u.cin, u.cout):
+            sp = op.out_spatial(sp)
+            if op.op == "conv":
+                cost = cost + conv_norm_act_cost(cin, cout, op.kernel, sp, norm=op.norm, bias=op.bias)
+            else:
+                cost = cost + Cost(0, 0, cout * numel(sp))
+        return cost
     out = u.out_spatial
     if s.norm_position == "pre":
         bias = True if s.bias is None else s.bias
@@ -60,12 +70,14 @@ def head_cost(plan: NetPlan) -> Cost:
         w, nm, _ = h.pre
         cost = cost + conv_norm_act_cost(c, w, 1, sp, norm=nm)
         c = w
-    if h.norm == "ln":
+    if h.norm != "none":
         cost = cost + Cost(2 * c)
     if h.post is not None:
         w, _, bias = h.post
         cost = cost + linear_cost(c, w, 1, bias)
         c = w
+        if h.post_norm != "none":
+            cost = cost + Cost(2 * c)
     return cost + linear_cost(c, h.classes, 1)
 
 

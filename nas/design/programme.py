@@ -79,7 +79,7 @@ from nas.cost.budget import Budget
 from nas.cost.count import BYTES_PER_ELEMENT, conv_unit_cost, count, head_cost
 from nas.errors import BudgetError, NASError
 from nas.latency.model import FunctionLatency, LatencyModel
-from nas.proxies.entropy import conv_entropy, effectiveness, layer_entropy, structural_entropy
+from nas.proxies.entropy import conv_entropy, effectiveness, layer_entropy, stem_unit, structural_entropy
 from nas.space.arch import Arch, LayerChoice, StageChoice
 from nas.space.language import LAYER_KEYS
 from nas.space.resolve import ConvUnit, NetPlan, layer_cfg
@@ -228,7 +228,7 @@ def _catalogue(space: SearchSpace, res: int) -> _Catalogue:
     in_sp = (res,) * dims
     stem_u = ConvUnit(spec.in_channels, spec.stem_widths[0], in_sp, spec.stem)
     sp = stem_u.out_spatial
-    stem_h = conv_entropy(spec.in_channels, spec.stem.kernel, dims)
+    stem_h = stem_unit(space, res)[0]  # the stem's own term (a multi-op stem's, at the first stem width)
     widths = [tuple(spec.stem_widths)] + [tuple(st.widths) for st in space.stages]
     pairs: dict[tuple, _Unit] = {}
     firsts: dict[tuple, list] = {}

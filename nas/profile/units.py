@@ -23,7 +23,7 @@ from torch import nn
 from nas.blocks.keys import format_key
 from nas.blocks.layer import LayerCfg, build_layer, check_layer, latency_key
 from nas.space.arch import Arch, LayerChoice
-from nas.space.language import ConvSpec, HeadSpec
+from nas.space.language import ConvSpec, HeadSpec, StemSpec
 from nas.space.resolve import ConvUnit, NetPlan, layer_cfg, resolve
 from nas.space.space import SearchSpace
 
@@ -67,6 +67,9 @@ def _hw(spatial: Sequence[int]) -> str:
 def conv_key(u: ConvUnit) -> str:
     """Key of a stem/downsample conv unit, e.g. ``conv|cin=3|cout=32|hw=224x224|k=3|s=2|d=2|norm=bn|act=gelu``."""
     s = u.spec
+    if isinstance(s, StemSpec):  # a multi-op stem: one unit, its ops in order
+        return format_key("stem", [("cin", u.cin), ("cout", u.cout), ("hw", _hw(u.spatial)), ("d", len(u.spatial)),
+                                   ("ops", ",".join(op.text() for op in s.ops))])
     f: list[tuple[str, object]] = [("cin", u.cin), ("cout", u.cout), ("hw", _hw(u.spatial)), ("k", s.kernel),
                                    ("s", s.stride), ("p", s.padding), ("d", len(u.spatial)), ("norm", s.norm),
                                    ("act", s.act)]
@@ -88,9 +91,13 @@ def head_key(h: HeadCfg) -> str:
     if spec.pre is not None:
         f.append(("pre", "{},{},{}".format(*spec.pre)))
     f.append(("norm", spec.norm))
+    if spec.norm_at != "pooled":
+        f.append(("norm_at", spec.norm_at))
     if spec.post is not None:
         w, act, bias = spec.post
         f.append(("post", f"{w},{act},{int(bias)}"))
+        if spec.post_norm != "none":
+            f.append(("post_norm", f"{spec.post_norm},{spec.post_order}"))
     f.append(("classes", spec.classes))
     return format_key("head", f)
 

@@ -43,7 +43,11 @@ attention           ``2 log c + log M`` (+ ``log(c r^d)`` with spatial reduction
                     projections, and the mixing over the ``M`` key/value positions. ASSUMPTION: attention
                     weights are not free parameters but functions of q.k; we count the softmax average as a
                     kernel of ``M`` taps (a global mixer covers the whole, possibly reduced, map).
-mbconv              ``log(c_in/g) [expand, if ratio != 1] + d log k + log(hidden/g)``; SE is a gate (0)
+mbconv              ``log(c_in/g) [expand conv, if any] + d log k + log(hidden/g)``; SE is a gate (0)
+basic, bottleneck   the log fan-ins of their main-branch convs (the shortcut is a side path)
+
+Every mixer gives its term through ``MixerDef.entropy`` in its own file (the table above says what each
+computes), so a new block brings its entropy with it.
 MLP / GLU           ``log c + log h`` (``h = round(ratio c)``); the GLU's gating product adds 0
 ==================  ======================================================================================
 
@@ -75,8 +79,10 @@ import math
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from nas.blocks.common import conv_spatial, numel
+from nas.blocks.common import numel
 from nas.blocks.layer import hidden_width
+from nas.blocks.registry import get_mixer
+from nas.space.language import ConvSpec, StemSpec
 from nas.space.resolve import layer_cfg
 
 if TYPE_CHECKING:
@@ -93,13 +99,6 @@ def conv_entropy(cin: int, kernel: int, dims: int, groups: int = 1) -> float:
     return _log(cin / groups) + dims * _log(kernel)
 
 
-def _opt(opts: tuple[tuple[str, Any], ...], name: str, default: Any) -> Any:
-    for k, v in opts:
-        if k == name:
-            return v
-    return default
-
-
 def mixer_entropy(
     mixer: str,
     c: int,
@@ -108,62 +107,49 @@ def mixer_entropy(
     dims: int,
     opts: tuple[tuple[str, Any], ...] = (),
 ) -> float:
-    """The token mixer's term (see the module docstring) for ``c`` channels at input shape ``spatial``."""
-    d = dims
-    if mixer in ("identity", "pool", "skip"):
+    """The token mixer's term (see the module docstring) for ``c`` channels at input shape ``spatial``.
+
+    Each mixer defines its term in its own file (``MixerDef.entropy``); options default as in the registry.
+    """
+    if mixer == "skip":
         return 0.0
-    if mixer in ("dwconv", "dilated_reparam"):
-        return d * _log(kernel)
-    if mixer == "inception_dw":
-        from nas.blocks.mixers.inception_dw import branch_kernels, branch_width
+    from nas.blocks.layer import LayerCfg
 
-        g = branch_width(c, _opt(opts, "branch_ratio", 0.125))
-        taps = branch_kernels(kernel, _opt(opts, "square_kernel", 3), d)
-        return (g / c) * sum(_log(math.prod(t)) for t in taps)
-    if mixer == "partial_conv":
-        from nas.blocks.mixers.partial_conv import conv_width
+    cfg = LayerCfg(mixer=mixer, cin=c, cout=c, spatial=tuple(spatial), kernel=kernel, dims=dims, opts=tuple(opts))
+    return _hook(mixer)(cfg)
 
-        cp = conv_width(c, _opt(opts, "partial_ratio", 0.25))
-        return (cp / c) * (_log(cp) + d * _log(kernel)) if cp > 0 else 0.0
-    if mixer == "lka":
-        from nas.blocks.mixers.lka import decompose
 
-        k_dw, k_dil, _ = decompose(kernel)
-        return 3 * _log(c) + d * (_log(k_dw) + _log(k_dil))
-    if mixer == "gnconv":
-        from nas.blocks.mixers.gnconv import order_widths
+def _hook(mixer: str):
+    defn = get_mixer(mixer)
+    if defn.entropy is None:
+        raise KeyError(f"structural entropy: mixer {mixer!r} defines no entropy hook (MixerDef.entropy)")
+    return defn.entropy
 
-        w = order_widths(c, _opt(opts, "order", 3))
-        return 2 * _log(c) + d * _log(kernel) + sum(_log(x) for x in w[:-1])
-    if mixer == "focal":
-        from nas.blocks.mixers.focal import level_kernels
 
-        levels = level_kernels(kernel, _opt(opts, "focal_level", 2))
-        return 3 * _log(c) + d * sum(_log(k) for k in levels)
-    if mixer == "attention":
-        r = _opt(opts, "sr_ratio", 1)
-        if r > 1:
-            m = numel(tuple((s - r) // r + 1 for s in spatial))
-            return 2 * _log(c) + (_log(c) + d * _log(r)) + _log(m)
-        return 2 * _log(c) + _log(numel(spatial))
-    raise KeyError(f"structural entropy: no mapping for mixer {mixer!r}; add one in nas/proxies/entropy.py")
+def stem_entropy(stem: ConvSpec | StemSpec, cin: int, width: int, spatial: tuple[int, ...]
+                 ) -> tuple[float, tuple[int, ...]]:
+    """(entropy, out spatial) of a stem: ``log(c_in * k^d)`` per conv it chains (pooling adds 0).
+
+    A one-conv stem's term does not depend on the stem width; a multi-op stem's later convs read the
+    earlier ones' widths (fixed in the YAML, or the stem width, passed as ``width``)."""
+    d = len(spatial)
+    if not isinstance(stem, StemSpec):
+        return conv_entropy(cin, stem.kernel, d), stem.out_spatial(spatial)
+    h = 0.0
+    for op, c_in, _ in stem.conv_widths(cin, width):
+        if op.op == "conv":
+            h += conv_entropy(c_in, op.kernel, d)
+        spatial = op.out_spatial(spatial)
+    return h, spatial
 
 
 def layer_entropy(cfg: LayerCfg) -> float:
     """Entropy term of one layer (token mixer + channel mixer, or a self-contained mbconv)."""
     if cfg.mixer == "skip":
         return 0.0
-    d = cfg.dims
-    if cfg.mixer == "mbconv":
-        from nas.blocks.mixers.mbconv import mb_hidden
-
-        hid = mb_hidden(cfg.cin, cfg.ratio)
-        g = cfg.groups
-        h = d * _log(cfg.kernel) + _log(hid / g)
-        if cfg.ratio != 1:
-            h += _log(cfg.cin / g)
+    h = _hook(cfg.mixer)(cfg)
+    if get_mixer(cfg.mixer).self_contained:
         return h
-    h = mixer_entropy(cfg.mixer, cfg.c, cfg.kernel, cfg.spatial, d, cfg.opts)
     if cfg.channel_mixer != "none":
         h += _log(cfg.c) + _log(hidden_width(cfg.c, cfg.ratio))
     return h
@@ -200,16 +186,16 @@ def unit_layer(
     return hit
 
 
-def stem_unit(space: SearchSpace, resolution: int) -> tuple[float, tuple[int, ...]]:
-    """(entropy, out spatial) of the stem at an input resolution (independent of the stem width)."""
+def stem_unit(space: SearchSpace, resolution: int, width: int | None = None) -> tuple[float, tuple[int, ...]]:
+    """(entropy, out spatial) of the stem at an input resolution (a one-conv stem's term does not depend
+    on the stem width; a multi-op stem's may, so pass ``width``; default the first stem width)."""
     table = _table(space)
-    key = ("stem", resolution)
+    spec = space.spec
+    width = spec.stem_widths[0] if width is None else width
+    key = ("stem", resolution) if not isinstance(spec.stem, StemSpec) else ("stem", resolution, width)
     hit = table.get(key)
     if hit is None:
-        spec = space.spec
-        st = spec.stem
-        sp = conv_spatial((resolution,) * space.dims, st.kernel, st.stride, padding=st.padding)
-        hit = table[key] = (conv_entropy(spec.in_channels, st.kernel, space.dims), sp)
+        hit = table[key] = stem_entropy(spec.stem, spec.in_channels, width, (resolution,) * space.dims)
     return hit
 
 
@@ -222,7 +208,7 @@ def down_unit(
     hit = table.get(key)
     if hit is None:
         d = space.stages[si].down
-        sp = conv_spatial(spatial, d.kernel, d.stride, padding=d.padding)
+        sp = d.out_spatial(spatial)
         hit = table[key] = (conv_entropy(cin, d.kernel, space.dims), sp)
     return hit
 
@@ -230,7 +216,7 @@ def down_unit(
 def entropy_terms(arch: Arch) -> tuple[float, int, float, int]:
     """``(B, N_out, sum of layer widths, active layers)`` of an arch: ``H = log(N_out) * B``."""
     space = arch.space
-    body, sp = stem_unit(space, arch.resolution)
+    body, sp = stem_unit(space, arch.resolution, arch.stem)
     c = arch.stem
     wsum = 0
     n_layers = 0

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nas.blocks.common import conv_spatial
 from nas.blocks.layer import LayerCfg
 from nas.space.arch import Arch, LayerChoice
-from nas.space.language import ConvSpec, HeadSpec, StageSpec
+from nas.space.language import ConvSpec, HeadSpec, StageSpec, StemSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,11 +18,11 @@ class ConvUnit:
     cin: int
     cout: int
     spatial: tuple[int, ...]
-    spec: ConvSpec
+    spec: ConvSpec | StemSpec  # a stem may be a short sequence of ops
 
     @property
     def out_spatial(self) -> tuple[int, ...]:
-        return conv_spatial(self.spatial, self.spec.kernel, self.spec.stride, padding=self.spec.padding)
+        return self.spec.out_spatial(self.spatial)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +56,7 @@ def layer_cfg(st: StageSpec, lc: LayerChoice, cin: int, cout: int, spatial: tupl
         ratio=float(lc.ratio) if lc.ratio is not None else 0.0, groups=lc.groups,
         stride=stride, dims=dims, norm=st.norm, act=st.act, layout=st.layout,
         channel_mixer=st.channel_mixer, se=st.se, layer_scale=st.layer_scale, opts=st.options_for(lc.mixer),
-        drop_path=drop_path,
+        drop_path=drop_path, cm_opts=st.cm_options,
     )
 
 

@@ -47,22 +47,43 @@ class SearchSpace:
     # ---- validation ------------------------------------------------------------------------------
     def _stage_shapes(self, resolution: int) -> list[tuple[int, ...]]:
         """Spatial shape at each stage's layers for an input resolution (strides are fixed by the space)."""
-        from nas.blocks.common import conv_spatial
-
-        st = self.spec.stem
-        sp = conv_spatial((resolution,) * self.dims, st.kernel, st.stride, padding=st.padding)
+        sp = self.spec.stem.out_spatial((resolution,) * self.dims)
         shapes = []
         for stage in self.stages:
             if stage.downsample == "conv":
-                d = stage.down
-                sp = conv_spatial(sp, d.kernel, d.stride, padding=d.padding)
+                sp = stage.down.out_spatial(sp)
             shapes.append(sp)
             if stage.downsample == "in_block":
                 sp = tuple((s + stage.stride - 1) // stage.stride for s in sp)
         return shapes
 
+    def _check_sizes(self) -> None:
+        """Every feature map must keep at least one position at the smallest input size."""
+        from nas.space.language import StemSpec
+
+        spec = self.spec
+        r = min(spec.resolutions)
+        stem = spec.stem
+        steps = ([(f"stem.ops[{i}]", op) for i, op in enumerate(stem.ops)] if isinstance(stem, StemSpec)
+                 else [("stem", stem)])
+        for si, st in enumerate(self.stages):
+            if st.downsample == "conv":
+                steps.append((f"stages[{si}].downsample", st.down))
+            elif st.downsample == "in_block" and st.stride > 1:
+                steps.append((f"stages[{si}]", st.stride))
+        sizes = (r,) * self.dims
+        for where, unit in steps:
+            if isinstance(unit, int):  # a stride-carrying first layer: 'same' padding, ceil division
+                sizes = tuple((x + unit - 1) // unit for x in sizes)
+                continue
+            sizes = unit.out_spatial(sizes)
+            if min(sizes) < 1:
+                what = "input.resolution" if self.dims == 2 else "input.length"
+                raise SpaceError(f"{spec.source}: {what}: {r} is too small; the feature map vanishes at {where}")
+
     def _check_all_layers(self) -> None:
         """Every combination of a stage's choices must give a buildable layer; fail early naming it."""
+        self._check_sizes()
         src = self.spec.source
         shapes = [self._stage_shapes(r) for r in (min(self.spec.resolutions), max(self.spec.resolutions))]
         for si, stage in enumerate(self.stages):
@@ -75,7 +96,8 @@ class SearchSpace:
                     cfg = LayerCfg(mixer=m, cin=w, cout=w, spatial=shape[si], kernel=lc.kernel or 0,
                                    ratio=float(lc.ratio or 0), groups=lc.groups, dims=self.dims, norm=stage.norm,
                                    act=stage.act, layout=stage.layout, channel_mixer=stage.channel_mixer,
-                                   se=stage.se, layer_scale=stage.layer_scale, opts=stage.options_for(m))
+                                   se=stage.se, layer_scale=stage.layer_scale, opts=stage.options_for(m),
+                                   cm_opts=stage.cm_options)
                     why = check_layer(cfg)
                     if why:
                         raise SpaceError(f"{src}: stages[{si}]: width {w}, mixer {m}, kernel {k}: {why}")
@@ -139,7 +161,7 @@ class SearchSpace:
                     raise fail(lp, "expected a mapping with mixer, kernel, ratio, groups")
                 vals = {}
                 for key in LAYER_KEYS:
-                    allowed = st.mixer_choices(li) if key == "mixer" else st.layer_choices(key)
+                    allowed = st.layer_allowed(key, li)
                     v = ln.get(key, allowed[0] if len(allowed) == 1 else None)
                     if v is None and key in ("kernel", "ratio") and ln.get("mixer") is not None:
                         v = allowed[0]  # unused by this mixer: canonicalised away below
@@ -177,11 +199,18 @@ class SearchSpace:
         g0 = pick(st.groups) if "groups" not in per_layer else None
         canon = self._canon_layer
         layers = []
+        allowed = st.layer_allowed if st.fixed else None
         for i in range(depth):
-            m = m0 if m0 is not None else pick(st.mixer_choices(i) if i == 0 else st.mixers)
-            k = k0 if k0 is not None else pick(st.kernels)
-            r = r0 if r0 is not None else pick(st.ratios)
-            g = g0 if g0 is not None else pick(st.groups)
+            if allowed is not None:  # some keys are fixed per layer
+                m = m0 if m0 is not None else pick(allowed("mixer", i))
+                k = k0 if k0 is not None else pick(allowed("kernel", i))
+                r = r0 if r0 is not None else pick(allowed("ratio", i))
+                g = g0 if g0 is not None else pick(allowed("groups", i))
+            else:
+                m = m0 if m0 is not None else pick(st.mixer_choices(i) if i == 0 else st.mixers)
+                k = k0 if k0 is not None else pick(st.kernels)
+                r = r0 if r0 is not None else pick(st.ratios)
+                g = g0 if g0 is not None else pick(st.groups)
             layers.append(canon(st, m, k, r, g))
         return StageChoice(depth, width, tuple(layers))
 
@@ -216,7 +245,7 @@ class SearchSpace:
             else:
                 kw["groups"] = min(st.groups)
             depth = pick(st.depths)
-            layers = tuple(self._canon_layer(st, st.mixer_choices(i)[0], kw["kernel"], kw["ratio"], kw["groups"])
+            layers = tuple(self._canon_layer(st, st.mixer_choices(i)[0], *self._layer_kw(st, kw, i))
                            for i in range(depth))
             stages.append([depth, pick(st.widths), layers, kw])
         base = [StageChoice(d, w, ls) for d, w, ls, _ in stages]
@@ -229,7 +258,7 @@ class SearchSpace:
                 if m == "skip" and largest:
                     continue
                 layers = tuple(self._canon_layer(st, m if m in st.mixer_choices(i) else st.mixer_choices(i)[0],
-                                                 kw["kernel"], kw["ratio"], kw["groups"]) for i in range(d))
+                                                 *self._layer_kw(st, kw, i)) for i in range(d))
                 trial = list(base)
                 trial[si] = StageChoice(d, w, layers)
                 score = stage_cost(Arch(self, res, stem, tuple(trial)), si)
@@ -237,6 +266,15 @@ class SearchSpace:
                     best = (score, layers)
             base[si] = StageChoice(d, w, best[1])
         return Arch(self, res, stem, tuple(base))
+
+    @staticmethod
+    def _layer_kw(st: StageSpec, kw: dict, i: int) -> tuple:
+        """(kernel, ratio, groups) of layer ``i`` from the stage-wide picks, fixed per-layer values first."""
+        out = []
+        for k in ("kernel", "ratio", "groups"):
+            vals = st.fixed_values(k)
+            out.append(vals[i] if vals is not None else kw[k])
+        return tuple(out)
 
     def min(self) -> Arch:
         """The smallest arch: minimum depth, width, kernel, ratio, resolution and the cheapest mixers."""
@@ -348,11 +386,47 @@ class SearchSpace:
         return np.asarray(out, dtype=np.float32)
 
     # ---- size ------------------------------------------------------------------------------------
+    def is_fixed(self) -> bool:
+        """Whether the space holds exactly one arch (every choice a single value, e.g. a reference backbone)."""
+        spec = self.spec
+        if len(spec.resolutions) > 1 or len(spec.stem_widths) > 1:
+            return False
+        for st in self.stages:
+            fixed = {k for k, _ in st.fixed}
+            if len(st.depths) > 1 or len(st.widths) > 1:
+                return False
+            if any(len(st.layer_choices(k)) > 1 for k in LAYER_KEYS if k not in fixed):
+                return False
+        return True
+
+    def the_arch(self, source: str = "<space>") -> Arch:
+        """The one arch of a fixed space (see is_fixed); a SpaceError naming the first free choice otherwise."""
+        if not self.is_fixed():
+            free = self._first_choice()
+            raise SpaceError(f"{source}: {free}: has several values, so the space is not one arch; "
+                             f"give a single value or pass an arch file")
+        return self.sample(seed=0)
+
+    def _first_choice(self) -> str:
+        spec = self.spec
+        if len(spec.resolutions) > 1:
+            return "input.resolution" if spec.dims == 2 else "input.length"
+        if len(spec.stem_widths) > 1:
+            return "stem.width"
+        for si, st in enumerate(self.stages):
+            fixed = {k for k, _ in st.fixed}
+            for k, vals in (("depth", st.depths), ("width", st.widths),
+                            *((k, st.layer_choices(k)) for k in LAYER_KEYS if k not in fixed)):
+                if len(vals) > 1:
+                    return f"stages[{si}].{k}"
+        return "?"
+
     def log10_size(self) -> float:
         """log10 of the number of distinct choice combinations (before canonicalisation)."""
         total = math.log10(len(self.spec.resolutions)) + math.log10(len(self.spec.stem_widths))
         for st in self.stages:
-            per_layer = math.prod(len(st.layer_choices(k)) for k in LAYER_KEYS if k in st.per_layer)
+            fixed = {k for k, _ in st.fixed}
+            per_layer = math.prod(len(st.layer_choices(k)) for k in LAYER_KEYS if k in st.per_layer and k not in fixed)
             per_stage = math.prod(len(st.layer_choices(k)) for k in LAYER_KEYS if k not in st.per_layer)
             n = sum(per_layer ** d for d in st.depths) * per_stage * len(st.widths)
             total += math.log10(n)
@@ -410,14 +484,24 @@ def _display(path: Path) -> str:
             return str(path)
 
 
+def is_space_document(data: Any) -> bool:
+    """Whether loaded YAML is a space (it has an input section), not an arch."""
+    return isinstance(data, dict) and "input" in data and "stages" in data
+
+
 def load_arch(path: str | Path, space: SearchSpace | str | None = None) -> Arch:
-    """Read an arch YAML/JSON file; its space comes from ``space``, or the file's space/space_file keys."""
+    """Read an arch YAML/JSON file; its space comes from ``space``, or the file's space/space_file keys.
+
+    A space file whose every choice is a single value (a reference backbone) is read as its one arch.
+    """
     from nas.io import read_json
 
     path = Path(path)
     data = read_json(path) if path.suffix == ".json" else read_yaml(path)
     if not isinstance(data, dict):
         raise SpaceError(f"{path}: an arch file is a mapping with space, resolution, stem, stages")
+    if is_space_document(data):
+        return load_space(path).the_arch(str(path))
     if space is None:
         sf = data.get("space_file")
         if sf and Path(sf).is_file():

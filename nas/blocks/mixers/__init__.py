@@ -15,3 +15,4 @@ from nas.blocks.mixers import gnconv
 from nas.blocks.mixers import focal
 from nas.blocks.mixers import attention
 from nas.blocks.mixers import mbconv
+from nas.blocks.mixers import resnet

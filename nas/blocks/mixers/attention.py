@@ -5,6 +5,8 @@ reduction), which makes attention affordable at high resolution. Heads = C // he
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -76,6 +78,15 @@ def _check(cfg) -> str | None:
     return None
 
 
+def _entropy(cfg) -> float:
+    """``2 log c + log M`` (+ the reduction conv's ``log c + d log r``): q/k/v/proj and M attended positions."""
+    c, r = cfg.c, cfg.opt("sr_ratio")
+    if r > 1:
+        m = numel(tuple((s - r) // r + 1 for s in cfg.spatial))
+        return 2 * math.log(c) + (math.log(c) + cfg.dims * math.log(r)) + math.log(m)
+    return 2 * math.log(c) + math.log(numel(cfg.spatial))
+
+
 register(MixerDef(
     name="attention",
     abbrev="at",
@@ -83,5 +94,5 @@ register(MixerDef(
     cost=attention_cost,
     uses_kernel=False,
     options={"head_dim": 32, "sr_ratio": 1},
-    check=_check,
+    check=_check, entropy=_entropy,
 ))

@@ -16,6 +16,8 @@ Cost counts the training form, so it matches the built (unfused) module.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -104,12 +106,17 @@ def _check(cfg) -> str | None:
     return None
 
 
+def _entropy(cfg) -> float:
+    """``d log k``: the deploy form is one dense k^d depthwise kernel (structural entropy, nas.proxies)."""
+    return cfg.dims * math.log(cfg.kernel)
+
+
 register(
     MixerDef(
         name="dilated_reparam",
         abbrev="dr",
         build=lambda cfg: DilatedReparam(cfg.c, cfg.kernel, cfg.dims),
         cost=reparam_cost,
-        check=_check,
+        check=_check, entropy=_entropy,
     )
 )

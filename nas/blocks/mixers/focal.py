@@ -9,6 +9,8 @@ spatial mean of the last context. The levels are summed, each weighted by its ga
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -66,6 +68,12 @@ def _check(cfg) -> str | None:
     return None
 
 
+def _entropy(cfg) -> float:
+    """``3 log c + d sum log k_l``: projections and the stacked depthwise levels (structural entropy)."""
+    levels = level_kernels(cfg.kernel, cfg.opt("focal_level"))
+    return 3 * math.log(cfg.c) + cfg.dims * sum(math.log(k) for k in levels)
+
+
 register(
     MixerDef(
         name="focal",
@@ -73,6 +81,6 @@ register(
         build=lambda cfg: FocalModulation(cfg.c, cfg.kernel, cfg.dims, cfg.opt("focal_level")),
         cost=focal_cost,
         options={"focal_level": 2},
-        check=_check,
+        check=_check, entropy=_entropy,
     )
 )

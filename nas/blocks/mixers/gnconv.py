@@ -10,6 +10,8 @@ spatially mixed gate, giving n-th order spatial interactions at depthwise-conv c
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -73,6 +75,12 @@ def _check(cfg) -> str | None:
     return None
 
 
+def _entropy(cfg) -> float:
+    """``2 log c + d log k + sum_{i<n-1} log w_i``: proj_in/out, the depthwise conv, the gate chain (entropy)."""
+    w = order_widths(cfg.c, cfg.opt("order"))
+    return 2 * math.log(cfg.c) + cfg.dims * math.log(cfg.kernel) + sum(math.log(x) for x in w[:-1])
+
+
 register(
     MixerDef(
         name="gnconv",
@@ -80,6 +88,6 @@ register(
         build=lambda cfg: GnConv(cfg.c, cfg.kernel, cfg.dims, cfg.opt("order")),
         cost=gnconv_cost,
         options={"order": 3},
-        check=_check,
+        check=_check, entropy=_entropy,
     )
 )

@@ -9,6 +9,8 @@ Every conv is depthwise with bias and 'same' padding, so kernels must be odd.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -73,6 +75,13 @@ def _check(cfg) -> str | None:
     return None
 
 
+def _entropy(cfg) -> float:
+    """``(g / c) * sum log taps``: the conv branches' kernels, weighted by the share of channels (entropy)."""
+    g = branch_width(cfg.c, cfg.opt("branch_ratio"))
+    taps = branch_kernels(cfg.kernel, cfg.opt("square_kernel"), cfg.dims)
+    return (g / cfg.c) * sum(math.log(math.prod(t)) for t in taps)
+
+
 register(
     MixerDef(
         name="inception_dw",
@@ -80,6 +89,6 @@ register(
         build=_build,
         cost=inception_cost,
         options={"square_kernel": 3, "branch_ratio": 0.125},
-        check=_check,
+        check=_check, entropy=_entropy,
     )
 )

@@ -14,6 +14,8 @@ VAN's K=21 gives (5, 7, 3); K=3 -> (3, 1, 1); 5 -> (3, 3, 1); 7 -> (3, 5, 1); 11
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -65,12 +67,18 @@ def _check(cfg) -> str | None:
     return None
 
 
+def _entropy(cfg) -> float:
+    """``3 log c + d log k_dw + d log k_dil``: proj_1, the two stacked depthwise convs, conv1 (structural entropy)."""
+    k_dw, k_dil, _ = decompose(cfg.kernel)
+    return 3 * math.log(cfg.c) + cfg.dims * (math.log(k_dw) + math.log(k_dil))
+
+
 register(
     MixerDef(
         name="lka",
         abbrev="lk",
         build=lambda cfg: LKAttention(cfg.c, cfg.kernel, cfg.dims),
         cost=lka_cost,
-        check=_check,
+        check=_check, entropy=_entropy,
     )
 )

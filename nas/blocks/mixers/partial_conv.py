@@ -7,6 +7,8 @@ depthwise conv, in memory traffic, because only a slice of the map is read and w
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -50,6 +52,12 @@ def _check(cfg) -> str | None:
     return None
 
 
+def _entropy(cfg) -> float:
+    """``(c_p / c) * (log c_p + d log k)``: a dense conv on the c_p channels it touches (structural entropy)."""
+    cp = conv_width(cfg.c, cfg.opt("partial_ratio"))
+    return (cp / cfg.c) * (math.log(cp) + cfg.dims * math.log(cfg.kernel)) if cp > 0 else 0.0
+
+
 register(
     MixerDef(
         name="partial_conv",
@@ -57,6 +65,6 @@ register(
         build=lambda cfg: PartialConv(cfg.c, cfg.kernel, cfg.dims, cfg.opt("partial_ratio")),
         cost=partial_cost,
         options={"partial_ratio": 0.25},
-        check=_check,
+        check=_check, entropy=_entropy,
     )
 )

@@ -26,4 +26,5 @@ register(MixerDef(
     build=lambda cfg: PoolMixer(cfg.kernel, cfg.dims),
     cost=lambda cfg: Cost(0, 0, cfg.c * numel(cfg.spatial)),
     check=lambda cfg: None if cfg.kernel % 2 == 1 else f"pool kernel {cfg.kernel} must be odd",
+    entropy=lambda cfg: 0.0,  # fixed weights: no fan-in to learn
 ))
