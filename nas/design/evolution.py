@@ -88,7 +88,8 @@ def evolve(
 ) -> EvolutionResult:
     """Maximise ``score`` under ``budget`` (and rho <= rho0) by evolution; stops at ``time_limit`` s or
     ``max_evals`` new archs, whichever comes first (at least one must be given)."""
-    from nas.design.programme import _predict, default_rho
+    from nas.design.linearise import predict_all
+    from nas.design.programme import default_rho
 
     t0 = time.perf_counter()
     space = load_space(space)
@@ -103,7 +104,7 @@ def evolve(
 
     def evaluate(archs: list[Arch]) -> list[_Eval]:
         new = [a for a in dict.fromkeys(archs) if a.id not in seen]
-        lats = _predict(latency, new) if (latency is not None and new) else None
+        lats = predict_all(latency, new) if (latency is not None and new) else None
         for i, a in enumerate(new):
             c = count(a)
             costs: dict[str, float] = {"params": c.params, "macs": c.macs, "memory": c.memory}
