@@ -19,8 +19,11 @@ def _shape(v: Any) -> list[int]:
     return list(v.type().sizes())
 
 
-def _sdpa_handle(inputs: list[Any], outputs: list[Any]) -> int:
-    """MACs of softmax(Q K^T) V: L*M*d for the scores plus L*M*dv for the weighted sum, per batch*head."""
+def sdpa_macs(inputs: list[Any], outputs: list[Any]) -> int:
+    """fvcore handle of ``aten::scaled_dot_product_attention`` (fvcore counts it as 0), the one formula: MACs of
+    softmax(Q K^T) V, L*M*d for the scores plus L*M*dv for the weighted sum, per batch*head."""
+    if not all(x.isCompleteTensor() for x in inputs[:3]):
+        return 0
     q, k, v = (_shape(x) for x in inputs[:3])
     *batch, seq_q, d = q
     seq_k = k[-2]
@@ -39,7 +42,7 @@ def fvcore_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fca = FlopCountAnalysis(model, x)
-            fca.set_op_handle("aten::scaled_dot_product_attention", _sdpa_handle)
+            fca.set_op_handle("aten::scaled_dot_product_attention", sdpa_macs)
             fca.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
             by_op = fca.by_operator()
     finally:

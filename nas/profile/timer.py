@@ -23,7 +23,6 @@ import copy
 import gc
 import io
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -296,18 +295,14 @@ def export_onnx(
     order = {"auto": ("legacy", "dynamo"), "legacy": ("legacy",), "dynamo": ("dynamo",)}[
         protocol.onnx_exporter
     ]
+    from nas.models import onnx
+
     errors = []
-    with _eval_mode(model), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _eval_mode(model):
         for exporter in order:
             buf = io.BytesIO()
             try:
-                if exporter == "legacy":
-                    torch.onnx.export(
-                        model, (x,), buf, dynamo=False, input_names=["input"], do_constant_folding=True
-                    )
-                else:
-                    torch.onnx.export(model, (x,), buf, dynamo=True, verbose=False, optimize=True)
+                onnx.export(model, x, buf, exporter)
             except Exception as e:
                 errors.append(f"{exporter}: {type(e).__name__}: {e}")
                 continue
@@ -321,17 +316,13 @@ def export_onnx(
 def ort_session(onnx_bytes: bytes, protocol: Protocol) -> Any:
     """An onnxruntime CPU session configured by the protocol (threads, sequential, all optimisations)."""
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401
     except ImportError:
         raise ProfileError("backend onnxruntime: the onnxruntime package is not installed") from None
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = protocol.threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
+    from nas.models import onnx
+
     try:
-        return ort.InferenceSession(onnx_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
+        return onnx.session(onnx_bytes, threads=protocol.threads, sequential=True)
     except Exception as e:
         raise ProfileError(f"backend onnxruntime: cannot load the exported model: {e}") from e
 

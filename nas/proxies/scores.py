@@ -483,20 +483,10 @@ def params(
     return float(sum(p.numel() for p in _check_model(model).parameters()))
 
 
-def _shape_of(val: Any) -> list[int] | None:
-    return val.type().sizes() if val.isCompleteTensor() else None
-
-
-def _sdpa_macs(inputs: list[Any], outputs: list[Any]) -> Number:
-    q, k = _shape_of(inputs[0]), _shape_of(inputs[1])
-    if q is None or k is None:
-        return 0
-    # Q K^T and A V: batch dims * L * S * E each (value width assumed equal to E)
-    return 2 * math.prod(q[:-1]) * k[-2] * q[-1]
-
-
 def _mac_handles() -> dict[str, Callable[..., Number]]:
     from fvcore.nn import jit_handles as jh
+
+    from nas.cost.reference import sdpa_macs
 
     return {
         "aten::_convolution": jh.conv_flop_jit,
@@ -506,7 +496,7 @@ def _mac_handles() -> dict[str, Callable[..., Number]]:
         "aten::mm": jh.matmul_flop_jit,
         "aten::matmul": jh.matmul_flop_jit,
         "aten::einsum": jh.einsum_flop_jit,
-        "aten::scaled_dot_product_attention": _sdpa_macs,
+        "aten::scaled_dot_product_attention": sdpa_macs,
     }
 
 

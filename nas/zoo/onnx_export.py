@@ -16,12 +16,9 @@ dynamo (e.g. on a torch where the legacy exporter is gone); the one that passed 
 from __future__ import annotations
 
 import contextlib
-import io
-import logging
 import os
 import tempfile
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +27,9 @@ import torch
 from torch import nn
 
 from nas.errors import ZooError
+from nas.models import onnx as onnx_io
+from nas.models.onnx import EXPORTERS
 
-EXPORTERS = ("legacy", "dynamo")
 DEFAULT_OPSET = 17
 DEFAULT_ATOL = 1e-4
 DEFAULT_BATCHES = (1, 3)
@@ -47,67 +45,18 @@ def _outputs(y: Any) -> list[torch.Tensor]:
     raise ZooError(f"cannot export a model whose output is a {type(y).__name__}")
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence the exporters' warnings and log lines (deprecations, missing torchvision ops)."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
-    levels = [lg.level for lg in loggers]
-    buf = io.StringIO()
-    try:
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
-        with warnings.catch_warnings(), contextlib.redirect_stdout(buf):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, lv in zip(loggers, levels):
-            lg.setLevel(lv)
-
-
 def _export(
     model: nn.Module, x: torch.Tensor, path: Path, exporter: str, opset: int, output_names: list[str]
 ) -> None:
-    with _quiet(), torch.no_grad():
-        if exporter == "legacy":
-            axes = {n: {0: "batch"} for n in ["input", *output_names]}
-            torch.onnx.export(
-                model,
-                (x,),
-                str(path),
-                dynamo=False,
-                input_names=["input"],
-                output_names=output_names,
-                dynamic_axes=axes,
-                opset_version=opset,
-                do_constant_folding=True,
-            )
-        elif exporter == "dynamo":
-            batch = torch.export.Dim("batch", min=1, max=4096)
-            torch.onnx.export(
-                model,
-                (x,),
-                str(path),
-                dynamo=True,
-                input_names=["input"],
-                output_names=output_names,
-                dynamic_shapes=({0: batch},),
-                opset_version=opset,
-                optimize=True,
-                external_data=False,
-            )
-        else:
-            raise ZooError(f"ONNX exporter {exporter!r} unknown; choose from auto, {', '.join(EXPORTERS)}")
+    if exporter not in EXPORTERS:
+        raise ZooError(f"ONNX exporter {exporter!r} unknown; choose from auto, {', '.join(EXPORTERS)}")
+    onnx_io.export(model, x, path, exporter, dynamic_batch=True, opset=opset, output_names=output_names)
 
 
 def ort_session(path: str | os.PathLike, threads: int | None = None) -> Any:
     """An onnxruntime CPU session for an ONNX file."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
-    opts.log_severity_level = 3
     try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        return onnx_io.session(path, threads)
     except Exception as e:  # onnxruntime raises its own exception types
         raise ZooError(f"{path}: onnxruntime cannot load it ({type(e).__name__}: {e})") from None
 
