@@ -225,3 +225,27 @@ def test_avgpool3x3_equals_reference():
         assert torch.allclose(pool(x), F.avg_pool2d(x, 3, 1, 1, count_include_pad=False), atol=1e-12)
     traced = torch.jit.trace(pool, torch.randn(1, 2, 4, 4))
     assert "avg_pool2d" in str(traced.graph)
+
+
+def test_nb201_is_a_space_family_and_nas_search_runs_on_it(tmp_path, capsys):
+    import json
+
+    from nas.cli import main as cli
+    from nas.space import load_space
+    from nas.space.family import SpaceFamily
+
+    sp = load_space("nb201")
+    assert isinstance(sp, SpaceFamily) and isinstance(load_space("tiny"), SpaceFamily)
+    a = sp.sample(seed=3)
+    assert sp.arch_from_params(sp.params_of(a, None)) == a and set(sp.search_choices()) == {
+        "e01", "e02", "e12", "e03", "e13", "e23"}
+    code = cli.main(["--json", "search", "--space", "nb201", "--budget", "params:1M", "--trials", "50",
+                     "--runs", str(tmp_path)])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["trials"] == 50 and out["objectives"] == ["accuracy", "params"]
+    assert out["estimator"]["name"] == "proxy:nwot" and out["pareto"]
+    assert all(e["metrics"]["params"] <= 1e6 for e in out["pareto"])
+    from nas.space import load_arch
+
+    back = load_arch(tmp_path / "nb201-nsga2-s0" / out["pareto"][0]["arch_file"])
+    assert back.id == out["pareto"][0]["id"]

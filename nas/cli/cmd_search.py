@@ -23,10 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="e.g. latency:5ms,params:5M (keys latency, params, macs, memory); repeatable")
     p.add_argument("--space", default="hybrid", help="built-in space or YAML (default: hybrid)")
     p.add_argument("--device", help="device profile for latency (default: this machine's shipped CPU profile)")
-    p.add_argument("--accuracy", default="proxy:entropy",
-                   help="supernet:CKPT | predictor:FILE | proxy:NAME (default: proxy:entropy, training-free)")
-    p.add_argument("--objectives", default="accuracy,latency",
-                   help="comma list: accuracy plus any of latency, params, macs, memory")
+    p.add_argument("--accuracy", default=None,
+                   help="supernet:CKPT | predictor:FILE | proxy:NAME (default: proxy:entropy, training-free; "
+                        "proxy:nwot on nb201)")
+    p.add_argument("--objectives", default=None,
+                   help="comma list: accuracy plus any of latency, params, macs, memory (default: accuracy,latency; "
+                        "where no latency predictor exists for the space, accuracy plus the budget's keys)")
     p.add_argument("--strategy", default="nsga2", choices=STRATEGIES)
     p.add_argument("--trials", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
@@ -59,7 +61,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise NASError(f"--workers {args.workers}: must be at least 1")
     prescreen, share = _prescreen_args(args.prescreen, args.prescreen_share)
     cfg = SearchConfig(budget=args.budget, space=args.space, device=args.device, accuracy=args.accuracy,
-                       objectives=tuple(o.strip() for o in args.objectives.split(",") if o.strip()),
+                       objectives=tuple(o.strip() for o in args.objectives.split(",") if o.strip())
+                       if args.objectives else None,
                        strategy=args.strategy, trials=args.trials, seed=args.seed, study=args.study,
                        storage=args.storage, resume=args.resume, workers=args.workers,
                        ray_address=args.ray_address, runs_dir=args.runs, prescreen=prescreen,

@@ -30,7 +30,7 @@ def predictor_roots() -> list[Path]:
 
 def space_name(space: str | SearchSpace) -> str:
     """The name of a space given as object, built-in name or YAML path."""
-    if isinstance(space, SearchSpace):
+    if not isinstance(space, str):
         return space.name
     if str(space).endswith((".yaml", ".yml")):
         return load_space(space).name

@@ -171,6 +171,12 @@ class NB201Arch:
     def to_dict(self) -> dict:
         return {"space": "nb201", "ops": list(self.ops)}
 
+    def save(self, path) -> object:  # noqa: ANN001 - a path
+        """Write the arch as YAML (atomically), with its id (``nas.load_arch`` reads it back)."""
+        from nas.io import write_yaml
+
+        return write_yaml(path, {"id": self.id, **self.to_dict()})
+
     @property
     def id(self) -> str:
         """Short stable hash of the canonical JSON form."""
@@ -233,5 +239,43 @@ class NB201Space:
 
         return math.log10(NUM_ARCHS)
 
+    # ---- the SpaceFamily protocol: evolution and search parameters ---------------------------------------
+    def encoding_names(self) -> list[str]:
+        return [f"edge{i}{j}:{op}" for i, j in EDGES for op in OPS]
+
+    def mutate(self, arch: NB201Arch, prob: float = 0.1, seed: int | None = None,
+               rng: random.Random | None = None) -> NB201Arch:
+        """Resample each edge's op with probability ``prob`` (at least one edge changes)."""
+        rng = rng or random.Random(seed)
+        ops = [rng.choice(OPS) if rng.random() < prob else op for op in arch.ops]
+        if tuple(ops) == arch.ops:
+            e = rng.randrange(NUM_EDGES)
+            ops[e] = rng.choice([o for o in OPS if o != ops[e]])
+        return NB201Arch(tuple(ops))
+
+    def crossover(self, a: NB201Arch, b: NB201Arch, seed: int | None = None,
+                  rng: random.Random | None = None) -> NB201Arch:
+        """Uniform crossover over the edges."""
+        rng = rng or random.Random(seed)
+        return NB201Arch(tuple(x if rng.random() < 0.5 else y for x, y in zip(a.ops, b.ops)))
+
+    def search_choices(self) -> dict[str, list]:
+        """One search parameter per edge: ``e<i><j>`` over the 5 ops."""
+        return {f"e{i}{j}": list(OPS) for i, j in EDGES}
+
+    def arch_from_params(self, params: dict) -> NB201Arch:
+        return NB201Arch(tuple(params.get(f"e{i}{j}", OPS[0]) for i, j in EDGES))
+
+    def params_of(self, arch: NB201Arch, rng: random.Random) -> dict:
+        return {f"e{i}{j}": op for (i, j), op in zip(EDGES, arch.ops)}
+
+    def input_shape(self, arch: NB201Arch) -> tuple[int, ...]:
+        return (3, self.resolution, self.resolution)
+
+    @property
+    def classes(self) -> int:
+        return self.num_classes
+
     def __repr__(self) -> str:
         return f"NB201Space({NUM_ARCHS} cells)"
+

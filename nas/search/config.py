@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+DEFAULT_SCORES = {"yaml": "proxy:entropy", "nb201": "proxy:nwot"}
+"""The score a search ranks by when none is given: analytic entropy for YAML spaces; NWOT on NB201, the
+best single training-free score there (Spearman 0.79-0.81 on the NASLib data, bench/README.md)."""
+
 STRATEGIES = ("nsga2", "tpe", "evolution", "random")
 INITS = ("feasible", "random")
 METRICS = ("accuracy", "latency", "params", "macs", "memory")
@@ -22,8 +26,8 @@ class SearchConfig:
     budget: str | list[str] = ""
     space: str = "hybrid"
     device: str | None = None
-    accuracy: str = "proxy:entropy"
-    objectives: tuple[str, ...] = ("accuracy", "latency")
+    accuracy: str | None = None  # None: the space family's default training-free score (see engine.resolve_defaults)
+    objectives: tuple[str, ...] | None = None  # None: accuracy + latency where it can be predicted, else + budget keys
     strategy: str = "nsga2"
     trials: int = 200
     seed: int = 0

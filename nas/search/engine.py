@@ -18,6 +18,7 @@ for pre-screened archs, ``predicted_accuracy``.
 """
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
@@ -33,93 +34,45 @@ from nas.cost.budget import Budget
 from nas.cost.count import count
 from nas.errors import BudgetError, NASError, ParamError
 from nas.reporting import Reporter, or_silent
-from nas.search.config import COLUMN, INITS, METRICS, SENSES, STRATEGIES, SearchConfig, SearchResult  # noqa: F401
+from nas.search.config import (  # noqa: F401
+    COLUMN,
+    DEFAULT_SCORES,
+    INITS,
+    METRICS,
+    SENSES,
+    STRATEGIES,
+    SearchConfig,
+    SearchResult,
+)
 from nas.search.feasible import sample_feasible
 from nas.search.pareto import hypervolume
 from nas.search.prescreen import Prescreener, prescreen_slots, screening_error, validate_prescreen
 from nas.search.proposals import Evolution, Proposal, ProposalSampler
 from nas.search.rows import TrialRow
 from nas.space import Arch, SearchSpace, load_space
-from nas.space.language import LAYER_KEYS
+from nas.space.family import SpaceFamily
 from nas.units import fmt_bytes, fmt_macs, fmt_ms, fmt_params
 
 FORMAT = {"latency": fmt_ms, "params": fmt_params, "macs": fmt_macs, "memory": fmt_bytes}
 
 
-# ---- parameters <-> archs ----------------------------------------------------------------------------
+# ---- parameters <-> archs (the space family defines them) --------------------------------------------
 
-def distributions(space: SearchSpace) -> dict[str, CategoricalDistribution]:
-    """One categorical parameter per choice of the space (layer slots up to the maximum depth)."""
-    d: dict[str, CategoricalDistribution] = {}
-    if len(space.spec.resolutions) > 1:
-        d["resolution"] = CategoricalDistribution(list(space.spec.resolutions))
-    if len(space.spec.stem_widths) > 1:
-        d["stem"] = CategoricalDistribution(list(space.spec.stem_widths))
-    for si, st in enumerate(space.stages):
-        if len(st.depths) > 1:
-            d[f"s{si}.depth"] = CategoricalDistribution(list(st.depths))
-        if len(st.widths) > 1:
-            d[f"s{si}.width"] = CategoricalDistribution(list(st.widths))
-        for key in LAYER_KEYS:
-            if key in st.per_layer:
-                for li in range(st.max_depth):
-                    ch = st.mixer_choices(li) if key == "mixer" else st.layer_choices(key)
-                    if len(ch) > 1:
-                        d[f"s{si}.l{li}.{key}"] = CategoricalDistribution(list(ch))
-            else:
-                ch = st.mixer_choices(0) if key == "mixer" else st.layer_choices(key)
-                if len(ch) > 1:
-                    d[f"s{si}.{key}"] = CategoricalDistribution(list(ch))
-    return d
+def distributions(space: SpaceFamily) -> dict[str, CategoricalDistribution]:
+    """One categorical Optuna parameter per free choice of the space (see ``SpaceFamily.search_choices``)."""
+    return {name: CategoricalDistribution(list(values)) for name, values in space.search_choices().items()}
 
 
-def params_to_arch(space: SearchSpace, params: dict[str, Any]) -> Arch:
-    """The canonical arch of a trial's parameters (unused slots and fields are ignored)."""
-    data: dict[str, Any] = {"resolution": params.get("resolution", space.spec.resolutions[0]),
-                            "stem": params.get("stem", space.spec.stem_widths[0]), "stages": []}
-    for si, st in enumerate(space.stages):
-        depth = params.get(f"s{si}.depth", st.depths[0])
-        layers = []
-        for li in range(depth):
-            layer = {}
-            for key in LAYER_KEYS:
-                ch = st.mixer_choices(li) if key == "mixer" else st.layer_choices(key)
-                name = f"s{si}.l{li}.{key}" if key in st.per_layer else f"s{si}.{key}"
-                layer[key] = params.get(name, ch[0])
-            layers.append(layer)
-        data["stages"].append({"depth": depth, "width": params.get(f"s{si}.width", st.widths[0]), "layers": layers})
-    return space.make_arch(data)
+def params_to_arch(space: SpaceFamily, params: dict[str, Any]) -> Any:
+    """The canonical arch of a trial's parameters."""
+    return space.arch_from_params(params)
 
 
-def arch_to_params(space: SearchSpace, arch: Arch, dists: dict[str, CategoricalDistribution],
+def arch_to_params(space: SpaceFamily, arch: Any, dists: dict[str, CategoricalDistribution],
                    rng: random.Random) -> dict[str, Any]:
-    """Parameters that give ``arch`` (free slots beyond the depth are drawn from ``rng``)."""
-    p: dict[str, Any] = {}
-    for name, dist in dists.items():
-        parts = name.split(".")
-        if name == "resolution":
-            v = arch.resolution
-        elif name == "stem":
-            v = arch.stem
-        else:
-            si = int(parts[0][1:])
-            ch = arch.stages[si]
-            if parts[1] == "depth":
-                v = ch.depth
-            elif parts[1] == "width":
-                v = ch.width
-            else:
-                key = parts[-1]
-                if len(parts) == 3:
-                    li = int(parts[1][1:])
-                    v = getattr(ch.layers[li], key) if li < ch.depth else None
-                else:  # a per-stage choice: the value its layers share (skip layers carry none)
-                    v = next((getattr(lc, key) for lc in ch.layers if getattr(lc, key) is not None), None)
-        p[name] = v if v in dist.choices else rng.choice(dist.choices)
-    return p
+    """Parameters that give ``arch`` (free slots are drawn from ``rng``)."""
+    return space.params_of(arch, rng)
 
-
-# ---- the run ---------------------------------------------------------------------------------------
 
 def _sampler(cfg: SearchConfig) -> optuna.samplers.BaseSampler:
     if cfg.strategy == "nsga2":
@@ -161,9 +114,10 @@ def run_search(cfg: SearchConfig, reporter: Reporter | None = None, evaluator: A
 
     Progress (trials told, hypervolume so far) and warnings go to ``reporter`` (silent by default)."""
     rep = or_silent(reporter)
-    _check_config(cfg)
     space = load_space(cfg.space)
     budget = Budget.parse(cfg.budget)
+    resolve_defaults(cfg, space, budget, rep)
+    _check_config(cfg)
     latency_model = None
     if "latency" in cfg.objectives or "latency" in budget.keys:
         from nas.latency import load_latency_model
@@ -186,6 +140,29 @@ def run_search(cfg: SearchConfig, reporter: Reporter | None = None, evaluator: A
         if own_evaluator:
             evaluator.close()
     return search.finish(evaluator, time.perf_counter() - t_start)
+
+
+def resolve_defaults(cfg: SearchConfig, space: SpaceFamily, budget: Budget, reporter: Reporter) -> None:
+    """Fill in what the user left to the tool: the score (the family's default, :data:`DEFAULT_SCORES`) and
+    the objectives (accuracy and latency; where no latency predictor exists for the space and latency is
+    not budgeted, accuracy plus the budget's keys, with a line saying so)."""
+    from nas.space import SearchSpace
+
+    if cfg.accuracy is None:
+        cfg.accuracy = DEFAULT_SCORES["yaml" if isinstance(space, SearchSpace) else space.name]
+    if cfg.objectives is None:
+        cfg.objectives = ("accuracy", "latency")
+        if "latency" not in budget.keys:
+            from nas.errors import PredictorError
+            from nas.latency import find_predictor
+
+            try:
+                find_predictor(cfg.device or _default_device(space, reporter), space)
+            except (PredictorError, ParamError):
+                keys = tuple(k for k in budget.keys if k != "latency") or ("params",)
+                cfg.objectives = ("accuracy", *keys)
+                reporter.log(f"no latency predictor for space {space.name} on this device: objectives "
+                             f"{','.join(cfg.objectives)}")
 
 
 def _check_config(cfg: SearchConfig) -> None:
@@ -354,6 +331,7 @@ class _Search:
         by_number = {trial.number: (trial, row) for trial, row, _ in asked}
         for number, score, secs, worker in evaluator.run(to_score):
             trial, row = by_number[number]
+            score = float(score) if math.isfinite(score) else None  # no signal (e.g. NWOT of a cut cell): ranks last
             row.accuracy, row.evaluated, row.eval_s, row.worker = score, True, secs, worker
             # stored at once, so a run killed before this batch is told does not score it again
             trial.set_user_attr("score", {"accuracy": score, "eval_s": secs, "worker": worker})

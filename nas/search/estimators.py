@@ -31,6 +31,7 @@ class ProxyEstimator:
     proxy: str
     batch_size: int = 8
     seed: int = 0
+    space: SearchSpace | None = None  # the arch's family (input shape, classes); default: the arch's own space
 
     @property
     def name(self) -> str:
@@ -54,9 +55,9 @@ class ProxyEstimator:
 
         torch.manual_seed(self.seed)
         model = build(arch)
-        shape = (arch.space.spec.in_channels,) + (arch.resolution,) * arch.space.dims
-        return float(compute(self.proxy, model, shape, seed=self.seed, batch_size=self.batch_size,
-                             num_classes=arch.space.spec.head.classes))
+        space = self.space if self.space is not None else arch.space
+        return float(compute(self.proxy, model, space.input_shape(arch), seed=self.seed, batch_size=self.batch_size,
+                             num_classes=space.classes))
 
 
 def _analytic_proxies() -> dict:
@@ -197,7 +198,12 @@ def make_estimator(spec: str, space: SearchSpace | None = None) -> AccuracyEstim
         names = proxy_names()
         if arg not in names:
             raise ParamError("accuracy", f"{spec}: unknown proxy '{arg}'; choose from {', '.join(names)}")
-        return ProxyEstimator(arg)
+        structural = set(_analytic_proxies()) - {"params", "macs"}  # read a YAML space's structure
+        if space is not None and not isinstance(space, SearchSpace) and arg in structural:
+            model_based = sorted(set(names) - structural)
+            raise ParamError("accuracy", f"{spec}: an analytic score of YAML spaces; for {space.name} choose from "
+                                         f"{', '.join(model_based)}")
+        return ProxyEstimator(arg, space=space)
     if kind == "supernet":
         if not arg or not Path(arg).exists():
             raise ParamError("accuracy", f"{spec}: no supernet checkpoint at '{arg}'")

@@ -385,6 +385,86 @@ class SearchSpace:
                         out.append(scaled(st.layer_choices(kind), getattr(lc, kind) if lc else None))
         return np.asarray(out, dtype=np.float32)
 
+    # ---- search parameters (the SpaceFamily protocol) -------------------------------------------------
+    def search_choices(self) -> dict[str, list]:
+        """One categorical search parameter per choice of the space (layer slots up to the maximum depth):
+        ``resolution``, ``stem``, ``s<i>.depth``, ``s<i>.width``, ``s<i>.<key>`` (per stage) or
+        ``s<i>.l<j>.<key>`` (per layer), only where there is more than one value."""
+        d: dict[str, list] = {}
+        if len(self.spec.resolutions) > 1:
+            d["resolution"] = list(self.spec.resolutions)
+        if len(self.spec.stem_widths) > 1:
+            d["stem"] = list(self.spec.stem_widths)
+        for si, st in enumerate(self.stages):
+            if len(st.depths) > 1:
+                d[f"s{si}.depth"] = list(st.depths)
+            if len(st.widths) > 1:
+                d[f"s{si}.width"] = list(st.widths)
+            for key in LAYER_KEYS:
+                if key in st.per_layer:
+                    for li in range(st.max_depth):
+                        ch = st.mixer_choices(li) if key == "mixer" else st.layer_choices(key)
+                        if len(ch) > 1:
+                            d[f"s{si}.l{li}.{key}"] = list(ch)
+                else:
+                    ch = st.mixer_choices(0) if key == "mixer" else st.layer_choices(key)
+                    if len(ch) > 1:
+                        d[f"s{si}.{key}"] = list(ch)
+        return d
+
+    def arch_from_params(self, params: dict[str, Any]) -> Arch:
+        """The canonical arch of a set of search parameters (unused slots and fields are ignored)."""
+        data: dict[str, Any] = {"resolution": params.get("resolution", self.spec.resolutions[0]),
+                                "stem": params.get("stem", self.spec.stem_widths[0]), "stages": []}
+        for si, st in enumerate(self.stages):
+            depth = params.get(f"s{si}.depth", st.depths[0])
+            layers = []
+            for li in range(depth):
+                layer = {}
+                for key in LAYER_KEYS:
+                    ch = st.mixer_choices(li) if key == "mixer" else st.layer_choices(key)
+                    name = f"s{si}.l{li}.{key}" if key in st.per_layer else f"s{si}.{key}"
+                    layer[key] = params.get(name, ch[0])
+                layers.append(layer)
+            data["stages"].append({"depth": depth, "width": params.get(f"s{si}.width", st.widths[0]),
+                                   "layers": layers})
+        return self.make_arch(data)
+
+    def params_of(self, arch: Arch, rng: random.Random) -> dict[str, Any]:
+        """Search parameters that give ``arch`` (free slots beyond the depth are drawn from ``rng``)."""
+        p: dict[str, Any] = {}
+        for name, choices in self.search_choices().items():
+            parts = name.split(".")
+            if name == "resolution":
+                v = arch.resolution
+            elif name == "stem":
+                v = arch.stem
+            else:
+                si = int(parts[0][1:])
+                ch = arch.stages[si]
+                if parts[1] == "depth":
+                    v = ch.depth
+                elif parts[1] == "width":
+                    v = ch.width
+                else:
+                    key = parts[-1]
+                    if len(parts) == 3:
+                        li = int(parts[1][1:])
+                        v = getattr(ch.layers[li], key) if li < ch.depth else None
+                    else:  # a per-stage choice: the value its layers share (skip layers carry none)
+                        v = next((getattr(lc, key) for lc in ch.layers if getattr(lc, key) is not None), None)
+            p[name] = v if v in choices else rng.choice(choices)
+        return p
+
+    def input_shape(self, arch: Arch) -> tuple[int, ...]:
+        """One sample's input shape: (channels, *spatial) at the arch's resolution."""
+        return (self.spec.in_channels, *((arch.resolution,) * self.dims))
+
+    @property
+    def classes(self) -> int:
+        """Outputs of the classifier head."""
+        return self.spec.head.classes
+
     # ---- size ------------------------------------------------------------------------------------
     def is_fixed(self) -> bool:
         """Whether the space holds exactly one arch (every choice a single value, e.g. a reference backbone)."""
@@ -458,13 +538,16 @@ def resolve_space_path(name_or_path: str | Path) -> Path:
 
 
 def load_space(name_or_path: str | Path | SearchSpace) -> SearchSpace:
-    """Load a space by built-in name or YAML path (parsed once per file version)."""
-    if isinstance(name_or_path, SearchSpace):
+    """Load a space by built-in name, family name (``nb201``) or YAML path (parsed once per file version);
+    a space object is returned as it is."""
+    if not isinstance(name_or_path, (str, Path)):
         return name_or_path
-    if str(name_or_path) == "nb201":
-        from nas.nb201.space import NB201Space
+    if isinstance(name_or_path, str) and "/" not in name_or_path and not name_or_path.endswith((".yaml", ".yml")):
+        from nas.space.family import get_family
 
-        return NB201Space()  # type: ignore[return-value]  (the cell benchmark space)
+        family = get_family(name_or_path)  # a family with its own folder (nb201)
+        if family is not None:
+            return family  # type: ignore[return-value]
     if str(name_or_path).startswith("reference/"):
         name_or_path = str(name_or_path).split("/", 1)[1]
     path = resolve_space_path(name_or_path).resolve()
