@@ -6,6 +6,7 @@ import csv
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -249,3 +250,25 @@ def test_nb201_is_a_space_family_and_nas_search_runs_on_it(tmp_path, capsys):
 
     back = load_arch(tmp_path / "nb201-nsga2-s0" / out["pareto"][0]["arch_file"])
     assert back.id == out["pareto"][0]["id"]
+
+
+def test_nb201_latency_table_imports_as_profiles(tmp_path):
+    import pandas as pd
+
+    from nas.nb201.space import format_arch, sample_archs
+    from nas.profile.importer import import_table
+    from nas.profile.store import Profile
+
+    cells = sample_archs(30, seed=5)
+    rows = [{"arch_str": format_arch(ops), "gold_6226_ms": 1.0 + 0.1 * i, "pixel3_ms": 5.0 + 0.2 * i}
+            for i, ops in enumerate(cells)]
+    csv = tmp_path / "nb201_latency.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    done = import_table(csv, root=tmp_path / "profiles", names=["cpu-gold-6226", "mobile-pixel3"])
+    assert [d.device for d in done] == ["cpu-gold-6226", "mobile-pixel3"] and all(d.rows == 30 for d in done)
+    prof = Profile.load(tmp_path / "profiles" / "cpu-gold-6226")
+    archs, y = prof.archs_of("nb201")
+    assert len(archs) == 30 and np.allclose(sorted(y.tolist()), sorted(r["gold_6226_ms"] for r in rows))
+    from nas.space import load_space
+
+    assert {a.id for a in archs} == {a.id for a in (load_space("nb201").make_arch({"ops": list(c)}) for c in cells)}

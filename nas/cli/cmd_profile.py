@@ -70,10 +70,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     q = s.add_parser("import", help="import an arch-level latency table (one profile per latency column)")
     q.add_argument(
-        "table", type=Path, help="CSV: OFA encodings (resolution, depths, ...) or an 'arch' column"
+        "table", type=Path, help="CSV: OFA encodings (resolution, depths, ...), an 'arch' column (arch JSON) or "
+                                 "an 'arch_str' column (NAS-Bench-201 strings)"
     )
     q.add_argument("--space", help="space of the archs (default ofa-mbv3 for the OFA format)")
-    q.add_argument("--format", default="auto", choices=["auto", "ofa", "archs"])
+    q.add_argument("--format", default="auto", choices=["auto", "ofa", "archs", "nb201"])
     q.add_argument(
         "--column", action="append", help="latency column(s) to import (default: every *_ms column)"
     )

@@ -178,10 +178,14 @@ class NB201Arch:
         return write_yaml(path, {"id": self.id, **self.to_dict()})
 
     @property
+    def key(self) -> str:
+        """Canonical JSON (sorted keys, no spaces): equal archs have equal keys."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @property
     def id(self) -> str:
         """Short stable hash of the canonical JSON form."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return hashlib.sha256(self.key.encode()).hexdigest()[:12]
 
     @property
     def index(self) -> int:

@@ -28,12 +28,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nas.errors import ParamError, ProfileError
+from nas.errors import NASError, ParamError, ProfileError
 from nas.io import sha256_file
+from nas.nb201.space import parse_arch
 from nas.profile.store import Profile, check_name, slug, space_file_ref
 from nas.space import SearchSpace, load_space
 
-FORMATS = ("auto", "ofa", "archs")
+FORMATS = ("auto", "ofa", "archs", "nb201")
 OFA_COLUMNS = ("resolution", "depths", "kernel_sizes", "expand_ratios")
 _LAT_RE = re.compile(r"^(?P<device>.+)_(?P<batch>\d+)_ms$")
 
@@ -80,9 +81,12 @@ def detect_format(df: pd.DataFrame, source: str) -> str:
         return "ofa"
     if "arch" in df.columns:
         return "archs"
+    if "arch_str" in df.columns:
+        return "nb201"
     raise ProfileError(
-        f"{source}: cannot tell the table format; expected columns {', '.join(OFA_COLUMNS)} (ofa) "
-        f"or an 'arch' column (archs), plus latency columns ending in _ms"
+        f"{source}: cannot tell the table format; expected columns {', '.join(OFA_COLUMNS)} (ofa), "
+        f"an 'arch' column (archs) or an 'arch_str' column of NAS-Bench-201 strings (nb201), plus latency "
+        f"columns ending in _ms"
     )
 
 
@@ -132,6 +136,17 @@ def _archs_json(df: pd.DataFrame, space: SearchSpace, source: str) -> list:
         if not isinstance(data, dict):
             raise ProfileError(f"{where}: expected a JSON object")
         out.append(space.arch_from_dict(data, where))
+    return out
+
+
+def _archs_nb201(df: pd.DataFrame, space: Any, source: str) -> list:
+    """NAS-Bench-201 cells written as the benchmark's strings (``|op~0|+|op~0|op~1|+...``)."""
+    out = []
+    for i, text in enumerate(df["arch_str"]):
+        try:
+            out.append(space.make_arch({"ops": list(parse_arch(str(text)))}))
+        except NASError as e:
+            raise ProfileError(f"{source}: row {i + 2}: arch_str: {e}") from None
     return out
 
 
@@ -193,7 +208,8 @@ def import_table(
     if not 0.0 <= holdout_share < 1.0:
         raise ParamError("holdout_share", f"{holdout_share}: must be in [0, 1)")
     try:
-        df = pd.read_csv(path, dtype={"depths": str, "kernel_sizes": str, "expand_ratios": str, "arch": str})
+        df = pd.read_csv(path, dtype={"depths": str, "kernel_sizes": str, "expand_ratios": str, "arch": str,
+                                      "arch_str": str})
     except Exception as e:
         raise ProfileError(f"{path}: cannot read CSV ({type(e).__name__}: {e})") from None
     fmt = detect_format(df, str(path)) if fmt == "auto" else fmt
@@ -202,6 +218,10 @@ def import_table(
         if missing:
             raise ProfileError(f"{path}: format ofa needs column(s) {', '.join(missing)}")
         space = load_space(space or "ofa-mbv3")
+    elif fmt == "nb201":
+        if "arch_str" not in df.columns:
+            raise ProfileError(f"{path}: format nb201 needs an 'arch_str' column (NAS-Bench-201 strings)")
+        space = load_space(space or "nb201")
     else:
         if "arch" not in df.columns:
             raise ProfileError(f"{path}: format archs needs an 'arch' column (arch JSON)")
@@ -228,7 +248,8 @@ def import_table(
             if Profile.exists(root / n):
                 raise ProfileError(f"{root / n}: profile exists; replace it with force")
 
-    archs = _archs_ofa(df, space, str(path)) if fmt == "ofa" else _archs_json(df, space, str(path))
+    read = {"ofa": _archs_ofa, "nb201": _archs_nb201}.get(fmt, _archs_json)
+    archs = read(df, space, str(path))
     ids = np.array([a.id for a in archs])
     keys = [a.key for a in archs]
     if "split" in df.columns:
