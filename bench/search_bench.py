@@ -32,8 +32,9 @@ from nas.search.pareto import hypervolume
 
 def _front_values(res, objectives):
     t = res.trials
-    t = t[t["feasible"] & t["accuracy"].notna()]
-    cols = ["accuracy" if o == "accuracy" else ("latency_ms" if o == "latency" else o) for o in objectives]
+    value = res.summary["estimator"]["measures"]  # "score" for training-free estimators
+    t = t[t["feasible"] & t[value].notna()]
+    cols = [value if o == "accuracy" else ("latency_ms" if o == "latency" else o) for o in objectives]
     return t[cols].to_numpy(float)
 
 

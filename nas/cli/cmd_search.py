@@ -75,15 +75,15 @@ def cmd_search(args: argparse.Namespace) -> int:
     if ui.json_mode():
         ui.print_json({**s, "run_dir": str(result.run_dir), "verify": verify})
         return 0
-    ui.info(f"accuracy: {s['estimator']['provenance']}")
+    what = s["estimator"]["measures"]
+    ui.info(f"{what}: {s['estimator']['provenance']}")
     if s["latency"]["provenance"]:
         ui.info(f"latency: {s['latency']['provenance']}")
     ui.info("params/MACs/memory: counted analytically")
     rows = []
-    what = "score" if s["estimator"]["name"].startswith("proxy:") else "accuracy"
     for e in s["pareto"]:
         m = e["metrics"]
-        row = {"id": e["id"], what: f"{m['accuracy']:.4g}",
+        row = {"id": e["id"], what: "-" if m[what] is None else f"{m[what]:.4g}",
                "latency": fmt_ms(m["latency_ms"]) if m["latency_ms"] is not None else "-",
                "params": fmt_params(m["params"]), "macs": fmt_macs(m["macs"]), "memory": fmt_bytes(m["memory"])}
         if e["id"] in verify:

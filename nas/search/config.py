@@ -54,3 +54,10 @@ class SearchResult:
     trials: Any  # pandas.DataFrame
     pareto: list[dict]
     summary: dict = field(default_factory=dict)
+
+
+def measures(estimator: str) -> str:
+    """What an estimator's figures are: ``accuracy`` (a supernet's inherited-weight accuracy, an accuracy
+    predictor's) or ``score`` (a training-free score that only ranks archs). Tables and summaries name the
+    column after it, so a score is never reported as an accuracy."""
+    return "accuracy" if estimator.startswith(("supernet:", "predictor:")) else "score"

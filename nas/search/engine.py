@@ -43,6 +43,7 @@ from nas.search.config import (  # noqa: F401
     STRATEGIES,
     SearchConfig,
     SearchResult,
+    measures,
 )
 from nas.search.feasible import sample_feasible
 from nas.search.pareto import hypervolume
@@ -193,6 +194,7 @@ class _Search:
     def __init__(self, cfg: SearchConfig, space: SearchSpace, budget: Budget, latency_model: Any):
         self.cfg, self.space, self.budget, self.latency = cfg, space, budget, latency_model
         self.columns = [COLUMN[o] for o in cfg.objectives]
+        self.measure = measures(cfg.accuracy)  # accuracy or score: what the tables call the estimator's value
         self.senses = [SENSES[o] for o in cfg.objectives]
         self.name = _study_name(cfg, space)
         self.run_dir = Path(cfg.runs_dir) / self.name
@@ -233,7 +235,7 @@ class _Search:
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                study.set_metric_names(self.columns)
+                study.set_metric_names([self.measure if c == "accuracy" else c for c in self.columns])
             study.set_user_attr("config", _config_dict(cfg, self.space))
         return study
 
@@ -345,7 +347,7 @@ class _Search:
                 trial.set_constraint(k, v)
             self.rows.append(row)
             row.hypervolume = _hv(self.rows, self.cfg.objectives, self.lat_ref)
-            trial.set_user_attr("row", row.record())
+            trial.set_user_attr("row", row.record(self.measure))
             acc = row.accuracy if row.accuracy is not None else floor  # infeasible: ranked by violation alone
             self.study.tell(trial, [acc if c == "accuracy" else float(row.value(c)) for c in self.columns])
             told.append(row)
@@ -358,7 +360,7 @@ class _Search:
 
         from nas.search.report import write_run
 
-        table = pd.DataFrame([r.record() for r in self.rows])
+        table = pd.DataFrame([r.record(self.measure) for r in self.rows])
         pareto = _pareto_rows(self.study, self.rows)
         summary = write_run(self.run_dir, self.cfg, self.space, table, pareto, self.budget, self.acc_provenance,
                             self.latency.provenance if self.latency else None, elapsed,

@@ -16,6 +16,7 @@ from typing import Any
 
 from nas.cost.budget import Budget
 from nas.io import atomic_path, atomic_write_bytes, write_json
+from nas.search.config import measures
 from nas.search.rows import TrialRow
 
 
@@ -23,6 +24,7 @@ def write_run(run_dir: Path, cfg: Any, space: Any, table: Any, pareto: list[Tria
               acc_provenance: str, lat_provenance: str | None, elapsed_s: float, retried: int,
               extra: dict | None = None) -> dict:
     """Write every file of the run folder and return the summary dict (``extra`` adds summary entries)."""
+    measure = measures(cfg.accuracy)
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(run_dir / "trials.csv") as tmp:
         table.to_csv(tmp, index=False)
@@ -36,9 +38,9 @@ def write_run(run_dir: Path, cfg: Any, space: Any, table: Any, pareto: list[Tria
         arch.save(run_dir / rel)
         entries.append({
             "id": arch.id, "arch_file": rel, "arch": str(arch), "trial": r.number,
-            "metrics": {"accuracy": r.accuracy, "latency_ms": r.latency_ms, "params": r.params,
+            "metrics": {measure: r.accuracy, "latency_ms": r.latency_ms, "params": r.params,
                         "macs": r.macs, "memory": r.memory},
-            "provenance": {"accuracy": acc_provenance, "latency": lat_provenance,
+            "provenance": {measure: acc_provenance, "latency": lat_provenance,
                            "params": "counted analytically", "macs": "counted analytically",
                            "memory": "counted analytically (weights + peak activations, batch 1, fp32)"},
         })
@@ -50,7 +52,7 @@ def write_run(run_dir: Path, cfg: Any, space: Any, table: Any, pareto: list[Tria
         "device": cfg.device, "budget": str(budget) if len(budget) else "",
         "budget_text": cfg.budget if isinstance(cfg.budget, str) else ",".join(cfg.budget),
         "strategy": cfg.strategy, "seed": cfg.seed, "objectives": list(cfg.objectives),
-        "estimator": {"name": cfg.accuracy, "provenance": acc_provenance},
+        "estimator": {"name": cfg.accuracy, "measures": measure, "provenance": acc_provenance},
         "latency": {"device": cfg.device, "provenance": lat_provenance},
         "trials": int(len(table)), "evaluated": int(table["evaluated"].sum()) if len(table) else 0,
         "feasible": int(table["feasible"].sum()) if len(table) else 0,
@@ -76,13 +78,14 @@ def _plot(run_dir: Path, table: Any, pareto: list[TrialRow], budget: Budget, cfg
 
     xcol = "latency_ms" if table["latency_ms"].notna().any() else "macs"
     xlabel = "latency (ms, predicted)" if xcol == "latency_ms" else "MACs (counted)"
-    ev = table[table["accuracy"].notna()]
+    col = measures(cfg.accuracy)
+    ev = table[table[col].notna()]
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
     infeas = table[~table["feasible"]]
     feas = ev[ev["feasible"]]
-    ax.scatter(infeas[xcol], [feas["accuracy"].min() if len(feas) else 0] * len(infeas), marker="x", s=10,
+    ax.scatter(infeas[xcol], [feas[col].min() if len(feas) else 0] * len(infeas), marker="x", s=10,
                color="0.7", label=f"infeasible ({len(infeas)}, not scored)")
-    ax.scatter(feas[xcol], feas["accuracy"], s=12, color="tab:blue", alpha=0.6, label=f"feasible ({len(feas)})")
+    ax.scatter(feas[xcol], feas[col], s=12, color="tab:blue", alpha=0.6, label=f"feasible ({len(feas)})")
     if pareto:
         px = sorted((r.value(xcol), r.accuracy) for r in pareto)
         ax.plot([p[0] for p in px], [p[1] for p in px], "-o", color="tab:red", ms=4, label=f"Pareto ({len(px)})")
@@ -90,8 +93,7 @@ def _plot(run_dir: Path, table: Any, pareto: list[TrialRow], budget: Budget, cfg
     if lim is not None:
         ax.axvline(lim.limit, ls="--", color="k", lw=1, label=f"budget {lim}")
     ax.set_xlabel(xlabel)
-    what = "score" if cfg.accuracy.startswith("proxy:") else "accuracy"
-    ax.set_ylabel(f"{what} ({cfg.accuracy})")
+    ax.set_ylabel(f"{col} ({cfg.accuracy})")
     ax.set_title(f"{run_dir.name}: {len(table)} trials")
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)

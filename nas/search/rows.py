@@ -59,9 +59,10 @@ class TrialRow:
         """The value of an objective column: accuracy, latency_ms, params, macs or memory."""
         return getattr(self, column)
 
-    def record(self) -> dict[str, Any]:
-        """The plain form (trials table row, stored on the trial)."""
-        out = {"number": self.number, "arch_id": self.arch_id, "arch": str(self.arch), "accuracy": self.accuracy,
+    def record(self, measure: str = "accuracy") -> dict[str, Any]:
+        """The plain form (trials table row, stored on the trial); the estimator's value is named ``measure``
+        (``accuracy`` or ``score``, see :func:`nas.search.config.measures`)."""
+        out = {"number": self.number, "arch_id": self.arch_id, "arch": str(self.arch), measure: self.accuracy,
                "latency_ms": self.latency_ms, "params": self.params, "macs": self.macs, "memory": self.memory,
                "feasible": self.feasible, "violation": self.violation, "evaluated": self.evaluated,
                "duplicate_of": self.duplicate_of, "eval_s": self.eval_s, "worker": self.worker, "source": self.source,
@@ -76,7 +77,7 @@ class TrialRow:
         viol = {k[len("violation_"):]: float(v) for k, v in rec.items() if k.startswith("violation_")}
         return cls(number=int(rec["number"]), arch=arch, latency_ms=rec.get("latency_ms"), params=rec["params"],
                    macs=rec["macs"], memory=rec["memory"], violations=viol, source=rec.get("source", "sampler"),
-                   predicted_accuracy=rec.get("predicted_accuracy"), accuracy=rec.get("accuracy"),
+                   predicted_accuracy=rec.get("predicted_accuracy"), accuracy=rec.get("accuracy", rec.get("score")),
                    evaluated=bool(rec.get("evaluated")), duplicate_of=rec.get("duplicate_of"),
                    eval_s=float(rec.get("eval_s") or 0.0), worker=rec.get("worker"),
                    hypervolume=float(rec.get("hypervolume") or 0.0))
