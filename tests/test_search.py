@@ -407,3 +407,22 @@ def test_resume_does_not_score_again_what_a_killed_batch_had_scored(tmp_path, ti
     assert (recovered["worker"] != here).sum() >= 2
     kept = {s["worker"] for s in scored_mid_batch.values()}
     assert set(recovered["worker"]) <= kept | {here, None}
+
+
+def test_search_with_supernet_accuracy_end_to_end(tmp_path, capsys):
+    """nas supernet train, then nas search --accuracy supernet:CKPT: inherited-weight accuracy, named accuracy."""
+    from nas.cli import main as cli
+
+    out = tmp_path / "sn"
+    assert cli.main(["supernet", "train", "--space", "tiny", "--data", "digits", "--out", str(out), "--epochs", "1",
+                     "--batch-size", "64", "--eval-every", "0", "--threads", "1"]) == 0
+    capsys.readouterr()
+    code = cli.main(["--json", "search", "--space", "tiny", "--accuracy", f"supernet:{out}", "--budget",
+                     "params:1G", "--objectives", "accuracy,params", "--trials", "8", "--prescreen", "0",
+                     "--runs", str(tmp_path / "runs")])
+    s = json.loads(capsys.readouterr().out)
+    assert code == 0 and s["estimator"]["measures"] == "accuracy"
+    assert "supernet-inherited accuracy" in s["estimator"]["provenance"] and "validation split" in s["estimator"][
+        "provenance"]
+    accs = [e["metrics"]["accuracy"] for e in s["pareto"]]
+    assert accs and all(0.0 <= a <= 1.0 for a in accs) and max(accs) > 0.1  # better than chance on 10 classes

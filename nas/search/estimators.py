@@ -89,14 +89,26 @@ def proxy_names() -> list[str]:
 
 @dataclass
 class SupernetEstimator:
-    """Accuracy of the subnet with weights inherited from a trained supernet, after BN recalibration."""
+    """Accuracy of the subnet with weights inherited from a trained supernet, after BN recalibration.
+
+    The data and the recalibration settings are the checkpoint's own (its training config): BN statistics
+    come from training batches, accuracy from the validation split (never the test split), and each arch's
+    statistics are cached, so an arch scored twice is recalibrated once."""
 
     checkpoint: str
+    limit_batches: int | None = None  # validation batches per arch (None: the whole validation split)
 
     def __post_init__(self) -> None:
-        from nas.supernet import load_supernet
+        from nas.supernet import SubnetEvaluator, load_data, load_supernet
+        from nas.supernet.train import TrainConfig
 
-        self._sn = load_supernet(self.checkpoint)
+        supernet, state = load_supernet(self.checkpoint)
+        cfg = TrainConfig.from_dict(state.get("config") or {})
+        self._data = load_data(cfg.data, supernet.space, seed=cfg.seed)
+        self._ev = SubnetEvaluator(supernet.eval(), self._data.train, self._data.val,
+                                   calib_batches=cfg.calib_batches, batch_size=cfg.eval_batch_size, seed=cfg.seed)
+        self._what = (f"{cfg.data} validation split ({len(self._data.val)} samples), BN recalibrated on "
+                      f"{cfg.calib_batches} training batches; supernet step {state.get('step')}")
 
     @property
     def name(self) -> str:
@@ -104,10 +116,10 @@ class SupernetEstimator:
 
     @property
     def provenance(self) -> str:
-        return f"supernet-inherited accuracy ({self.checkpoint}, BN recalibrated), validation split"
+        return f"supernet-inherited accuracy ({self.checkpoint}: {self._what})"
 
     def evaluate(self, arch: Arch) -> float:
-        return float(self._sn.evaluate(arch))
+        return float(self._ev.evaluate(arch, limit_batches=self.limit_batches)["accuracy"])
 
 
 @dataclass
