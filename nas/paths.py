@@ -1,4 +1,5 @@
-"""Where built-in data lives: search_spaces/, hardware_profiles/, predictors/ at the project's top level.
+"""Where built-in data lives: search_spaces/, hardware_profiles/, predictors/ (and bench/ results) at the project's
+top level.
 
 Resolved the same way for a source checkout, an editable install and a wheel (which ships the folders
 under ``<prefix>/share/nas/``); ``NAS_HOME`` overrides all of them.
@@ -9,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-KINDS = ("search_spaces", "hardware_profiles", "predictors")
+KINDS = ("search_spaces", "hardware_profiles", "predictors", "bench")
 
 
 def _roots() -> list[Path]:

@@ -76,7 +76,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         ui.print_json({**s, "run_dir": str(result.run_dir), "verify": verify})
         return 0
     what = s["estimator"]["measures"]
-    ui.info(f"{what}: {s['estimator']['provenance']}")
+    q = s["estimator"].get("quality")
+    ui.info(f"{what}: {s['estimator']['provenance']}; "
+            + (q["line"] if q else "not yet measured against trained accuracy (bench/estimator_fidelity.py)"))
     if s["latency"]["provenance"]:
         ui.info(f"latency: {s['latency']['provenance']}")
     ui.info("params/MACs/memory: counted analytically")

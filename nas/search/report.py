@@ -17,6 +17,7 @@ from typing import Any
 from nas.cost.budget import Budget
 from nas.io import atomic_path, atomic_write_bytes, write_json
 from nas.search.config import measures
+from nas.search.quality import estimator_quality
 from nas.search.rows import TrialRow
 
 
@@ -52,7 +53,8 @@ def write_run(run_dir: Path, cfg: Any, space: Any, table: Any, pareto: list[Tria
         "device": cfg.device, "budget": str(budget) if len(budget) else "",
         "budget_text": cfg.budget if isinstance(cfg.budget, str) else ",".join(cfg.budget),
         "strategy": cfg.strategy, "seed": cfg.seed, "objectives": list(cfg.objectives),
-        "estimator": {"name": cfg.accuracy, "measures": measure, "provenance": acc_provenance},
+        "estimator": {"name": cfg.accuracy, "measures": measure, "provenance": acc_provenance,
+                      "quality": estimator_quality(cfg.accuracy)},
         "latency": {"device": cfg.device, "provenance": lat_provenance},
         "trials": int(len(table)), "evaluated": int(table["evaluated"].sum()) if len(table) else 0,
         "feasible": int(table["feasible"].sum()) if len(table) else 0,
