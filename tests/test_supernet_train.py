@@ -28,7 +28,7 @@ from nas.space import load_space
 from nas.supernet import Supernet
 from nas.supernet.bn import SubnetEvaluator, recalibrate_bn
 from nas.supernet.checkpoint import load_checkpoint, load_supernet
-from nas.supernet.data import augment, load_data, read_cifar_batch, resize
+from nas.data import augment, load_data, read_cifar_batch, resize
 from nas.supernet.train import SupernetTrainer, TrainConfig, sandwich, step_seed
 
 torch.set_num_threads(1)
@@ -277,7 +277,7 @@ def test_digits_split_and_augment():
 
 
 def test_digits_folds_partition_the_dataset():
-    from nas.supernet.data import kfold_split
+    from nas.data import kfold_split
 
     space = load_space("tiny")
     folds = [load_data(f"digits:fold={f}/5", space) for f in range(5)]

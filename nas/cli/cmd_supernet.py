@@ -230,7 +230,7 @@ def _setup(args: argparse.Namespace) -> tuple[Any, dict, Any, Any]:
 
     from nas.supernet.bn import SubnetEvaluator
     from nas.supernet.checkpoint import load_supernet
-    from nas.supernet.data import load_data
+    from nas.data import load_data
     from nas.supernet.train import pick_device
 
     if args.threads:
@@ -240,7 +240,7 @@ def _setup(args: argparse.Namespace) -> tuple[Any, dict, Any, Any]:
     cfg = state.get("config", {})
     spec = args.data or state.get("data", {}).get("spec") or cfg.get("data")
     data = load_data(spec, sn.space, int(cfg.get("seed", 0)))
-    from nas.supernet.data import space_io
+    from nas.data import space_io
 
     head = space_io(sn.space).classes
     if data.classes > head:

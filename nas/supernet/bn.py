@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.space.arch import Arch
-from nas.supernet.data import arch_resolution, iterate, resize, space_io
+from nas.data import arch_resolution, iterate, resize, space_io
 
 STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 

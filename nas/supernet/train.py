@@ -34,7 +34,7 @@ from nas.space.language import parse_space
 from nas.space.space import SearchSpace, load_space
 from nas.supernet.bn import SubnetEvaluator
 from nas.supernet.checkpoint import FILENAME, load_checkpoint, save_checkpoint, space_from_state
-from nas.supernet.data import (
+from nas.data import (
     DataSplits,
     arch_resolution,
     augment,
