@@ -145,7 +145,7 @@ def test_mnist1d_generated_locally():
     d = load_data("mnist1d:500", load_space("seq1d"))
     assert (random.random(), np.random.rand()) == before  # the caller's random streams are untouched
     assert d.train.x.shape[1:] == (1, 40) and d.dims == 1 and d.classes == 10
-    assert (len(d.train), len(d.val), len(d.test)) == (360, 40, 100)
+    assert (len(d.train), len(d.val), len(d.test)) == (361, 39, 100)
     assert set(np.unique(d.train.y.numpy())) == set(range(10))
     assert "generated locally" in d.info["source"]
 
