@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--data",
         default=d.data,
-        help="digits | synthetic[:N] | cifar10:DIR | cifar100:DIR | folder:DIR | npy:X.npy,y.npy | "
+        help="digits | fashion-mnist[:DIR] | mnist1d[:N] | synthetic[:N] | cifar10:DIR | cifar100:DIR | "
+        "folder:DIR | npy:X.npy,y.npy | "
         f"npz:FILE | csv:FILE (default {d.data})",
     )
     t.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, metrics.csv, eval.csv)")
