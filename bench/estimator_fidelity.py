@@ -106,7 +106,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    import nas
     from nas.cli import ui
     from nas.data import load_data, subset
     from nas.errors import NASError

@@ -28,12 +28,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.errors import NASError
-from nas.space.arch import Arch
-from nas.space.language import parse_space
-from nas.space.space import SearchSpace, load_space
-from nas.supernet.bn import SubnetEvaluator
-from nas.supernet.checkpoint import FILENAME, load_checkpoint, save_checkpoint, space_from_state
 from nas.data import (
     DataSplits,
     arch_resolution,
@@ -45,6 +39,12 @@ from nas.data import (
     space_io,
     steps_per_epoch,
 )
+from nas.errors import NASError
+from nas.space.arch import Arch
+from nas.space.language import parse_space
+from nas.space.space import SearchSpace, load_space
+from nas.supernet.bn import SubnetEvaluator
+from nas.supernet.checkpoint import FILENAME, load_checkpoint, save_checkpoint, space_from_state
 from nas.supernet.supernet import Supernet
 
 METRIC_COLUMNS = ["step", "epoch", "lr", "loss_max", "loss_min", "loss_random", "seconds", "samples_per_s"]
