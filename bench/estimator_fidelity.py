@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=SUPERNET["epochs"], help="supernet epochs")
     ap.add_argument("--train-only", action="store_true",
                     help="train (or resume) the supernet and stop; the scoring needs the finished table")
+    ap.add_argument("--as-is", action="store_true",
+                    help="score with the supernet checkpoint as it is, even if its training is unfinished "
+                         "(the step reached is recorded)")
     ap.add_argument("--smoke", action="store_true", help="1 supernet epoch on the smoke table's recipe")
     args = ap.parse_args(argv)
 
@@ -131,17 +134,22 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work)
     ck = work / FILENAME
     t0, c0 = time.perf_counter(), time.process_time()
-    if ck.is_file() and load_checkpoint(ck).state["step"] >= load_checkpoint(ck).state["total_steps"]:
-        ui.info(f"{work}: supernet already trained; reusing it")
+    state = load_checkpoint(ck).state if ck.is_file() else None
+    if state is not None and (state["step"] >= state["total_steps"] or args.as_is):
+        ui.info(f"{work}: using the supernet checkpoint at step {state['step']} of {state['total_steps']}")
         trainer = SupernetTrainer(cfg, work, resume=True, data=data)
+    elif args.as_is:
+        raise NASError(f"{ck}: no supernet checkpoint to use as it is")
     else:
         trainer = SupernetTrainer(cfg, work, resume=ck.is_file(), data=data)
         trainer.fit()
-    sn_train = {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(time.process_time() - c0, 1),
-                "steps": trainer.step, "config": dataclasses.asdict(trainer.cfg)}
+    sn_train = {"this_call_wall_s": round(time.perf_counter() - t0, 1),
+                "this_call_cpu_s": round(time.process_time() - c0, 1),
+                "steps": trainer.step, "total_steps": trainer.total_steps,
+                "finished": trainer.step >= trainer.total_steps, "config": dataclasses.asdict(trainer.cfg)}
 
     if args.train_only:
-        ui.info(f"{work}: supernet trained ({trainer.step} steps, {sn_train['cpu_s']:.0f} s cpu this call)")
+        ui.info(f"{work}: supernet trained ({trainer.step} steps, {sn_train['this_call_cpu_s']:.0f} s cpu this call)")
         return 0
 
     rows = [r for r in read_rows(table) if r["recipe"] == meta["recipe_hash"]]
