@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--as-is", action="store_true",
                     help="score with the supernet checkpoint as it is, even if its training is unfinished "
                          "(the step reached is recorded)")
+    ap.add_argument("--whole-val", action="store_true",
+                    help="evaluate the supernet on the whole validation split, not the table's subset")
     ap.add_argument("--smoke", action="store_true", help="1 supernet epoch on the smoke table's recipe")
     args = ap.parse_args(argv)
 
@@ -166,6 +168,12 @@ def main(argv: list[str] | None = None) -> int:
 
     scores: dict[str, list[float]] = {}
     ev = trainer.evaluator()
+    if args.whole_val:  # the whole held-out validation split (6,000 images) instead of the table's subset
+        from nas.supernet.bn import SubnetEvaluator
+
+        data = subset(load_data(args.data, space), recipe["train_subset"], 0, recipe["subset_seed"])
+        ev = SubnetEvaluator(trainer.supernet, data.train, data.val, cfg.calib_batches, cfg.eval_batch_size,
+                             cfg.seed, "cpu", write_back=False)
     t0 = time.perf_counter()
     with ui.progress(len(archs), "inherited accuracy") as bar:
         sn_acc = []
@@ -221,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                          "val_vs_test_tau": agreement(truth_val, truth)["kendall_tau"]},
         "ceiling_seed_to_seed": ceiling,
         "supernet": {"recipe": sn_recipe, "train": sn_train, "eval_s": round(eval_s, 1),
-                     "evaluated_on": f"validation subset ({len(data.val)} images), BN recalibrated on "
+                     "evaluated_on": f"validation split ({len(data.val)} of its 6,000 images), BN recalibrated on "
                                      f"{sn_recipe['calib_batches']} training batches"},
         "proxies": {"names": PROXIES, "seconds": round(proxy_s, 1),
                     "how": "nas.search.estimators.ProxyEstimator (untrained model, batch 8, seed 0); "
