@@ -33,9 +33,9 @@ from pathlib import Path
 
 import torch
 
+from nas.data import load_data
 from nas.space import load_space
 from nas.supernet.checkpoint import load_checkpoint, load_supernet
-from nas.supernet.data import load_data
 from nas.supernet.train import SupernetTrainer, TrainConfig, train_standalone
 
 

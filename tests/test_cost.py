@@ -7,7 +7,7 @@ import torch
 import nas
 from nas.cost.reference import fvcore_macs, param_count
 
-SPACES = {"hybrid": 50, "ofa-mbv3": 50, "seq1d": 50}
+SPACES = {"hybrid": 50, "hybrid-s": 50, "ofa-mbv3": 50, "seq1d": 50}
 
 
 @pytest.mark.parametrize("name", list(SPACES))
@@ -37,7 +37,7 @@ def test_reference_backbones(name, params, gmacs):
     assert abs(fvcore_macs(model, (1, 3, 224, 224)) - c.macs) <= 0.01 * c.macs
 
 
-@pytest.mark.parametrize("name", ["hybrid", "seq1d", "ofa-mbv3"])
+@pytest.mark.parametrize("name", ["hybrid", "hybrid-s", "seq1d", "ofa-mbv3"])
 def test_forward_features_are_multiscale(name):
     sp = nas.load_space(name)
     arch = sp.sample(seed=2)
@@ -52,7 +52,7 @@ def test_forward_features_are_multiscale(name):
     assert logits.shape == (2, sp.spec.head.classes)
 
 
-@pytest.mark.parametrize("name", ["hybrid", "seq1d", "ofa-mbv3"])
+@pytest.mark.parametrize("name", ["hybrid", "hybrid-s", "seq1d", "ofa-mbv3"])
 def test_fused_model_matches(name):
     sp = nas.load_space(name)
     for arch in sp.sample_many(3, seed=4):

@@ -12,7 +12,7 @@ from nas.errors import SpaceError
 from nas.space.language import parse_space
 from nas.space.space import SearchSpace
 
-BUILTIN = ["hybrid", "ofa-mbv3", "seq1d"]
+BUILTIN = ["hybrid", "hybrid-s", "ofa-mbv3", "seq1d"]
 
 MINIMAL = {
     "name": "mini",

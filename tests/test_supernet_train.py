@@ -8,6 +8,7 @@ the per-step seeded agreement and the gradient all-reduce with two torch.distrib
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -23,13 +24,13 @@ import torch
 from torch import nn
 
 from nas.cli import main as cli
+from nas.data import augment, load_data, read_cifar_batch, resize
 from nas.errors import NASError
 from nas.space import load_space
 from nas.supernet import Supernet
 from nas.supernet.bn import SubnetEvaluator, recalibrate_bn
 from nas.supernet.checkpoint import load_checkpoint, load_supernet
-from nas.supernet.data import augment, load_data, read_cifar_batch, resize
-from nas.supernet.train import SupernetTrainer, TrainConfig, sandwich, step_seed
+from nas.supernet.train import SupernetTrainer, TrainConfig, sandwich, step_seed, train_standalone
 
 torch.set_num_threads(1)
 
@@ -277,7 +278,7 @@ def test_digits_split_and_augment():
 
 
 def test_digits_folds_partition_the_dataset():
-    from nas.supernet.data import kfold_split
+    from nas.data import kfold_split
 
     space = load_space("tiny")
     folds = [load_data(f"digits:fold={f}/5", space) for f in range(5)]
@@ -472,3 +473,25 @@ def test_nb201_cell_space_trains_one_shot(tmp_path):
     arch = sn.space.sample(seed=1)
     ev = SubnetEvaluator(sn, tr.data.train, tr.data.val, calib_batches=1, batch_size=32)
     assert 0.0 <= ev.evaluate(arch)["accuracy"] <= 1.0
+
+
+def test_standalone_training_reports_val_and_test_accuracy():
+    """A held-out test split is evaluated with the trained model; without one only val is reported."""
+    from nas.data import ArrayDataset, DataSplits
+    from nas.supernet.train import with_classes
+
+    g = torch.Generator().manual_seed(0)
+
+    def split(n):
+        y = torch.arange(n) % 2
+        x = torch.randn(n, 1, 8, 8, generator=g) * 0.3 + y.view(-1, 1, 1, 1).float() * 2 - 1  # separable
+        return ArrayDataset(x, y)
+    space = load_space("tiny")
+    d = DataSplits("test", split(256), split(64), 2, 1, 2, (8, 8), {}, test=split(100))
+    cfg = TrainConfig(space="tiny", epochs=2, batch_size=32, lr=0.05, shift=0)
+    arch = with_classes(space, 2).arch_from_dict(space.min().to_dict())
+    r = train_standalone(arch, d, cfg)
+    assert r["test_accuracy"] >= 0.9 and r["accuracy"] >= 0.9  # the classes are separable
+    assert round(r["test_accuracy"] * 100) == r["test_accuracy"] * 100  # a count out of the 100 test samples
+    assert train_standalone(arch, d, cfg) == r  # seeded: the same numbers again
+    assert "test_accuracy" not in train_standalone(arch, dataclasses.replace(d, test=None), cfg)

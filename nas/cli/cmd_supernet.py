@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--data",
         default=d.data,
-        help="digits | synthetic[:N] | cifar10:DIR | cifar100:DIR | folder:DIR | npy:X.npy,y.npy | "
+        help="digits | fashion-mnist[:DIR] | mnist1d[:N] | synthetic[:N] | cifar10:DIR | cifar100:DIR | "
+        "folder:DIR | npy:X.npy,y.npy | "
         f"npz:FILE | csv:FILE (default {d.data})",
     )
     t.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, metrics.csv, eval.csv)")
@@ -228,9 +229,9 @@ def _archs(args: argparse.Namespace, space) -> list:
 def _setup(args: argparse.Namespace) -> tuple[Any, dict, Any, Any]:
     import torch
 
+    from nas.data import load_data
     from nas.supernet.bn import SubnetEvaluator
     from nas.supernet.checkpoint import load_supernet
-    from nas.supernet.data import load_data
     from nas.supernet.train import pick_device
 
     if args.threads:
@@ -240,7 +241,7 @@ def _setup(args: argparse.Namespace) -> tuple[Any, dict, Any, Any]:
     cfg = state.get("config", {})
     spec = args.data or state.get("data", {}).get("spec") or cfg.get("data")
     data = load_data(spec, sn.space, int(cfg.get("seed", 0)))
-    from nas.supernet.data import space_io
+    from nas.data import space_io
 
     head = space_io(sn.space).classes
     if data.classes > head:

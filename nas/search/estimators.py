@@ -99,7 +99,8 @@ class SupernetEstimator:
     limit_batches: int | None = None  # validation batches per arch (None: the whole validation split)
 
     def __post_init__(self) -> None:
-        from nas.supernet import SubnetEvaluator, load_data, load_supernet
+        from nas.data import load_data
+        from nas.supernet import SubnetEvaluator, load_supernet
         from nas.supernet.train import TrainConfig
 
         supernet, state = load_supernet(self.checkpoint)

@@ -7,12 +7,11 @@
   per-step seeded sampling, exact resume; :func:`train_with_ray` (``ray_train``) runs it data-parallel.
 - :class:`SubnetEvaluator` / :func:`recalibrate_bn` (``bn``): accuracy with inherited weights after BN
   recalibration, cached per arch.
-- :func:`load_data` (``data``), :func:`load_supernet` / :func:`load_checkpoint` (``checkpoint``).
+- :func:`load_supernet` / :func:`load_checkpoint` (``checkpoint``).
 """
 
 from nas.supernet.bn import SubnetEvaluator, recalibrate_bn
 from nas.supernet.checkpoint import load_checkpoint, load_supernet
-from nas.supernet.data import load_data
 from nas.supernet.supernet import Supernet
 from nas.supernet.train import SupernetTrainer, TrainConfig, sandwich, train_standalone
 
@@ -30,7 +29,6 @@ __all__ = [
     "SupernetTrainer",
     "TrainConfig",
     "load_checkpoint",
-    "load_data",
     "load_supernet",
     "recalibrate_bn",
     "sandwich",

@@ -28,6 +28,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nas.data import (
+    DataSplits,
+    arch_resolution,
+    augment,
+    epoch_order,
+    iterate,
+    load_data,
+    resize,
+    space_io,
+    steps_per_epoch,
+)
 from nas.errors import NASError, ParamError
 from nas.reporting import SILENT, Reporter, or_silent
 from nas.space.arch import Arch
@@ -35,16 +46,6 @@ from nas.space.language import parse_space
 from nas.space.space import SearchSpace, load_space
 from nas.supernet.bn import SubnetEvaluator
 from nas.supernet.checkpoint import FILENAME, load_checkpoint, save_checkpoint, space_from_state
-from nas.supernet.data import (
-    DataSplits,
-    arch_resolution,
-    augment,
-    epoch_order,
-    load_data,
-    resize,
-    space_io,
-    steps_per_epoch,
-)
 from nas.supernet.supernet import Supernet
 
 METRIC_COLUMNS = ["step", "epoch", "lr", "loss_max", "loss_min", "loss_random", "seconds", "samples_per_s"]
@@ -498,10 +499,25 @@ class SupernetTrainer:
 
 
 # ---- standalone training (the reference the supernet is compared against) --------------------------------
+def _evaluate_model(model: nn.Module, ds, res: int, in_ch: int, batch_size: int, dev: torch.device) -> dict:
+    """Top-1 accuracy and mean cross-entropy of ``model`` (in eval mode) over a whole split."""
+    correct = total_n = 0
+    loss_sum = 0.0
+    with torch.no_grad():
+        for x, y in iterate(ds, batch_size):
+            out = model(resize(x.to(dev), res, in_ch))
+            y = y.to(dev)
+            loss_sum += float(F.cross_entropy(out, y, reduction="sum"))
+            correct += int((out.argmax(1) == y).sum())
+            total_n += int(y.numel())
+    return {"accuracy": correct / total_n, "loss": loss_sum / total_n}
+
+
 def train_standalone(
     arch: Arch, data: DataSplits, cfg: TrainConfig, device: str = "cpu", space=None
 ) -> dict[str, float]:
-    """Train ``build(arch)`` alone with the same recipe (labels only), return val accuracy/loss."""
+    """Train ``build(arch)`` alone with the same recipe (labels only); return its validation accuracy
+    and loss (``accuracy``, ``loss``) and, when the data has a test split, ``test_accuracy``/``test_loss``."""
     from nas.models import build
 
     torch.manual_seed(cfg.seed)
@@ -530,14 +546,8 @@ def train_standalone(
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
     model.eval()
-    correct = total_n = 0
-    loss_sum = 0.0
-    with torch.no_grad():
-        for i in range(0, len(data.val), cfg.eval_batch_size):
-            x, y = data.val.batch(np.arange(i, min(len(data.val), i + cfg.eval_batch_size)))
-            out = model(resize(x.to(dev), res, in_ch))
-            y = y.to(dev)
-            loss_sum += float(F.cross_entropy(out, y, reduction="sum"))
-            correct += int((out.argmax(1) == y).sum())
-            total_n += int(y.numel())
-    return {"accuracy": correct / total_n, "loss": loss_sum / total_n}
+    out = _evaluate_model(model, data.val, res, in_ch, cfg.eval_batch_size, dev)
+    if getattr(data, "test", None) is not None:
+        t = _evaluate_model(model, data.test, res, in_ch, cfg.eval_batch_size, dev)
+        out.update(test_accuracy=t["accuracy"], test_loss=t["loss"])
+    return out

@@ -1,4 +1,4 @@
-"""Datasets for supernet training and evaluation, without torchvision.
+"""Datasets for supernet training, standalone training and evaluation, without torchvision.
 
 A data spec names the source:
 
@@ -6,6 +6,13 @@ A data spec names the source:
   no download); a fixed stratified 80/20 train/val split; ``digits:fold=F/K`` is fold ``F`` (0-based) of
   a stratified ``K``-fold cross-validation instead (every image is in exactly one fold's val split, so
   evaluating K runs covers all 1,797 images: K times less validation noise than one split);
+- ``fashion-mnist`` / ``fashion-mnist:DIR``: Zalando's Fashion-MNIST (70,000 28x28 grey images, 10 classes)
+  from its four IDX files, looked for in DIR, ``$NAS_DATA/fashion-mnist`` or the Debian package
+  ``dataset-fashion-mnist`` (see :mod:`nas.data.idx`); train = 60k less a seeded stratified 10% val split,
+  test = the 10k t10k images;
+- ``mnist1d`` / ``mnist1d:N``: MNIST-1D sequences (length 40, 10 classes) generated locally by the
+  ``mnist1d`` package (``pip install 'nas[data]'``; N samples, default 5,000, 80% train / 20% test, then
+  10% of train as val);
 - ``cifar10:DIR`` / ``cifar100:DIR``: the CIFAR python-format folders (``cifar-10-batches-py``,
   ``cifar-100-python``), read with a restricted unpickler (see :func:`read_cifar_batch`);
 - ``folder:DIR``: an image folder, ``DIR/<class>/*.png|jpg|...`` or ``DIR/train/<class>/...`` +
@@ -98,7 +105,9 @@ class FolderDataset:
 
 @dataclass
 class DataSplits:
-    """Train and validation splits plus what a checkpoint must remember about them."""
+    """Train, validation and (when the source has one) test splits, plus what a checkpoint must remember
+    about them. ``val`` is what training and search look at; ``test`` is held out from both (for instance
+    Fashion-MNIST's 10,000 t10k images) and is ``None`` for sources without an official test set."""
 
     spec: str
     train: Any
@@ -108,6 +117,7 @@ class DataSplits:
     dims: int
     size: tuple[int, ...]
     info: dict = field(default_factory=dict)
+    test: Any = None
 
 
 # ---- normalisation ----------------------------------------------------------------------------------------
@@ -132,20 +142,29 @@ def _arrays(
     classes: int,
     dims: int,
     info: dict,
+    test: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> DataSplits:
+    """Splits from arrays, every split normalised with the training split's per-channel statistics."""
     xtr_t = torch.as_tensor(np.ascontiguousarray(xtr), dtype=torch.float32)
-    xva_t = torch.as_tensor(np.ascontiguousarray(xva), dtype=torch.float32)
     mean, std = _norm_stats(xtr_t)
+
+    def split(x: np.ndarray, y: np.ndarray) -> ArrayDataset:
+        xt = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)
+        return ArrayDataset(_normalise(xt, mean, std), torch.as_tensor(y, dtype=torch.long))
+
     info = {**info, "mean": mean.tolist(), "std": std.tolist(), "train": int(len(ytr)), "val": int(len(yva))}
+    if test is not None:
+        info["test"] = int(len(test[1]))
     return DataSplits(
         spec,
         ArrayDataset(_normalise(xtr_t, mean, std), torch.as_tensor(ytr, dtype=torch.long)),
-        ArrayDataset(_normalise(xva_t, mean, std), torch.as_tensor(yva, dtype=torch.long)),
+        split(xva, yva),
         classes,
         int(xtr_t.shape[1]),
         dims,
         tuple(xtr_t.shape[2:]),
         info,
+        split(*test) if test is not None else None,
     )
 
 
@@ -452,7 +471,68 @@ def load_arrays(kind: str, arg: str, dims: int, val_fraction: float = 0.2, seed:
     )
 
 
-DATA_KINDS = ("digits", "synthetic", "cifar10", "cifar100", "folder", "npy", "npz", "csv")
+def load_fashion_mnist(arg: str = "", val_fraction: float = 0.1, seed: int = 0) -> DataSplits:
+    """Fashion-MNIST: train = the 60,000 training images less a seeded stratified ``val_fraction``
+    validation split; test = the 10,000 t10k images. Grey 28x28 images scaled to [0, 1]."""
+    from nas.data.idx import CLASS_NAMES, read_fashion_mnist
+
+    a, files = read_fashion_mnist(arg)
+    x = a["train_images"].astype(np.float32)[:, None] / 255.0
+    y = a["train_labels"].astype(np.int64)
+    tr, va = _split(len(y), val_fraction, seed, y)
+    xte = a["test_images"].astype(np.float32)[:, None] / 255.0
+    return _arrays(
+        "fashion-mnist" + (f":{arg}" if arg else ""),
+        x[tr],
+        y[tr],
+        x[va],
+        y[va],
+        len(CLASS_NAMES),
+        2,
+        {
+            "source": f"Fashion-MNIST IDX files in {files['train_images'].parent}",
+            "split": f"stratified {1 - val_fraction:.0%}/{val_fraction:.0%} of the 60k train images, seed {seed}; "
+            f"test = the 10k t10k images",
+            "classes_names": list(CLASS_NAMES),
+        },
+        (xte, a["test_labels"].astype(np.int64)),
+    )
+
+
+def load_mnist1d_data(arg: str = "", val_fraction: float = 0.1, seed: int = 0) -> DataSplits:
+    """MNIST-1D generated locally (see :mod:`nas.data.mnist1d`); ``arg``: the number of samples."""
+    from nas.data.mnist1d import generate
+
+    n = 5000
+    if arg:
+        try:
+            n = int(arg)
+        except ValueError:
+            n = -1
+        if n < 100:
+            raise NASError(f"--data mnist1d:{arg}: expected mnist1d or mnist1d:N with N >= 100 samples")
+    g = generate(n)
+    tr, va = _split(len(g["y"]), val_fraction, seed, g["y"])
+    return _arrays(
+        "mnist1d" + (f":{arg}" if arg else ""),
+        g["x"][tr],
+        g["y"][tr],
+        g["x"][va],
+        g["y"][va],
+        10,
+        1,
+        {
+            "source": g["source"],
+            "split": f"stratified {val_fraction:.0%} of the generator's train split as val, seed {seed}; "
+            f"test = its test split",
+        },
+        (g["x_test"], g["y_test"]),
+    )
+
+
+DATA_KINDS = (
+    "digits", "fashion-mnist", "mnist1d", "synthetic", "cifar10", "cifar100", "folder", "npy", "npz", "csv",
+)
 
 
 def load_data(spec: str, space, seed: int = 0) -> DataSplits:
@@ -460,14 +540,18 @@ def load_data(spec: str, space, seed: int = 0) -> DataSplits:
     kind, _, arg = spec.partition(":")
     if kind not in DATA_KINDS:
         raise NASError(
-            f"--data {spec}: unknown source; use one of digits, synthetic[:N], cifar10:DIR, "
-            f"cifar100:DIR, folder:DIR, npy:X.npy,y.npy, npz:FILE, csv:FILE"
+            f"--data {spec}: unknown source; use one of digits, fashion-mnist[:DIR], mnist1d[:N], "
+            f"synthetic[:N], cifar10:DIR, cifar100:DIR, folder:DIR, npy:X.npy,y.npy, npz:FILE, csv:FILE"
         )
     io = space_io(space)
     dims = io.dims
     size = (max(io.resolutions),) * dims
     if kind == "digits":
         d = load_digits_data(seed=0, fold=parse_fold(spec, arg) if arg else None)
+    elif kind == "fashion-mnist":
+        d = load_fashion_mnist(arg, seed=0)
+    elif kind == "mnist1d":
+        d = load_mnist1d_data(arg, seed=0)
     elif kind == "synthetic":
         n = int(arg) if arg else 512
         d = synthetic_data(io.in_channels, size, io.classes, n, seed)
@@ -486,6 +570,26 @@ def load_data(spec: str, space, seed: int = 0) -> DataSplits:
     if d.channels not in (io.in_channels, 1):
         raise NASError(f"--data {spec}: {d.channels} channels, but space {space.name} takes {io.in_channels}")
     return d
+
+
+def subset(d: DataSplits, train: int = 0, val: int = 0, seed: int = 0) -> DataSplits:
+    """The splits with the training (and/or validation) split cut to a seeded stratified subset of
+    ``train`` (``val``) samples; 0 keeps a split whole. The test split is never cut. In-memory splits only."""
+
+    def cut(ds: Any, n: int, salt: int) -> Any:
+        if not n or n >= len(ds):
+            return ds
+        if not isinstance(ds, ArrayDataset):
+            raise NASError(f"--data {d.spec}: only in-memory data can be subset")
+        _, keep = _split(len(ds), n / len(ds), seed + salt, ds.y.numpy())
+        i = torch.as_tensor(keep, dtype=torch.long)
+        return ArrayDataset(ds.x.index_select(0, i), ds.y.index_select(0, i))
+
+    tr, va = cut(d.train, train, 0), cut(d.val, val, 1)
+    info = {**d.info, "train": len(tr), "val": len(va)}
+    if tr is not d.train or va is not d.val:
+        info["subset"] = f"stratified subset: train {len(tr)}, val {len(va)}, seed {seed}"
+    return DataSplits(d.spec, tr, va, d.classes, d.channels, d.dims, d.size, info, d.test)
 
 
 # ---- what a space takes --------------------------------------------------------------------------------
@@ -517,65 +621,3 @@ def arch_resolution(arch, space=None) -> int:
     if r is None:
         r = max(space_io(space if space is not None else arch.space).resolutions)
     return int(r)
-
-
-# ---- batches ----------------------------------------------------------------------------------------------
-def resize(x: torch.Tensor, size: int, channels: int | None = None) -> torch.Tensor:
-    """Resize a batch to ``size`` along every spatial axis (bilinear/linear, antialiased when shrinking)
-    and repeat a single channel to ``channels`` when the space takes more."""
-    if channels is not None and x.shape[1] == 1 and channels > 1:
-        x = x.expand(-1, channels, *x.shape[2:])
-    sp = x.shape[2:]
-    if all(s == size for s in sp):
-        return x
-    if x.dim() == 4:
-        return F.interpolate(
-            x, size=(size, size), mode="bilinear", align_corners=False, antialias=size < min(sp)
-        )
-    return F.interpolate(x, size=size, mode="linear", align_corners=False)
-
-
-def augment(x: torch.Tensor, gen: torch.Generator, shift: int = 0, flip: bool = False) -> torch.Tensor:
-    """Random translations by up to ``shift`` positions (edge-replicated) and horizontal flips."""
-    n = x.shape[0]
-    if shift > 0:
-        sp = x.shape[2:]
-        pad = [shift] * (2 * len(sp))
-        xp = F.pad(x, pad, mode="replicate")
-        offs = torch.randint(0, 2 * shift + 1, (n, len(sp)), generator=gen)
-        if len(sp) == 2:
-            h, w = sp
-            rows = torch.arange(h)[None] + offs[:, :1]  # (n, h)
-            cols = torch.arange(w)[None] + offs[:, 1:]  # (n, w)
-            bi = torch.arange(n)[:, None, None]
-            x = xp.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-        else:
-            (length,) = sp
-            pos = torch.arange(length)[None] + offs[:, :1]
-            x = torch.gather(xp, 2, pos[:, None, :].expand(-1, x.shape[1], -1))
-        x = x.contiguous()
-    if flip and x.dim() == 4:
-        m = torch.rand(n, generator=gen) < 0.5
-        x = torch.where(m.view(-1, 1, 1, 1), x.flip(-1), x)
-    return x
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
-    """The sample order of an epoch (the same on every worker and after a resume)."""
-    return np.random.default_rng([seed, epoch, 7919]).permutation(n)
-
-
-def steps_per_epoch(n: int, global_batch: int) -> int:
-    """Full global batches per epoch (the last partial one is dropped)."""
-    steps = n // global_batch
-    if steps < 1:
-        raise NASError(f"the training split has {n} samples, fewer than one global batch of {global_batch}")
-    return steps
-
-
-def iterate(ds, batch_size: int, limit: int | None = None):
-    """Batches in order (evaluation)."""
-    n = len(ds)
-    stop = n if limit is None else min(n, limit * batch_size)
-    for start in range(0, stop, batch_size):
-        yield ds.batch(np.arange(start, min(stop, start + batch_size)))
