@@ -426,3 +426,19 @@ def test_search_with_supernet_accuracy_end_to_end(tmp_path, capsys):
         "provenance"]
     accs = [e["metrics"]["accuracy"] for e in s["pareto"]]
     assert accs and all(0.0 <= a <= 1.0 for a in accs) and max(accs) > 0.1  # better than chance on 10 classes
+
+
+def test_every_search_says_how_good_its_estimator_is(tmp_path):
+    from nas.io import read_json
+    from nas.search.quality import benchmark_files, estimator_quality
+
+    files = benchmark_files()
+    assert files, "bench/results/estimators_*.json (the estimator-fidelity benchmark) ships with the project"
+    truth = read_json(files[0])["results"]
+    q = estimator_quality("proxy:nwot")
+    assert q["kendall_tau"] == truth["nwot"]["kendall_tau"] and "Kendall tau" in q["line"]
+    assert estimator_quality("supernet:any")["kendall_tau"] == truth["supernet"]["kendall_tau"]
+    assert estimator_quality("debug:sleep:0") is None
+    res = run_search(cfg(tmp_path, Path(__file__).resolve().parents[1] / "search_spaces" / "tiny.yaml", trials=4,
+                         accuracy="proxy:entropy", objectives=("accuracy", "params")))
+    assert res.summary["estimator"]["quality"]["kendall_tau"] == truth["entropy"]["kendall_tau"]

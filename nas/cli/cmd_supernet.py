@@ -13,58 +13,16 @@ PROVENANCE = "supernet-inherited weights, BN recalibrated on {n} training batche
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from nas.supernet.train import TrainConfig
+    from nas.cli.flags import add_config_flags
+    from nas.supernet.config import TrainConfig
 
-    d = TrainConfig()
     p = sub.add_parser("supernet", help="train a weight-sharing supernet; evaluate or extract its subnets")
     s = p.add_subparsers(dest="supernet_cmd", metavar="ACTION")
 
     t = s.add_parser("train", help="train a supernet (sandwich rule + in-place distillation); resumable")
-    t.add_argument("--space", default=d.space, help=f"built-in space name or YAML (default {d.space})")
-    t.add_argument(
-        "--data",
-        default=d.data,
-        help="digits | fashion-mnist[:DIR] | mnist1d[:N] | synthetic[:N] | cifar10:DIR | cifar100:DIR | "
-        "folder:DIR | npy:X.npy,y.npy | "
-        f"npz:FILE | csv:FILE (default {d.data})",
-    )
     t.add_argument("--out", type=Path, required=True, help="run folder (checkpoint, metrics.csv, eval.csv)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    t.add_argument("--epochs", type=int, default=d.epochs)
-    t.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch (split over workers)")
-    t.add_argument("--lr", type=float, default=d.lr)
-    t.add_argument("--optimizer", choices=("sgd", "adamw"), default=d.optimizer)
-    t.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    t.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
-    t.add_argument("--n-random", type=int, default=d.n_random, help="random subnets per step besides max/min")
-    t.add_argument(
-        "--kd-alpha", type=float, default=d.kd_alpha, help="distillation weight of the children's loss"
-    )
-    t.add_argument("--kd-temperature", type=float, default=d.kd_temperature)
-    t.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    t.add_argument("--grad-clip", type=float, default=d.grad_clip, help="0 = off")
-    t.add_argument("--shift", type=int, default=d.shift, help="random translation (px); -1 = 1/8 of the size")
-    t.add_argument("--flip", action="store_true", help="random horizontal flips (natural images)")
-    t.add_argument("--seed", type=int, default=d.seed)
-    t.add_argument(
-        "--eval-every", type=int, default=d.eval_every, help="epochs between evaluations (0 = end)"
-    )
-    t.add_argument("--calib-batches", type=int, default=d.calib_batches, help="BN recalibration batches")
-    t.add_argument(
-        "--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints"
-    )
-    t.add_argument("--log-every", type=int, default=d.log_every, help="steps between metrics.csv rows")
-    t.add_argument(
-        "--reorder-every",
-        type=int,
-        default=d.reorder_every,
-        help="epochs between channel-importance re-sorting (0 = never)",
-    )
-    t.add_argument("--max-steps", type=int, default=0, help="stop (checkpointed) at this global step")
-    t.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N")
-    t.add_argument("--amp", choices=("auto", "on", "off"), default=d.amp,
-                   help="mixed precision: auto = on for CUDA (bf16, else fp16 with loss scaling); on = also on CPU "
-                        "(bfloat16 autocast)")
+    add_config_flags(t, TrainConfig)  # one flag per TrainConfig field, help and default from the field
     t.add_argument(
         "--threads", type=int, default=0, help="torch CPU threads per process (0 = torch's default)"
     )
@@ -109,36 +67,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from nas.supernet.train import SupernetTrainer, TrainConfig
+    from nas.cli.flags import config_from_args
+    from nas.supernet.config import TrainConfig
+    from nas.supernet.train import SupernetTrainer
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = TrainConfig(
-        space=args.space,
-        data=args.data,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        optimizer=args.optimizer,
-        weight_decay=args.weight_decay,
-        warmup_epochs=args.warmup_epochs,
-        n_random=args.n_random,
-        kd_alpha=args.kd_alpha,
-        kd_temperature=args.kd_temperature,
-        label_smoothing=args.label_smoothing,
-        grad_clip=args.grad_clip,
-        shift=args.shift,
-        flip=args.flip,
-        seed=args.seed,
-        eval_every=args.eval_every,
-        calib_batches=args.calib_batches,
-        checkpoint_every=args.checkpoint_every,
-        log_every=args.log_every,
-        reorder_every=args.reorder_every,
-        amp=args.amp,
-        device=args.device,
-        max_steps=args.max_steps,
-    )
+    cfg = config_from_args(TrainConfig, args)
     if args.workers > 1 or args.ray_address:
         from nas.supernet.ray_train import train_with_ray
 

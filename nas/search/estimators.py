@@ -101,7 +101,7 @@ class SupernetEstimator:
     def __post_init__(self) -> None:
         from nas.data import load_data
         from nas.supernet import SubnetEvaluator, load_supernet
-        from nas.supernet.train import TrainConfig
+        from nas.supernet.config import TrainConfig
 
         supernet, state = load_supernet(self.checkpoint)
         cfg = TrainConfig.from_dict(state.get("config") or {})

@@ -10,28 +10,27 @@
 - :func:`load_supernet` / :func:`load_checkpoint` (``checkpoint``).
 """
 
-from nas.supernet.bn import SubnetEvaluator, recalibrate_bn
-from nas.supernet.checkpoint import load_checkpoint, load_supernet
-from nas.supernet.supernet import Supernet
-from nas.supernet.train import SupernetTrainer, TrainConfig, sandwich, train_standalone
+_LAZY = {
+    "SubnetEvaluator": "nas.supernet.bn",
+    "recalibrate_bn": "nas.supernet.bn",
+    "load_checkpoint": "nas.supernet.checkpoint",
+    "load_supernet": "nas.supernet.checkpoint",
+    "TrainConfig": "nas.supernet.config",
+    "Supernet": "nas.supernet.supernet",
+    "SupernetTrainer": "nas.supernet.train",
+    "sandwich": "nas.supernet.train",
+    "train_standalone": "nas.supernet.train",
+    "train_with_ray": "nas.supernet.ray_train",
+}
+"""Names imported on first use (torch and the model code load only when a supernet is really needed)."""
 
 
-def train_with_ray(*args, **kwargs):
-    """Data-parallel training on Ray Train (see :func:`nas.supernet.ray_train.train_with_ray`)."""
-    from nas.supernet.ray_train import train_with_ray as run
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
 
-    return run(*args, **kwargs)
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'nas.supernet' has no attribute {name!r}")
 
 
-__all__ = [
-    "SubnetEvaluator",
-    "Supernet",
-    "SupernetTrainer",
-    "TrainConfig",
-    "load_checkpoint",
-    "load_supernet",
-    "recalibrate_bn",
-    "sandwich",
-    "train_standalone",
-    "train_with_ray",
-]
+__all__ = sorted(_LAZY)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from nas.errors import NASError, ParamError
-from nas.supernet.train import TrainConfig
+from nas.supernet.config import TrainConfig
 
 
 def _worker_loop(config: dict[str, Any]) -> None:

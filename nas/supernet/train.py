@@ -19,7 +19,6 @@ import dataclasses
 import math
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,57 +45,11 @@ from nas.space.language import parse_space
 from nas.space.space import SearchSpace, load_space
 from nas.supernet.bn import SubnetEvaluator
 from nas.supernet.checkpoint import FILENAME, load_checkpoint, save_checkpoint, space_from_state
+from nas.supernet.config import TrainConfig
 from nas.supernet.supernet import Supernet
 
 METRIC_COLUMNS = ["step", "epoch", "lr", "loss_max", "loss_min", "loss_random", "seconds", "samples_per_s"]
 EVAL_COLUMNS = ["epoch", "step", "which", "arch_id", "accuracy", "loss", "arch"]
-
-
-@dataclass
-class TrainConfig:
-    """Hyper-parameters of a supernet training run (saved in every checkpoint)."""
-
-    space: str = "tiny"
-    data: str = "digits"
-    epochs: int = 30
-    batch_size: int = 64  # global: split evenly over the workers
-    lr: float = 0.05
-    optimizer: str = "sgd"  # sgd (nesterov momentum) | adamw
-    momentum: float = 0.9
-    weight_decay: float = 5e-5
-    warmup_epochs: float = 1.0
-    n_random: int = 2
-    kd_alpha: float = 1.0  # children's loss: kd_alpha * distillation + (1 - kd_alpha) * labels
-    kd_temperature: float = 1.0
-    label_smoothing: float = 0.1
-    grad_clip: float = 5.0  # 0 = off
-    shift: int = -1  # random translation in pixels/positions; -1 = auto (1/8 of the data's size)
-    flip: bool = False
-    seed: int = 0
-    eval_every: int = 1  # epochs; 0 = only at the end
-    calib_batches: int = 10
-    eval_batch_size: int = 256
-    checkpoint_every: int = 200  # steps; a checkpoint is also written at every epoch end
-    log_every: int = 10
-    reorder_every: int = 0  # epochs between channel re-sorting; 0 = never
-    amp: str = "auto"  # auto (on for CUDA) | on (CUDA; bfloat16 autocast on CPU) | off
-    device: str = "auto"
-    max_steps: int = 0  # stop (with a checkpoint) once this global step is reached; 0 = run to the end
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    def check(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise NASError(f"epochs ({self.epochs}) and batch size ({self.batch_size}) must be at least 1")
-        if self.optimizer not in ("sgd", "adamw"):
-            raise ParamError("optimizer", f"{self.optimizer}: choose from sgd, adamw")
-        if self.amp not in ("auto", "on", "off"):
-            raise ParamError("amp", f"{self.amp}: choose from auto, on, off")
-        if self.n_random < 0:
-            raise ParamError("n_random", f"{self.n_random}: must be >= 0")
 
 
 # ---- per-step seeding -----------------------------------------------------------------------------------
