@@ -107,7 +107,7 @@ class QuietGuard:
                 raise ProfileError(
                     f"the machine stayed busy for {self.max_wait_s:.0f} s (other processes use {load:.2f} "
                     f"CPUs, limit {self.limit}); what was measured is saved: stop the other work and "
-                    "re-run to resume, or turn the guard off (other_load_limit None) to measure anyway"
+                    "re-run to resume, or turn the guard off (other-load limit off) to measure anyway"
                 )
 
 
