@@ -426,6 +426,17 @@ def test_search_with_supernet_accuracy_end_to_end(tmp_path, capsys):
         "provenance"]
     accs = [e["metrics"]["accuracy"] for e in s["pareto"]]
     assert accs and all(0.0 <= a <= 1.0 for a in accs) and max(accs) > 0.1  # better than chance on 10 classes
+    # export with the inherited weights: the entry's accuracy is measured on the exported model itself
+    from nas.zoo import export
+
+    best = s["pareto"][0]
+    (rec,) = export(tmp_path / "runs" / s["study"], pick=[best["id"]], weights=f"supernet:{out}", zoo=tmp_path / "zoo",
+                    name="from-supernet")
+    assert rec["provenance"]["accuracy"].startswith("measured: top-1 on the digits validation split")
+    assert 0.1 < rec["metrics"]["accuracy"] <= 1.0
+    assert rec["metrics"]["estimated_accuracy"] == best["metrics"]["accuracy"]
+    card = (tmp_path / "zoo" / "from-supernet" / "card.md").read_text()
+    assert "measured: top-1 on the digits validation split" in card
 
 
 def test_every_search_says_how_good_its_estimator_is(tmp_path):

@@ -253,6 +253,7 @@ class Weights:
                     ) from None
             loaded = load_supernet(self.path)
             if not hasattr(loaded, "extract") and isinstance(loaded, tuple) and loaded:
+                self._state_json = loaded[1] if len(loaded) > 1 and isinstance(loaded[1], dict) else None
                 loaded = loaded[0]
             if not callable(getattr(loaded, "extract", None)):
                 raise ZooError(
@@ -272,6 +273,10 @@ class Weights:
                 model = build(arch)
         elif self.kind == "file":
             model = load_into(build(arch), self._state, str(self.path))
+        elif self._evaluator() is not None:  # a real checkpoint: BN statistics recalibrated for this arch
+            sub = self._evaluator().model(arch)
+            state = {k: v.detach().cpu().clone() for k, v in sub.state_dict().items()}
+            model = load_into(build(arch), state, f"supernet {self.path}: extract({arch.id})")
         else:
             sub = self._load_supernet().extract(arch)
             if not isinstance(sub, nn.Module):
@@ -282,6 +287,50 @@ class Weights:
             state = {k: v.detach().cpu().clone() for k, v in sub.state_dict().items()}
             model = load_into(build(arch), state, f"supernet {self.path}: extract({arch.id})")
         return model.eval()
+
+    def _evaluator(self):
+        """For a checkpoint that records its training config: a SubnetEvaluator on the checkpoint's own data
+        (BN recalibrated on its training batches, cached per arch); None otherwise."""
+        if self.kind != "supernet":
+            return None
+        if getattr(self, "_ev", None) is None:
+            supernet = self._load_supernet()
+            state = getattr(self, "_state_json", None) or {}
+            if not state.get("config"):
+                self._ev = False
+                return None
+            from nas.data import load_data
+            from nas.supernet.bn import SubnetEvaluator
+            from nas.supernet.config import TrainConfig
+
+            cfg = TrainConfig.from_dict(state["config"])
+            self._data = load_data(cfg.data, supernet.space, seed=cfg.seed)
+            self._ev = SubnetEvaluator(supernet.eval(), self._data.train, self._data.val,
+                                       calib_batches=cfg.calib_batches, batch_size=cfg.eval_batch_size, seed=cfg.seed)
+            self._cfg = cfg
+        return self._ev or None
+
+    def measure(self, arch, model: nn.Module) -> tuple[float, str] | None:
+        """Top-1 accuracy of the exported ``model`` on the checkpoint data's test split (its validation
+        split where the data has none), and where that figure comes from; None without a checkpoint."""
+        ev = self._evaluator()
+        if ev is None:
+            return None
+        from nas.data import arch_resolution, iterate, resize, space_io
+
+        split, name = (self._data.test, "test") if getattr(self._data, "test", None) is not None else (
+            self._data.val, "validation")
+        res, in_ch = arch_resolution(arch, arch.space), space_io(arch.space).in_channels
+        correct = total = 0
+        model.eval()
+        with torch.no_grad():
+            for x, y in iterate(split, 256):
+                correct += int((model(resize(x, res, in_ch)).argmax(1) == y).sum())
+                total += int(y.numel())
+        prov = (f"measured: top-1 on the {self._cfg.data} {name} split ({total} samples) with the weights "
+                f"inherited from {self.path} (step {(self._state_json or {}).get('step')}), BN recalibrated on "
+                f"{self._cfg.calib_batches} training batches")
+        return correct / max(1, total), prov
 
     def record(self) -> dict[str, Any]:
         rec: dict[str, Any] = {"source": self.kind}
@@ -496,6 +545,11 @@ def _prepare(item: ExportItem, weights: Weights, root: Path, exporter: str, opse
                 f"arch {arch.id}: the built model has {built:,} params, the count says "
                 f"{record['metrics']['params']:,}"
             )
+        measured = weights.measure(arch, model)
+        if measured is not None:  # the exported model's own accuracy, beside the search's estimate
+            record["metrics"]["estimated_accuracy"] = record["metrics"]["accuracy"]
+            record["provenance"]["estimated_accuracy"] = record["provenance"]["accuracy"]
+            record["metrics"]["accuracy"], record["provenance"]["accuracy"] = measured
         if weights.kind != "none":
             _save_weights(model, stage / WEIGHTS_FILE, arch)
         deploy = fuse(copy.deepcopy(model))
