@@ -158,7 +158,9 @@ def resolve_defaults(cfg: SearchConfig, space: SpaceFamily, budget: Budget, repo
             from nas.latency import find_predictor
 
             try:
-                find_predictor(cfg.device or _default_device(space, reporter), space)
+                device = cfg.device or _default_device(space, reporter)
+                find_predictor(device, space)
+                cfg.device = device  # found once here: run_search does not look (and warn) again
             except (PredictorError, ParamError):
                 keys = tuple(k for k in budget.keys if k != "latency") or ("params",)
                 cfg.objectives = ("accuracy", *keys)
