@@ -23,10 +23,13 @@ def _roots() -> list[Path]:
 
 
 def builtin_dir(kind: str) -> Path:
-    """The folder holding built-in data of ``kind`` (the first root that has it)."""
+    """The folder holding built-in data of ``kind``: the package's own (checkout or wheel) where it has one,
+    else ``$NAS_HOME``'s. NAS_HOME is where user data goes (:func:`user_dir`), so writing a user file there
+    never hides the built-in ones."""
     if kind not in KINDS:
         raise ValueError(f"unknown data kind {kind!r}")
-    for root in _roots():
+    roots = _roots()
+    for root in roots[1:] + roots[:1] if os.environ.get("NAS_HOME") else roots:
         if (root / kind).is_dir():
             return root / kind
     return _roots()[0] / kind

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from nas.cli import ui
 from nas.errors import NASError
+from nas.latency.calibrate import MODES
 from nas.search.config import STRATEGIES, SearchConfig
 from nas.units import fmt_bytes, fmt_macs, fmt_ms, fmt_params
 
@@ -49,8 +50,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prescreen-share", default="0.5", metavar="F",
                    help="share of each batch filled with pre-screened archs, 0 < F <= 1 (default 0.5; the "
                         "strategy fills the rest and keeps exploring)")
-    p.add_argument("--verify", action="store_true",
-                   help="measure the Pareto archs on this machine afterwards and compare with the predictions")
+    p.add_argument("--calibrate", choices=MODES, default=None,
+                   help="check the device profile against this host first (a ~10 s probe): auto (default, or "
+                        "$NAS_CALIBRATE) calibrates it here when they disagree and caches that; always: calibrate "
+                        "now; never: only say how far off it is; off: measure nothing here")
+    p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
+                   help="measure the Pareto archs on this host afterwards; an arch over the budget when measured is "
+                        "dropped, the predictor refitted and the search continued (default on; --no-verify: off)")
     p.set_defaults(func=cmd_search)
 
 
@@ -66,14 +72,13 @@ def cmd_search(args: argparse.Namespace) -> int:
                        strategy=args.strategy, trials=args.trials, seed=args.seed, study=args.study,
                        storage=args.storage, resume=args.resume, workers=args.workers,
                        ray_address=args.ray_address, runs_dir=args.runs, prescreen=prescreen,
-                       prescreen_share=share, init=args.init)
+                       prescreen_share=share, init=args.init, calibrate=args.calibrate, verify=args.verify)
     from nas.search.engine import run_search
 
     result = run_search(cfg, reporter=ui.reporter())
     s = result.summary
-    verify = _verify(result, args) if args.verify else {}
     if ui.json_mode():
-        ui.print_json({**s, "run_dir": str(result.run_dir), "verify": verify})
+        ui.print_json({**s, "run_dir": str(result.run_dir)})
         return 0
     what = s["estimator"]["measures"]
     q = s["estimator"].get("quality")
@@ -81,21 +86,26 @@ def cmd_search(args: argparse.Namespace) -> int:
             + (q["line"] if q else "not yet measured against trained accuracy (bench/estimator_fidelity.py)"))
     if s["latency"]["provenance"]:
         ui.info(f"latency: {s['latency']['provenance']}")
+    ver = s.get("verify") or {}
+    measured = any(str(e["provenance"].get("latency") or "").startswith("measured") for e in s["pareto"])
     ui.info("params/MACs/memory: counted analytically")
+    lat_col = ["latency (measured)", "predicted"] if measured else ["latency"]
     rows = []
     for e in s["pareto"]:
         m = e["metrics"]
-        row = {"id": e["id"], what: "-" if m[what] is None else f"{m[what]:.4g}",
-               "latency": fmt_ms(m["latency_ms"]) if m["latency_ms"] is not None else "-",
-               "params": fmt_params(m["params"]), "macs": fmt_macs(m["macs"]), "memory": fmt_bytes(m["memory"])}
-        if e["id"] in verify:
-            row["measured"] = fmt_ms(verify[e["id"]]["measured_ms"])
-        row["arch"] = e["arch"]
+        lat = fmt_ms(m["latency_ms"]) if m["latency_ms"] is not None else "-"
+        row = {"id": e["id"], what: "-" if m[what] is None else f"{m[what]:.4g}", lat_col[0]: lat}
+        if measured:
+            row["predicted"] = fmt_ms(m["latency_predicted_ms"]) if m.get("latency_predicted_ms") is not None else "-"
+        row.update({"params": fmt_params(m["params"]), "macs": fmt_macs(m["macs"]), "memory": fmt_bytes(m["memory"]),
+                    "arch": e["arch"]})
         rows.append(row)
-    cols = ["id", what, "latency"] + (["measured"] if verify else []) + ["params", "macs", "memory", "arch"]
+    cols = ["id", what, *lat_col, "params", "macs", "memory", "arch"]
     ui.print_table(f"Pareto front of {s['study']} ({len(rows)} archs, budget {s['budget'] or 'none'})", cols, rows)
     print(f"{s['trials']} trials ({s['evaluated']} scored, {s['feasible']} feasible, {s['duplicates']} duplicates) "
           f"in {s['elapsed_s']:.0f}s; hypervolume {s['hypervolume']:.4g}; results in {result.run_dir}/")
+    if ver:
+        print(ver.get("line") or ver.get("note"))
     pre = s.get("prescreen")
     if pre:
         err = pre["error_on_screened"]
@@ -123,24 +133,3 @@ def _prescreen_args(k_text: str, share_text: str) -> tuple[int, float]:
                        f"(share of each batch filled with pre-screened archs)") from None
     validate_prescreen(k, share)
     return k, share
-
-
-def _verify(result, args) -> dict:
-    """Measure the Pareto archs here through the profile's refine path; predicted vs measured per arch."""
-    from nas.profile.run import refine_profile
-    from nas.space import load_arch
-
-    archs = [load_arch(result.run_dir / e["arch_file"]) for e in result.summary["pareto"]]
-    prof, _ = refine_profile(result.summary["device"], archs, reporter=ui.reporter())
-    rows = prof.arch_rows(split="refine")
-    measured = dict(zip(rows["arch_id"], rows["median_ms"]))
-    out = {}
-    for e in result.summary["pareto"]:
-        if e["id"] in measured:
-            pred, meas = e["metrics"]["latency_ms"], measured[e["id"]]
-            out[e["id"]] = {"predicted_ms": pred, "measured_ms": meas,
-                            "error": (pred - meas) / meas if pred is not None else None}
-    from nas.io import write_json
-
-    write_json(result.run_dir / "verify.json", out)
-    return out

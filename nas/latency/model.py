@@ -59,6 +59,11 @@ class LatencyModel:
 
     @property
     def provenance(self) -> str:
+        c = self.metadata.get("calibration")
+        if c:
+            return (f"predicted by {self.kind} predictor {c['base_device']}-{self.space.name} calibrated on this host "
+                    f"({c['archs']} archs measured here, leave-one-out MAPE {_pct(c.get('loo_mape'))}, "
+                    f"{_pct(c.get('loo_within_10'))} within ±10%, {str(c.get('when', '?'))[:10]})")
         h = self.held_out
         err = (
             f"held-out MAPE {_pct(h.get('mape'))}, {_pct(h.get('within_10'))} within ±10% (n={h.get('n')})"

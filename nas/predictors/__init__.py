@@ -19,6 +19,7 @@ from nas.predictors.base import (
     register,
     registered_kinds,
 )
+from nas.predictors.host import HostCalibrated
 from nas.predictors.linear import LogLinearRegressor, RidgeRegressor, ridge_solve
 from nas.predictors.metrics import format_metrics, latency_metrics
 from nas.predictors.table import BlockTablePredictor, CalibratedTablePredictor
@@ -30,6 +31,7 @@ __all__ = [
     "BlockTablePredictor",
     "CalibratedTablePredictor",
     "FewShotTransfer",
+    "HostCalibrated",
     "LogLinearRegressor",
     "Predictor",
     "RidgeRegressor",

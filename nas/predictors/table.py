@@ -147,6 +147,10 @@ class BlockTablePredictor(Predictor):
         self._check_fitted()
         return self._index
 
+    def values_of(self, codes: np.ndarray) -> np.ndarray:
+        """The table value (ms) of each key code (codes from :meth:`encode` or :meth:`key_codes`)."""
+        return self._values[codes]
+
     # -- lookup and interpolation ------------------------------------------------------------------
     def _interpolate(self, key: str) -> tuple[float, dict[str, Any]]:
         name, fields = parse_key(key)

@@ -27,12 +27,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from nas.errors import ParamError, ProfileError
 from nas.profile.machine import machine_info
 from nas.profile.quiet import DEFAULT_LIMIT, QuietGuard, measure_quietly
+from nas.profile.sampling import CALIB_SPREADS, calib_holdout, sample_archs, spread_by_macs  # noqa: F401
 from nas.profile.store import Profile, check_name, default_device_name, space_file_ref
 from nas.profile.timer import Measurement, Protocol, Timer
 from nas.profile.units import Unit, space_units
@@ -164,86 +164,6 @@ class _Flusher:
         self.profile.flush()
         self.n = 0
         self.last = time.monotonic()
-
-
-# -------------------------------------------------------------------------------------- sampling
-
-
-def sample_archs(
-    space: SearchSpace,
-    n: int,
-    seed: int,
-    resolutions: Sequence[int] | None = None,
-    exclude: set[str] | None = None,
-) -> list[Arch]:
-    """``n`` distinct random archs (seeded), at the given resolutions, none of whose id is in ``exclude``."""
-    rng = random.Random(seed)
-    res = list(resolutions) if resolutions else None
-    seen = set(exclude or ())
-    out: list[Arch] = []
-    tries = 0
-    while len(out) < n and tries < 50 * n + 100:
-        tries += 1
-        a = space.sample(rng=rng)
-        if res is not None and a.resolution not in res:
-            a = space.make_arch({**a.to_dict(), "resolution": rng.choice(res)})
-        if a.id in seen:
-            continue
-        seen.add(a.id)
-        out.append(a)
-    return out
-
-
-CALIB_SPREADS = ("log_macs", "uniform")
-POOL_PER_CALIB = 50
-
-
-def spread_by_macs(pool: Sequence[Arch], n: int) -> list[Arch]:
-    """``n`` archs of ``pool`` whose log-MACs are as evenly spaced as the pool allows, smallest to largest.
-
-    Uniform samples crowd the middle of the cost range; a search under a tight budget lives at its low
-    end. Spacing the calibration archs evenly in log-MACs gives the calibration as many small archs as
-    large ones, so the correction holds where budgets cut."""
-    from nas.cost.count import count
-
-    if n >= len(pool):
-        return list(pool)
-    logm = np.log(np.array([max(count(a).macs, 1) for a in pool], dtype=float))
-    order = np.argsort(logm, kind="stable")
-    sorted_m = logm[order]
-    targets = np.linspace(sorted_m[0], sorted_m[-1], n)
-    free = np.ones(len(pool), dtype=bool)
-    out = []
-    for t in targets:  # nearest unused arch to each target value
-        i = int(np.searchsorted(sorted_m, t))
-        best, dist = -1, np.inf
-        for j in range(max(0, i - n), min(len(pool), i + n + 1)):
-            if free[j] and abs(sorted_m[j] - t) < dist:
-                best, dist = j, abs(sorted_m[j] - t)
-        if best < 0:
-            best = int(np.flatnonzero(free)[0])
-        free[best] = False
-        out.append(pool[order[best]])
-    return out
-
-
-def calib_holdout(
-    space: SearchSpace, n_calib: int, n_holdout: int, seed: int, resolutions: Sequence[int] | None = None,
-    spread: str = "uniform",
-) -> tuple[list[Arch], list[Arch]]:
-    """The calibration and (disjoint) held-out archs a profile of ``space`` measures (deterministic).
-
-    Held-out archs are uniform samples (they stand for the space). Calibration archs are uniform too, or
-    with ``spread="log_macs"`` spaced evenly in log-MACs over a uniform pool (:func:`spread_by_macs`)."""
-    if spread not in CALIB_SPREADS:
-        raise ProfileError(f"calib spread '{spread}' unknown; choose from {', '.join(CALIB_SPREADS)}")
-    if spread == "log_macs":
-        pool = sample_archs(space, POOL_PER_CALIB * n_calib, seed, resolutions)
-        calib = spread_by_macs(pool, n_calib)
-    else:
-        calib = sample_archs(space, n_calib, seed, resolutions)
-    holdout = sample_archs(space, n_holdout, seed + 7919, resolutions, exclude={a.id for a in calib})
-    return calib, holdout
 
 
 # ------------------------------------------------------------------------------------- measuring
@@ -526,12 +446,30 @@ def _profile_space(
         flusher.now()
     if not stopped and settings.recheck:
         stopped = _recheck_archs(prof, space, arch_timer, deadline, flusher, rep, fresh, guard)
+    if not stopped:
+        stopped = _probe(prof, space, arch_timer, deadline, guard, log)
     rows = prof.arch_rows(space.name)
     blocks = prof.blocks[prof.blocks["key"].isin(list(units))]
     rep.unstable = int((~blocks["stable"]).sum() + (~rows["stable"]).sum())
     _mark(prof, space.name, rep)
     flusher.now()
     return stopped
+
+
+def _probe(prof, space, timer, deadline, guard, log) -> bool:
+    """Time the host probe's reference archs (nas.profile.probe) and store them in the space's entry, so a
+    later user of this profile can tell whether their host is this one; True when the deadline stopped it."""
+    from nas.profile.probe import probe_archs
+
+    entry = prof.meta.setdefault("spaces", {}).setdefault(space.name, {})
+    archs = [a for a in probe_archs(space) if a.id not in (entry.get("probe") or {})]
+    if not archs:
+        return False
+    log(f"{space.name}: timing the {len(archs)} archs of the host probe")
+    got = dict(measure_quietly(archs, lambda a: measure_arch(a, timer).median_ms, guard, deadline.passed, log))
+    entry["probe"] = {**(entry.get("probe") or {}), **{a.id: float(ms) for a, ms in got.items()}}
+    prof.touch()
+    return len(got) < len(archs)
 
 
 def _recheck_blocks(prof, units, timer, deadline, flusher, rep, progress, space_name, guard) -> bool:

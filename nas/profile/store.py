@@ -2,13 +2,13 @@
 
 Layout of a profile folder::
 
-    profile.yaml   name, description, kind (measured | imported), created / updated, machine
+    profile.yaml   name, description, kind (measured | imported | calibrated: a host's correction, nas.latency.calibrate), created / updated, machine
                    (machine_info), protocol (end-to-end archs) and block_protocol (block table),
                    deploy (how modules were prepared), spaces (per space: resolutions, counts,
                    seed, complete), source / licence (imports), files (table file names)
     blocks.csv     key, median_ms, p25_ms, p75_ms, n, stable, attempts     (one row per unit key)
     archs.csv      space, arch_id, arch, split, median_ms, p25_ms, p75_ms, stable
-                   (arch = canonical JSON; split = calib | holdout | refine)
+                   (arch = canonical JSON; split = calib | holdout | refine | verify)
 
 Large imported tables are stored as ``archs.parquet`` (zstd) instead; ``files`` in profile.yaml
 names the file. Every write replaces a whole file atomically (temp file + rename), so a profile
@@ -34,8 +34,8 @@ from nas.paths import builtin_dir, user_dir
 PROFILE_FILE = "profile.yaml"
 BLOCK_COLUMNS = ("key", "median_ms", "p25_ms", "p75_ms", "n", "stable", "attempts")
 ARCH_COLUMNS = ("space", "arch_id", "arch", "split", "median_ms", "p25_ms", "p75_ms", "stable")
-SPLITS = ("calib", "holdout", "refine")
-KINDS = ("measured", "imported")
+SPLITS = ("calib", "holdout", "refine", "verify")
+KINDS = ("measured", "imported", "calibrated")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 _BLOCK_DTYPES = {

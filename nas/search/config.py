@@ -43,6 +43,8 @@ class SearchConfig:
     init: str = "feasible"  # feasible: first generation (random: every trial) drawn within the budget
     prescreen: int = 8  # candidates screened by the accuracy predictor per pre-screened trial; 0 = off
     prescreen_share: float = 0.5  # share of each batch filled with pre-screened archs (the rest: the strategy)
+    calibrate: str | None = None  # auto | always | never | off (None: $NAS_CALIBRATE, else auto); nas.latency.calibrate
+    verify: bool = True  # measure the Pareto archs here afterwards (when the device is this machine)
 
 
 @dataclass

@@ -110,37 +110,60 @@ def check_budget_feasible(space: SearchSpace, budget: Budget, latency: Callable[
     return values
 
 
-def run_search(cfg: SearchConfig, reporter: Reporter | None = None, evaluator: Any = None) -> SearchResult:
+def run_search(cfg: SearchConfig, reporter: Reporter | None = None, evaluator: Any = None,
+               measure: Any = None) -> SearchResult:
     """Run (or resume) a search and write its run folder; returns the trials table and the Pareto set.
 
-    Progress (trials told, hypervolume so far) and warnings go to ``reporter`` (silent by default)."""
+    Latency is predicted for this host (the shipped profile calibrated here, :mod:`nas.latency.calibrate`)
+    and the front is measured here afterwards (:mod:`nas.search.verify`); ``measure`` (archs -> ms) replaces
+    the timer (tests). Progress (trials told, hypervolume so far) and warnings go to ``reporter``."""
     rep = or_silent(reporter)
     space = load_space(cfg.space)
     budget = Budget.parse(cfg.budget)
     resolve_defaults(cfg, space, budget, rep)
     _check_config(cfg)
-    latency_model = None
+    latency_model, cal = None, None
+    t_start = time.perf_counter()
     if "latency" in cfg.objectives or "latency" in budget.keys:
-        from nas.latency import load_latency_model
+        from nas.latency.calibrate import host_latency
 
         cfg.device = cfg.device or _default_device(space, rep)
-        latency_model = load_latency_model(cfg.device, space)
+        cal = host_latency(cfg.device, space, cfg.calibrate, measure, rep)
+        latency_model = cal.model
     check_budget_feasible(space, budget, latency_model)
     search = _Search(cfg, space, budget, latency_model)
     own_evaluator = evaluator is None
     evaluator = evaluator or _evaluator(cfg, space)
     search.start(evaluator)
-    t_start = time.perf_counter()
+    verified = None
     try:
         with rep.progress(cfg.trials, f"search {space.name}", completed=len(search.rows)) as bar:
             while len(search.rows) < cfg.trials:
                 for row in search.step(evaluator, min(search.batch_size, cfg.trials - len(search.rows))):
                     bar.advance()
                     bar.set_description(f"search {space.name} hv={row.hypervolume:.3g}")
+        verified = _verify(search, cal, evaluator, rep)
     finally:
         if own_evaluator:
             evaluator.close()
-    return search.finish(evaluator, time.perf_counter() - t_start)
+    return search.finish(evaluator, time.perf_counter() - t_start, cal, verified)
+
+
+def _verify(search: _Search, cal: Any, evaluator: Any, rep: Reporter) -> dict | None:
+    """Measure the front here (nas.search.verify) when asked and possible; a note says why not otherwise."""
+    if cal is None:
+        return None
+    if not search.cfg.verify:
+        return {"note": "not verified (--no-verify)"}
+    if cal.measure is None or cal.mode == "off":
+        why = "--calibrate off" if cal.mode == "off" else f"device {search.cfg.device} is not this machine"
+        rep.log(f"verify: nothing measured ({why}); the front's latencies are predictions")
+        return {"note": f"not verified: {why}"}
+    from nas.search.verify import verify
+
+    report = verify(search, cal, evaluator, rep)
+    rep.log(report.line())
+    return {**report.to_dict(), "line": report.line()}
 
 
 def resolve_defaults(cfg: SearchConfig, space: SpaceFamily, budget: Budget, reporter: Reporter) -> None:
@@ -356,17 +379,20 @@ class _Search:
         return told
 
     # ---- the end -------------------------------------------------------------------------------------
-    def finish(self, evaluator: Any, elapsed: float) -> SearchResult:
+    def finish(self, evaluator: Any, elapsed: float, cal: Any = None, verified: dict | None = None) -> SearchResult:
         """Write the run folder (nas.search.report) and return the result."""
         import pandas as pd
 
         from nas.search.report import write_run
+        from nas.search.verify import row_front
 
         table = pd.DataFrame([r.record(self.measure) for r in self.rows])
-        pareto = _pareto_rows(self.study, self.rows)
+        pareto = row_front(self.rows, self.columns, self.senses)
+        extra = {"prescreen": self._prescreen_summary(), "calibration": cal.to_dict() if cal is not None else None,
+                 "verify": verified}
         summary = write_run(self.run_dir, self.cfg, self.space, table, pareto, self.budget, self.acc_provenance,
                             self.latency.provenance if self.latency else None, elapsed,
-                            getattr(evaluator, "retried", 0), extra={"prescreen": self._prescreen_summary()})
+                            getattr(evaluator, "retried", 0), extra=extra)
         return SearchResult(self.run_dir, self.name, table, pareto, summary)
 
     def _prescreen_summary(self) -> dict | None:
@@ -378,18 +404,6 @@ class _Search:
                 "predictor": pre.provenance, "fits": pre.fits, "last_fit": pre.fit_info or None,
                 "trials": sum(1 for r in self.rows if r.source == "prescreen"),
                 "error_on_screened": screening_error(self.rows)}
-
-
-def _pareto_rows(study: optuna.Study, rows: list[TrialRow]) -> list[TrialRow]:
-    by_number = {r.number: r for r in rows}
-    seen, out = set(), []
-    for t in sorted(study.best_trials, key=lambda t: t.values[0], reverse=True):
-        r = by_number.get(t.number)
-        if r is None or r.arch_id in seen or not r.evaluated and r.duplicate_of is None:
-            continue
-        seen.add(r.arch_id)
-        out.append(r)
-    return out
 
 
 def _hv(rows: list[TrialRow], objectives: tuple[str, ...], lat_ref: float | None) -> float:

@@ -35,6 +35,7 @@ class TrialRow:
     eval_s: float = 0.0
     worker: str | None = None
     hypervolume: float = 0.0
+    measured_latency_ms: float | None = None  # measured on this host by the verification (nas.search.verify)
 
     @property
     def arch_id(self) -> str:
@@ -56,8 +57,14 @@ class TrialRow:
         return self.evaluated and self.duplicate_of is None
 
     def value(self, column: str) -> float | None:
-        """The value of an objective column: accuracy, latency_ms, params, macs or memory."""
+        """The value of an objective column: accuracy, latency_ms (measured where it was), params, macs or memory."""
+        if column == "latency_ms" and self.measured_latency_ms is not None:
+            return self.measured_latency_ms
         return getattr(self, column)
+
+    def costs(self) -> dict[str, float | None]:
+        """The budget's view of the arch: latency (measured where it was, else predicted), params, MACs, memory."""
+        return {"latency": self.value("latency_ms"), "params": self.params, "macs": self.macs, "memory": self.memory}
 
     def record(self, measure: str = "accuracy") -> dict[str, Any]:
         """The plain form (trials table row, stored on the trial); the estimator's value is named ``measure``
@@ -69,6 +76,7 @@ class TrialRow:
                "predicted_accuracy": self.predicted_accuracy}
         out.update({f"violation_{k}": v for k, v in self.violations.items()})
         out["hypervolume"] = self.hypervolume
+        out["measured_latency_ms"] = self.measured_latency_ms
         return out
 
     @classmethod
@@ -80,4 +88,5 @@ class TrialRow:
                    predicted_accuracy=rec.get("predicted_accuracy"), accuracy=rec.get("accuracy", rec.get("score")),
                    evaluated=bool(rec.get("evaluated")), duplicate_of=rec.get("duplicate_of"),
                    eval_s=float(rec.get("eval_s") or 0.0), worker=rec.get("worker"),
-                   hypervolume=float(rec.get("hypervolume") or 0.0))
+                   hypervolume=float(rec.get("hypervolume") or 0.0),
+                   measured_latency_ms=rec.get("measured_latency_ms"))

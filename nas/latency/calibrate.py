@@ -1,0 +1,452 @@
+"""Latency that holds on the machine in front of the user: the host probe and the self-calibration.
+
+A shipped profile fits the host that measured it; another VM with the same CPU label runs 7-45% faster
+or slower. Before a search or design predicts latency for this machine's own device:
+
+1. **Probe** (:func:`run_probe`): a fixed set of reference archs of the space (one dominated by each
+   block type, plus a few spread over the cost range) is timed on this host under the profile's protocol
+   and compared with the profile (its stored probe timings where it has them, else its predictions).
+2. **Calibrate** (:func:`calibrate`) when they disagree (median ratio off by more than 5%, or one
+   reference arch off by more than its tolerance): ``k`` archs spread over the space's latency range are
+   measured and a :class:`~nas.predictors.host.HostCalibrated` correction of the shipped predictor is
+   fitted on them (and the probe's archs).
+3. **Cache** the result as a local profile ``<device>-host-<id>`` in the user's profile folder (never in
+   the package): its measured archs, the probe timings, and the fitted predictor. The cache is reused
+   until the host reboots after it was made, or until a short re-probe drifts by more than 5%.
+
+``mode`` (``--calibrate``): ``auto`` (the above), ``always`` (calibrate now), ``never`` (probe and say how
+far this host is from the profile, predict with the shipped profile), ``off`` (measure nothing here).
+Measurements run only while other processes leave the CPU alone (:mod:`nas.profile.quiet`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nas.errors import NASError, ParamError, ProfileError
+from nas.latency.model import LatencyModel
+from nas.paths import user_dir
+from nas.profile.probe import probe_archs, probe_pool, spread_part
+from nas.reporting import Reporter, or_silent
+from nas.space import Arch, SearchSpace
+
+MODES = ("auto", "always", "never", "off")
+K_DEFAULT = 20  # archs measured to calibrate (besides the probe's)
+DRIFT = 0.05  # a re-probe this far from the cached probe (median ratio) recalibrates
+SCALE_TOL = 0.05  # the probe's median ratio this far from 1 means the profile is another host's
+ARCH_TOL_MEASURED = 0.10  # one reference arch this far from the profile's own probe timing
+ARCH_TOL_PREDICTED = 0.15  # ... from the profile's prediction (which has its own error)
+BUSY_WAIT_S = 120.0  # how long calibration waits for a quiet machine before it gives up
+
+Measure = Callable[[Sequence[Arch]], Sequence[float]]
+"""Times archs on this host: archs -> ms (the default is the profile's protocol, quiet-guarded)."""
+
+
+def default_mode() -> str:
+    """``$NAS_CALIBRATE`` (auto when unset): the default of ``--calibrate``."""
+    mode = os.environ.get("NAS_CALIBRATE", "auto") or "auto"
+    if mode not in MODES:
+        raise ParamError("calibrate", f"'{mode}' (from $NAS_CALIBRATE) unknown; choose from {', '.join(MODES)}")
+    return mode
+
+
+# ----------------------------------------------------------------------------------------- the host
+
+
+def host_id() -> str:
+    """A short stable id of this host (a digest of the host name and the CPU model; no host name is stored)."""
+    import hashlib
+    import socket
+
+    from nas.profile.machine import cpu_model
+
+    return hashlib.sha256(f"{socket.gethostname()}|{cpu_model()}".encode()).hexdigest()[:8]
+
+
+def boot_time() -> float | None:
+    """When this host booted (epoch seconds), from /proc/stat; None where unknown."""
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith("btime"):
+                    return float(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _epoch(iso: str | None) -> float:
+    try:
+        return _dt.datetime.fromisoformat(str(iso)).timestamp()
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def is_this_machine(device: str) -> bool:
+    """Whether ``device`` is a measured CPU profile of this machine's CPU model (so it can be measured here)."""
+    from nas.profile.machine import cpu_model
+    from nas.profile.store import Profile
+
+    try:
+        prof = Profile.load(device)
+    except NASError:
+        return False
+    m = prof.machine
+    return prof.kind == "measured" and m.get("backend") == "torch-cpu" and m.get("cpu_model") == cpu_model()
+
+
+# ----------------------------------------------------------------------------------------- the probe
+
+
+@dataclass
+class Probe:
+    """The probe's timings on this host beside the profile's (``reference``: ``profile`` timings or
+    ``predicted`` ones)."""
+
+    space: str
+    arch_ids: list[str]
+    measured_ms: np.ndarray
+    reference_ms: np.ndarray
+    reference: str
+    seconds: float
+    when: str = field(default_factory=_now)
+
+    @property
+    def ratios(self) -> np.ndarray:
+        return self.measured_ms / self.reference_ms
+
+    @property
+    def median_ratio(self) -> float:
+        return float(np.median(self.ratios))
+
+    @property
+    def worst(self) -> tuple[str, float]:
+        """The reference arch farthest from the profile and its ratio."""
+        i = int(np.argmax(np.abs(np.log(self.ratios))))
+        return self.arch_ids[i], float(self.ratios[i])
+
+    def disagrees(self) -> bool:
+        """Whether this host is not the profile's: median off by > 5%, or one arch off by more than its tolerance."""
+        tol = ARCH_TOL_MEASURED if self.reference == "profile" else ARCH_TOL_PREDICTED
+        return (abs(self.median_ratio - 1) > SCALE_TOL
+                or bool(np.any(np.abs(np.log(self.ratios)) > math.log1p(tol))))
+
+    def describe(self, device: str) -> str:
+        wid, wr = self.worst
+        return (f"probe ({len(self.arch_ids)} archs, {self.seconds:.0f} s): this host measures {self.median_ratio:.2f}x "
+                f"{device}'s {'timings' if self.reference == 'profile' else 'predictions'} (median; farthest arch "
+                f"{wid} {wr:.2f}x)")
+
+
+def run_probe(space: SearchSpace, model: LatencyModel, measure: Measure,
+              reference: dict[str, float] | None = None, archs: Sequence[Arch] | None = None) -> Probe:
+    """Time the probe archs here; compare with ``reference`` (arch id -> ms measured by the profile's host)
+    where it covers them, else with ``model``'s predictions."""
+    archs = list(archs) if archs is not None else probe_archs(space)
+    t0 = time.perf_counter()
+    ms = np.asarray(list(measure(archs)), dtype=float)
+    secs = time.perf_counter() - t0
+    ids = [a.id for a in archs]
+    if reference and all(i in reference for i in ids):
+        ref, kind = np.array([reference[i] for i in ids], dtype=float), "profile"
+    else:
+        ref, kind = np.asarray(model.predict(archs), dtype=float), "predicted"
+    return Probe(space.name, ids, ms, ref, kind, secs)
+
+
+# ----------------------------------------------------------------------------------------- measuring
+
+
+def quiet_measure(device: str, reporter: Reporter | None = None, wait_s: float = BUSY_WAIT_S) -> Measure:
+    """Archs -> ms on this host under ``device``'s end-to-end protocol, measured only while the machine is
+    quiet (waits up to ``wait_s`` for other processes to calm down, saying so)."""
+    from nas.profile.quiet import QuietGuard, measure_quietly
+    from nas.profile.run import measure_arch
+    from nas.profile.store import Profile
+    from nas.profile.timer import Protocol, Timer
+
+    rep = or_silent(reporter)
+    timer = Timer(Protocol.from_dict(Profile.load(device).meta.get("protocol") or {}))
+
+    def measure(archs: Sequence[Arch]) -> list[float]:
+        archs = list(archs)
+        guard = QuietGuard(max_wait_s=wait_s)
+        got = dict(measure_quietly(range(len(archs)), lambda i: measure_arch(archs[i], timer).median_ms, guard,
+                                   log=rep.log))
+        return [got[i] for i in range(len(archs))]
+
+    return measure
+
+
+# ----------------------------------------------------------------------------------------- the cache
+
+
+def local_name(device: str) -> str:
+    """The local profile that holds ``device``'s calibration on this host."""
+    return f"{device}-host-{host_id()}"
+
+
+def _local_path(device: str) -> Path:
+    return user_dir("hardware_profiles") / local_name(device)
+
+
+def _open_local(device: str):
+    from nas.profile.machine import machine_info
+    from nas.profile.store import Profile
+    from nas.profile.timer import Protocol
+
+    path = _local_path(device)
+    if Profile.exists(path):
+        return Profile.load(path)
+    base = Profile.load(device)
+    machine = machine_info(Protocol.from_dict(base.meta.get("protocol") or {}))
+    return Profile.create(path, local_name(device), kind="calibrated", machine=machine,
+                          protocol=base.meta.get("protocol"), base_device=device, host=host_id(),
+                          description=f"{device} calibrated on host {host_id()} (made by nas; safe to delete)")
+
+
+def _cached(device: str, space: SearchSpace) -> tuple[dict[str, Any], LatencyModel] | None:
+    """The cached calibration of ``device`` for ``space`` on this host, if it was made since the last boot."""
+    from nas.latency.files import predictor_name
+    from nas.profile.store import Profile
+
+    path = _local_path(device)
+    if not Profile.exists(path):
+        return None
+    try:
+        prof = Profile.load(path)
+        entry = (prof.meta.get("calibration") or {}).get(space.name)
+        if not entry:
+            return None
+        boot = boot_time()
+        if boot is not None and _epoch(entry.get("when")) < boot:
+            return None
+        pred = user_dir("predictors") / predictor_name(local_name(device), space.name)
+        model = LatencyModel.load(pred) if entry.get("calibrated") else None
+    except NASError:
+        return None
+    return entry, model
+
+
+# ----------------------------------------------------------------------------------------- calibration
+
+
+@dataclass
+class Calibration:
+    """What :func:`host_latency` did: the model to predict with and one line saying how it was obtained."""
+
+    model: LatencyModel
+    line: str
+    mode: str
+    calibrated: bool = False
+    probe: Probe | None = None
+    measured: dict[str, float] = field(default_factory=dict)  # arch id -> ms measured here (probe + calibration)
+    measure: Measure | None = None  # times archs on this host (None: this device is not this machine)
+    seconds: float = 0.0
+    local: str | None = None  # the local profile's name
+
+    def to_dict(self) -> dict[str, Any]:
+        p = self.probe
+        return {"mode": self.mode, "calibrated": self.calibrated, "line": self.line, "seconds": round(self.seconds, 1),
+                "local_profile": self.local,
+                "probe": None if p is None else {"archs": len(p.arch_ids), "median_ratio": p.median_ratio,
+                                                 "reference": p.reference, "seconds": round(p.seconds, 1)}}
+
+
+def latency_spread(model: LatencyModel, pool: Sequence[Arch], k: int) -> list[Arch]:
+    """``k`` archs of ``pool`` evenly spaced in log predicted latency (the space's latency range)."""
+    pred = np.log(np.maximum(model.predict(list(pool)), 1e-9))
+    order = np.argsort(pred, kind="stable")
+    picks = np.unique(np.round(np.linspace(0, len(pool) - 1, min(k, len(pool)))).astype(int))
+    return [pool[order[i]] for i in picks]
+
+
+def fit_host(base: LatencyModel, archs: Sequence[Arch], ms: Sequence[float], device: str) -> LatencyModel:
+    """The shipped ``base`` corrected to this host from ``archs`` measured here (``ms``)."""
+    from nas.predictors.host import HostCalibrated
+
+    X = base.featurise(list(archs))
+    est = HostCalibrated().fit(X, np.asarray(ms, dtype=float), base=base.estimator,
+                               extra=base.features.extra_matrix(X) if hasattr(base.features, "extra_matrix") else None)
+    loo = est.metadata["loo"]
+    est.metadata.update({
+        "device": local_name(device), "kind_label": base.kind,
+        "calibration": {"base_device": device, "host": host_id(), "archs": len(archs), "when": _now(),
+                        "loo_mape": loo["mape"], "loo_within_10": loo["within_10"],
+                        "base_mape_here": est.metadata["base_on_host"]["mape"]},
+        "held_out": None,
+    })
+    return LatencyModel(est, base.space)
+
+
+def calibrate(base: LatencyModel, device: str, measure: Measure, probe: Probe | None = None,
+              k: int = K_DEFAULT, extra: dict[str, float] | None = None,
+              reporter: Reporter | None = None) -> tuple[LatencyModel, dict[str, float]]:
+    """Measure ``k`` archs spread over the space's latency range (besides the probe's and ``extra``'s, which
+    count too), fit the host correction and cache it; returns (model, arch id -> measured ms)."""
+    space = base.space
+    pool = probe_pool(space)
+    measured: dict[str, float] = dict(extra or {})
+    if probe is not None:
+        measured.update(zip(probe.arch_ids, probe.measured_ms.tolist()))
+    todo = [a for a in latency_spread(base, pool, k) if a.id not in measured]
+    with or_silent(reporter).progress(len(todo), f"calibrating {space.name} on this host") as bar:
+        for a in todo:  # one at a time, so the progress bar moves
+            measured[a.id] = float(list(measure([a]))[0])
+            bar.advance()
+    archs = _archs_of(space, measured, pool)
+    model = fit_host(base, archs, [measured[a.id] for a in archs], device)
+    _store(device, space, archs, measured, probe, model)
+    return model, measured
+
+
+def _archs_of(space: SearchSpace, measured: dict[str, float], known: Sequence[Arch] = ()) -> list[Arch]:
+    """The archs of ``measured`` (ids), from ``known`` or else read back from this host's local profiles."""
+    by_id = {a.id: a for a in known}
+    if any(i not in by_id for i in measured):
+        from nas.profile.store import Profile
+
+        for path in user_dir("hardware_profiles").glob(f"*-host-{host_id()}"):
+            if Profile.exists(path):
+                for a in Profile.load(path).archs_of(space)[0]:
+                    by_id.setdefault(a.id, a)
+    return [by_id[i] for i in measured if i in by_id]
+
+
+def _store(device: str, space: SearchSpace, archs: Sequence[Arch], measured: dict[str, float],
+           probe: Probe | None, model: LatencyModel | None, split: str = "calib") -> None:
+    """Write the measured archs, the probe and the fitted predictor into the local profile (atomic files)."""
+    from nas.latency.files import predictor_name
+
+    prof = _open_local(device)
+    done = set(prof.arch_rows(space.name)["arch_id"]) if len(prof.archs) else set()
+    prof.add_archs([{"space": space.name, "arch_id": a.id, "arch": a.key, "split": split,
+                     "median_ms": measured[a.id], "p25_ms": measured[a.id], "p75_ms": measured[a.id], "stable": True}
+                    for a in archs if a.id not in done])
+    cal = prof.meta.setdefault("calibration", {})
+    entry = cal.get(space.name) or {}
+    if probe is not None:
+        entry["probe"] = {i: float(v) for i, v in zip(probe.arch_ids, probe.measured_ms)}
+        entry["probe_vs_profile"] = {"median_ratio": probe.median_ratio, "reference": probe.reference}
+    entry["when"] = _now()
+    if model is not None:
+        entry["calibrated"] = True
+        entry.update({k: v for k, v in model.metadata["calibration"].items() if k != "when"})
+        model.save(user_dir("predictors") / predictor_name(local_name(device), space.name))
+    cal[space.name] = entry
+    prof.touch()
+    prof.flush()
+
+
+# ----------------------------------------------------------------------------------------- the entry point
+
+
+def host_latency(device: str, space: SearchSpace, mode: str | None = None, measure: Measure | None = None,
+                 reporter: Reporter | None = None, k: int = K_DEFAULT) -> Calibration:
+    """The latency model to use for ``device`` on this host (see the module docstring for ``mode``).
+
+    ``measure`` times archs here (default: :func:`quiet_measure`; tests pass a fake). A machine that stays
+    busy is not measured: the shipped model is used and a warning says so."""
+    from nas.latency.model import load_latency_model
+
+    mode = mode or default_mode()
+    if mode not in MODES:
+        raise ParamError("calibrate", f"'{mode}' unknown; choose from {', '.join(MODES)}")
+    rep = or_silent(reporter)
+    base = load_latency_model(device, space)
+    if mode == "off":
+        return Calibration(base, f"latency: {base.provenance} (not checked on this host: --calibrate off)", mode)
+    if measure is None and not is_this_machine(device):
+        return Calibration(base, f"latency: {base.provenance} (device {device} is not this machine: nothing "
+                                 "measured here)", mode)
+    measure = measure or quiet_measure(device, rep)
+    t0 = time.perf_counter()
+    try:
+        cal = _host_latency(base, device, space, mode, measure, rep, k)
+    except ProfileError as e:  # the machine stayed busy: no figures from a loaded machine
+        rep.warn(f"latency not checked on this host: {e}")
+        return Calibration(base, f"latency: {base.provenance} (not calibrated: the machine stayed busy)", mode,
+                           measure=measure)
+    cal.seconds = time.perf_counter() - t0
+    cal.measure = measure
+    cal.local = local_name(device)
+    rep.log(cal.line)
+    return cal
+
+
+def _host_latency(base: LatencyModel, device: str, space: SearchSpace, mode: str, measure: Measure, rep: Reporter,
+                  k: int) -> Calibration:
+    cached = _cached(device, space) if mode == "auto" else None
+    if cached is not None:
+        entry, model = cached
+        stored = entry.get("probe") or {}
+        spread = [a for a in spread_part(space) if a.id in stored]
+        if spread:
+            re = run_probe(space, base, measure, reference=stored, archs=spread)
+            if abs(re.median_ratio - 1) <= DRIFT:
+                use = model or base
+                how = (f"{use.provenance} (cached {entry.get('when')}; re-probe within "
+                       f"{100 * abs(re.median_ratio - 1):.1f}%)")
+                return Calibration(use, f"latency: {how}", mode, calibrated=model is not None, probe=re)
+            rep.log(f"re-probe drifted {100 * (re.median_ratio - 1):+.1f}% from the cached probe: calibrating again")
+            mode = "always"
+    probe = run_probe(space, base, measure, reference=_profile_probe(device, space))
+    if mode == "never":
+        verdict = "this host differs from the profile" if probe.disagrees() else "this host matches the profile"
+        return Calibration(base, f"latency: {base.provenance}; {probe.describe(device)}: {verdict}; --calibrate "
+                                 "never: predictions are not corrected", mode, probe=probe)
+    if mode == "auto" and not probe.disagrees():
+        _store(device, space, [], {}, probe, None)
+        return Calibration(base, f"latency: {base.provenance}; {probe.describe(device)}: this host matches it",
+                           mode, probe=probe)
+    rep.log(f"{probe.describe(device)}: calibrating the profile to this host")
+    model, measured = calibrate(base, device, measure, probe, k, reporter=rep)
+    c = model.metadata["calibration"]
+    line = (f"latency: {probe.describe(device)}; calibrated on {c['archs']} archs measured here "
+            f"(leave-one-out MAPE {100 * c['loo_mape']:.1f}%, {100 * c['loo_within_10']:.0f}% within ±10%), cached as "
+            f"{local_name(device)}")
+    return Calibration(model, line, mode, calibrated=True, probe=probe, measured=measured)
+
+
+def _profile_probe(device: str, space: SearchSpace) -> dict[str, float] | None:
+    """The probe timings the profile's own host stored (``probe`` in its space entry), if any."""
+    from nas.profile.store import Profile
+
+    try:
+        entry = Profile.load(device).space_meta(space.name)
+    except NASError:
+        return None
+    probe = entry.get("probe") if isinstance(entry, dict) else None
+    return {str(k): float(v) for k, v in probe.items()} if isinstance(probe, dict) else None
+
+
+def record_measurements(device: str, space: SearchSpace, archs: Sequence[Arch], ms: Sequence[float],
+                        split: str = "verify") -> None:
+    """Add archs measured on this host (e.g. a search's verified winners) to the local profile."""
+    _store(device, space, list(archs), {a.id: float(m) for a, m in zip(archs, ms)}, None, None, split=split)
+
+
+def refit(device: str, base_device: LatencyModel, space: SearchSpace, known: Sequence[Arch] = ()) -> LatencyModel:
+    """Refit the host correction on every arch measured here for ``space`` (calibration, probe, verification)."""
+    from nas.profile.store import Profile
+
+    prof = Profile.load(_local_path(device))
+    rows = prof.arch_rows(space.name)
+    measured = dict(zip(rows["arch_id"], rows["median_ms"].astype(float)))
+    archs = _archs_of(space, measured, known)
+    model = fit_host(base_device, archs, [measured[a.id] for a in archs], device)
+    _store(device, space, [], {}, None, model)
+    return model

@@ -1,0 +1,131 @@
+"""Verified winners: after a search on this machine's device, the Pareto archs are measured here.
+
+A front is only reported as inside the budget when its archs are, measured. Each round measures the
+front's archs not measured yet (those whose prediction interval straddles the latency limit first); an
+arch that breaks the budget when measured stops counting as feasible, its measurement goes into the
+host's local profile, the host correction is refitted on everything measured here and the search goes on
+for a few more batches with the refitted predictor. After ``rounds`` refits the front is only measured
+and filtered (no more search) until every reported arch is measured and inside the budget.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nas.cost.budget import Budget
+from nas.reporting import Reporter
+from nas.search.pareto import pareto_mask
+from nas.search.rows import TrialRow
+
+ROUNDS = 3  # refit-and-search rounds at most
+MAX_PASSES = 12  # measuring passes at most (the last rounds only measure and filter)
+
+
+def row_front(rows: Sequence[TrialRow], columns: Sequence[str], senses: Sequence[str]) -> list[TrialRow]:
+    """The feasible, scored, non-dominated rows (one per arch), best estimator value first; latency is the
+    measured one where the arch was measured."""
+    first: dict[str, TrialRow] = {}
+    for r in rows:
+        if r.feasible and r.accuracy is not None:
+            first.setdefault(r.arch_id, r)
+    cand = list(first.values())
+    if not cand:
+        return []
+    vals = np.array([[r.value(c) for c in columns] for r in cand], dtype=float)
+    keep = pareto_mask(vals, senses)
+    return sorted((r for r, k in zip(cand, keep) if k), key=lambda r: (-(r.accuracy or 0.0), r.number))
+
+
+def restate(rows: Sequence[TrialRow], budget: Budget, measured: dict[str, float],
+            latency: Any = None) -> None:
+    """Bring rows up to date: measured latencies where known, predictions from ``latency`` (when given) for
+    the rest, and each row's budget test from those."""
+    if latency is not None:
+        pred = latency.predict([r.arch for r in rows])
+        for r, p in zip(rows, pred):
+            r.latency_ms = float(p)
+    for r in rows:
+        if r.arch_id in measured:
+            r.measured_latency_ms = measured[r.arch_id]
+        r.violations = budget.violations(r.costs())
+
+
+@dataclass
+class VerifyReport:
+    """What the verification did (summary.json ``verify``)."""
+
+    device: str
+    rounds: int = 0
+    refits: int = 0
+    measured: int = 0
+    extra_trials: int = 0
+    dropped: list[dict[str, Any]] = field(default_factory=list)
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device": self.device, "rounds": self.rounds, "refits": self.refits, "measured": self.measured,
+                "extra_trials": self.extra_trials, "dropped": self.dropped, "note": self.note}
+
+    def line(self) -> str:
+        drop = (f"{len(self.dropped)} dropped for breaking the budget when measured"
+                if self.dropped else "none broke the budget")
+        return (f"verified on this host: {self.measured} archs measured in {self.rounds} round(s), {drop}, "
+                f"{self.refits} refit(s), {self.extra_trials} extra trials")
+
+
+def _order(front: list[TrialRow], latency: Any, limit: float | None) -> list[TrialRow]:
+    """Archs whose 90% prediction interval straddles the limit first (the likeliest to be wrong about it)."""
+    if limit is None or not hasattr(latency, "predict_interval") or not front:
+        return front
+    _, lo, hi = latency.predict_interval([r.arch for r in front], coverage=0.9)
+    straddle = [(lo_ <= limit <= hi_) for lo_, hi_ in zip(lo, hi)]
+    return [r for r, s in zip(front, straddle) if s] + [r for r, s in zip(front, straddle) if not s]
+
+
+def verify(search: Any, cal: Any, evaluator: Any, reporter: Reporter, rounds: int = ROUNDS) -> VerifyReport:
+    """Measure ``search``'s front on this host until it holds (see the module docstring); ``cal`` is the
+    :class:`~nas.latency.calibrate.Calibration` the search predicted with (its ``measure`` times archs)."""
+    from nas.latency.calibrate import record_measurements, refit
+
+    rep = VerifyReport(device=cal.local or search.cfg.device)
+    measured: dict[str, float] = dict(cal.measured)
+    limit_c = search.budget.get("latency")
+    limit = limit_c.limit if limit_c is not None else None
+    base = None
+    extra = max(search.batch_size, search.cfg.trials // 5)
+    for _ in range(MAX_PASSES):
+        restate(search.rows, search.budget, measured)
+        front = row_front(search.rows, search.columns, search.senses)
+        todo = [r for r in _order(front, search.latency, limit) if r.arch_id not in measured]
+        if not todo:
+            break
+        rep.rounds += 1
+        ms = list(cal.measure([r.arch for r in todo]))
+        measured.update({r.arch_id: float(m) for r, m in zip(todo, ms)})
+        rep.measured += len(todo)
+        record_measurements(search.cfg.device, search.space, [r.arch for r in todo], ms)
+        broke = [r for r, m in zip(todo, ms) if limit is not None and m > limit]
+        rep.dropped += [{"id": r.arch_id, "predicted_ms": r.latency_ms, "measured_ms": float(m)}
+                        for r, m in zip(todo, ms) if limit is not None and m > limit]
+        reporter.log(f"verify: measured {len(todo)} Pareto archs here, {len(broke)} over the budget")
+        if not broke or rep.refits >= rounds:
+            continue
+        from nas.latency.model import load_latency_model
+
+        base = base or load_latency_model(search.cfg.device, search.space)
+        search.latency = refit(search.cfg.device, base, search.space, known=[r.arch for r in search.rows])
+        if search.prescreen is not None:
+            search.prescreen.latency_model = search.latency
+        rep.refits += 1
+        restate(search.rows, search.budget, measured, search.latency)
+        target = len(search.rows) + extra
+        while len(search.rows) < target:
+            search.step(evaluator, min(search.batch_size, target - len(search.rows)))
+        rep.extra_trials += extra
+    else:
+        rep.note = f"stopped after {MAX_PASSES} measuring passes"
+    restate(search.rows, search.budget, measured)
+    return rep

@@ -1,0 +1,184 @@
+"""Latency that holds on this host: the probe, the cached self-calibration, and verified winners.
+
+Timings come from fake timers built on the shipped predictor (scaled, or with one block type slowed), so
+the tests are exact and do not depend on the load of the machine running them.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nas.latency import calibrate as cal_mod
+from nas.latency import load_latency_model
+from nas.latency.calibrate import host_latency, local_name
+from nas.predictors import HostCalibrated, load_predictor
+from nas.profile.probe import probe_archs
+from nas.profile.run import sample_archs
+from nas.profile.store import Profile
+from nas.search.config import SearchConfig
+from nas.search.engine import run_search
+
+DEVICE = "cpu-amd-epyc-1t-b1"
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAS_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_latency_model(DEVICE, "tiny")
+
+
+class FakeHost:
+    """A host whose latencies are the shipped prediction x ``scale``, with blocks named ``slow`` x ``factor``."""
+
+    def __init__(self, base, scale=1.0, slow: str | None = None, factor=1.0, noise=0.0, seed=0):
+        self.base, self.scale, self.slow, self.factor, self.noise = base, scale, slow, factor, noise
+        self.rng = np.random.default_rng(seed)
+        self.calls = 0
+
+    def __call__(self, archs):
+        archs = list(archs)
+        self.calls += len(archs)
+        y = self.scale * self.base.predict(archs)
+        if self.slow:
+            tp = self.base.estimator.block_table()
+            a = self.base.estimator.coef_[0]
+            t = np.array([sum(tp.lookup(k) for k in ks if k.startswith(self.slow + "|"))
+                          for ks in self.base.features(archs)])
+            y = y + (self.factor - 1) * a * self.scale * t
+        return list(y * np.exp(self.rng.normal(0, self.noise, len(y))))
+
+
+def test_probe_archs_cover_every_block_type_and_are_fixed(tiny):
+    a, b = probe_archs(tiny.space), probe_archs(tiny.space)
+    assert [x.id for x in a] == [x.id for x in b]
+    names = {k.split("|")[0] for ks in tiny.features(a) for k in ks}
+    pool_names = {k.split("|")[0] for ks in tiny.features(sample_archs(tiny.space, 300, 5)) for k in ks}
+    assert pool_names <= names
+
+
+@pytest.mark.parametrize("host", [dict(scale=0.6), dict(scale=1.5), dict(slow="layer:mbconv", factor=1.5)])
+def test_the_probe_notices_another_host(home, tiny, host):
+    fake = FakeHost(tiny, noise=0.01, **host)
+    probe = cal_mod.run_probe(tiny.space, tiny, fake)
+    assert probe.disagrees(), probe.describe(DEVICE)
+
+
+def test_the_probe_accepts_the_profiles_own_host(home, tiny):
+    probe = cal_mod.run_probe(tiny.space, tiny, FakeHost(tiny, noise=0.01))
+    assert not probe.disagrees(), probe.describe(DEVICE)
+    cal = host_latency(DEVICE, tiny.space, "auto", FakeHost(tiny, noise=0.01))
+    assert not cal.calibrated and "matches" in cal.line
+
+
+@pytest.mark.parametrize("host", [dict(scale=0.6), dict(scale=1.5), dict(slow="layer:mbconv", factor=1.5)])
+def test_calibration_meets_the_target_on_fresh_archs(home, tiny, host):
+    fake = FakeHost(tiny, noise=0.01, **host)
+    cal = host_latency(DEVICE, tiny.space, "auto", fake)
+    assert cal.calibrated
+    fresh = sample_archs(tiny.space, 60, 991)
+    err = cal.model.predict(fresh) / np.asarray(FakeHost(tiny, noise=0.0, **host)(fresh)) - 1
+    assert np.mean(np.abs(err) <= 0.10) >= 0.95 and np.median(np.abs(err)) <= 0.03
+    assert "calibrated on this host" in cal.model.provenance and "leave-one-out MAPE" in cal.model.provenance
+
+
+def test_calibration_is_cached_reused_and_redone_after_drift_or_reboot(home, tiny, monkeypatch):
+    fake = FakeHost(tiny, scale=1.3)
+    first = host_latency(DEVICE, tiny.space, "auto", fake)
+    n_first = fake.calls
+    assert first.calibrated and n_first >= cal_mod.K_DEFAULT
+    local = home / "hardware_profiles" / local_name(DEVICE)
+    prof = Profile.load(local)
+    assert prof.kind == "calibrated" and len(prof.arch_rows("tiny")) == n_first
+    saved = load_predictor(home / "predictors" / f"{local_name(DEVICE)}-tiny.json")
+    assert isinstance(saved, HostCalibrated)
+
+    again = host_latency(DEVICE, tiny.space, "auto", fake)  # cached: only the short re-probe runs
+    assert again.calibrated and "cached" in again.line
+    assert 0 < fake.calls - n_first <= 4
+    np.testing.assert_allclose(again.model.predict(probe_archs(tiny.space)), first.model.predict(probe_archs(tiny.space)))
+
+    fake.scale = 1.3 * 1.2  # the host got slower: the re-probe drifts, calibration runs again
+    n = fake.calls
+    drifted = host_latency(DEVICE, tiny.space, "auto", fake)
+    assert drifted.calibrated and fake.calls - n >= cal_mod.K_DEFAULT
+    ratio = drifted.model.predict(probe_archs(tiny.space)) / first.model.predict(probe_archs(tiny.space))
+    assert np.allclose(ratio, 1.2, rtol=0.03)
+
+    monkeypatch.setattr(cal_mod, "boot_time", lambda: 4.0e9)  # rebooted after the cache was made
+    n = fake.calls
+    host_latency(DEVICE, tiny.space, "auto", fake)
+    assert fake.calls - n > 4
+
+
+def test_never_reports_the_disagreement_and_off_measures_nothing(home, tiny):
+    fake = FakeHost(tiny, scale=1.5)
+    never = host_latency(DEVICE, tiny.space, "never", fake)
+    assert not never.calibrated and "1.50x" in never.line and "not corrected" in never.line
+    assert never.model.predict(probe_archs(tiny.space)[:1])[0] == pytest.approx(
+        tiny.predict(probe_archs(tiny.space)[:1])[0])
+    n = fake.calls
+    off = host_latency(DEVICE, tiny.space, "off", fake)
+    assert fake.calls == n and "--calibrate off" in off.line
+    assert not (home / "hardware_profiles").exists()  # neither wrote a calibration
+
+
+def test_a_bad_mode_names_the_parameter(home, tiny, monkeypatch):
+    from nas.errors import ParamError
+
+    with pytest.raises(ParamError, match="calibrate.*choose from auto, always, never, off"):
+        host_latency(DEVICE, tiny.space, "sometimes", FakeHost(tiny))
+    monkeypatch.setenv("NAS_CALIBRATE", "maybe")
+    with pytest.raises(ParamError, match=r"NAS_CALIBRATE"):
+        cal_mod.default_mode()
+
+
+class NearLimitSlower(FakeHost):
+    """This host runs every arch predicted near the limit 30% slower than the calibration can learn."""
+
+    def __init__(self, base, limit):
+        super().__init__(base, scale=1.0)
+        self.limit = limit
+
+    def __call__(self, archs):
+        archs = list(archs)
+        y = np.asarray(super().__call__(archs))
+        return list(np.where((y > 0.85 * self.limit) & (y <= self.limit), 1.3 * y, y))
+
+
+def test_verify_drops_budget_violators_refits_and_reports_a_measured_front(home, tiny, tmp_path):
+    limit = 0.5
+    fake = NearLimitSlower(tiny, limit)
+    res = run_search(SearchConfig(budget=f"latency:{limit}ms", space="tiny", trials=40, seed=0,
+                                  accuracy="proxy:params", runs_dir=tmp_path / "runs", calibrate="auto"),
+                     measure=fake)
+    s = res.summary
+    ver = s["verify"]
+    assert ver["dropped"] and ver["refits"] >= 1 and ver["extra_trials"] > 0
+    assert s["trials"] == 40 + ver["extra_trials"]
+    assert s["pareto"]
+    for e in s["pareto"]:  # every reported arch was measured here and meets the budget as measured
+        assert e["provenance"]["latency"].startswith("measured on this host")
+        assert e["metrics"]["latency_ms"] <= limit
+        assert e["metrics"]["latency_predicted_ms"] is not None
+    dropped = {d["id"] for d in ver["dropped"]}
+    assert not dropped & {e["id"] for e in s["pareto"]}
+    assert all(d["measured_ms"] > limit for d in ver["dropped"])
+    rows = Profile.load(home / "hardware_profiles" / local_name(DEVICE)).arch_rows("tiny")
+    assert dropped <= set(rows["arch_id"])  # the violators' measurements went into the local profile
+    assert "verified on this host" in ver["line"] and f"{len(dropped)} dropped" in ver["line"]
+
+
+def test_no_verify_and_a_device_that_is_not_this_machine_say_why_nothing_was_measured(home, tmp_path):
+    base = dict(budget="latency:20ms", space="tiny", trials=8, accuracy="proxy:params", calibrate="auto")
+    res = run_search(SearchConfig(**base, verify=False, runs_dir=tmp_path / "a"),
+                     measure=lambda archs: [0.4] * len(list(archs)))
+    assert res.summary["verify"] == {"note": "not verified (--no-verify)"}
+    res = run_search(SearchConfig(budget="latency:20ms", space="ofa-mbv3", trials=8, accuracy="proxy:params",
+                                  device="gpu-v100-b1", runs_dir=tmp_path / "b", calibrate="auto"))
+    assert "not this machine" in res.summary["verify"]["note"]
+    assert "not this machine" in res.summary["calibration"]["line"]
