@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 from nas.cli import ui
+from nas.cli.flags import add_calibrate_flag
 from nas.errors import NASError
 from nas.units import fmt_bytes, fmt_macs, fmt_ms, fmt_params
 
@@ -24,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("design", help="design archs by mathematical programming on a training-free score")
     p.add_argument("--space", default="hybrid", help="built-in space name or YAML path (default hybrid)")
     p.add_argument("--device", help="device whose latency predictor prices latency (needed for latency:...)")
+    add_calibrate_flag(p)
     p.add_argument(
         "--budget",
         action="append",
@@ -85,7 +87,7 @@ def _fmt_row(row: dict) -> dict:
 def cmd_design(args: argparse.Namespace) -> int:
     from nas.cost.budget import Budget
     from nas.design import design, evolve
-    from nas.latency import load_latency_model
+    from nas.latency.calibrate import latency_model_here
     from nas.space import load_space
 
     if args.top < 1:
@@ -95,7 +97,7 @@ def cmd_design(args: argparse.Namespace) -> int:
     space = load_space(args.space)
     budget = Budget.parse(args.budget)
     rho = _rho(args.rho)
-    latency = load_latency_model(args.device, space) if args.device else None
+    latency = latency_model_here(args.device, space, args.calibrate, ui.reporter()) if args.device else None
     lat_src = latency.provenance if latency is not None else None
 
     with ui.progress(None, f"nas design {space.name}") as bar:

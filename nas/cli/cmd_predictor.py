@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 
 from nas.cli import ui
+from nas.cli.flags import add_calibrate_flag
 from nas.errors import NASError
 
 METRICS = ["n", "rmse_ms", "mape", "within_5", "within_10", "spearman", "kendall"]
@@ -73,6 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--device", help="default: this machine's shipped profile")
     q.add_argument("--space", help="space of the archs when the files do not name it")
     q.add_argument("--coverage", type=float, default=0.9, help="interval coverage (default 0.9)")
+    add_calibrate_flag(q)
     q.set_defaults(func=cmd_predict)
 
 
@@ -247,7 +249,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from nas.latency import load_latency_model
+    from nas.latency.calibrate import latency_model_here
     from nas.profile.run import read_arch_file
 
     archs = read_arch_file(args.archs, args.space)
@@ -256,7 +258,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise NASError(
             f"{args.archs}: archs of several spaces ({', '.join(sorted(spaces))}); predict one at a time"
         )
-    pred = load_latency_model(args.device, archs[0].space)
+    pred = latency_model_here(args.device, archs[0].space, args.calibrate, ui.reporter())
     ms, lo, hi = pred.predict_interval(archs, args.coverage)
     rows = [
         {"id": a.id, "latency_ms": float(m), "low_ms": float(lo_), "high_ms": float(hi_), "arch": str(a)}

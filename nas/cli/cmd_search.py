@@ -12,8 +12,8 @@ import argparse
 from pathlib import Path
 
 from nas.cli import ui
+from nas.cli.flags import add_calibrate_flag
 from nas.errors import NASError
-from nas.latency.calibrate import MODES
 from nas.search.config import STRATEGIES, SearchConfig
 from nas.units import fmt_bytes, fmt_macs, fmt_ms, fmt_params
 
@@ -50,10 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prescreen-share", default="0.5", metavar="F",
                    help="share of each batch filled with pre-screened archs, 0 < F <= 1 (default 0.5; the "
                         "strategy fills the rest and keeps exploring)")
-    p.add_argument("--calibrate", choices=MODES, default=None,
-                   help="check the device profile against this host first (a ~10 s probe): auto (default, or "
-                        "$NAS_CALIBRATE) calibrates it here when they disagree and caches that; always: calibrate "
-                        "now; never: only say how far off it is; off: measure nothing here")
+    add_calibrate_flag(p)
     p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
                    help="measure the Pareto archs on this host afterwards; an arch over the budget when measured is "
                         "dropped, the predictor refitted and the search continued (default on; --no-verify: off)")

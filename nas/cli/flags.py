@@ -37,3 +37,13 @@ def config_from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> A
     """The dataclass ``cls`` from parsed flags (fields without a flag keep their defaults)."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
     return cls(**{**values, **overrides})
+
+
+def add_calibrate_flag(parser: argparse.ArgumentParser) -> None:
+    """``--calibrate``: how a command that predicts latency for this machine checks the profile first."""
+    from nas.latency.calibrate import MODES
+
+    parser.add_argument("--calibrate", choices=MODES, default=None,
+                        help="check the device profile against this host first (a short probe): auto (default, or "
+                             "$NAS_CALIBRATE) calibrates it here when they disagree and caches that; always: "
+                             "calibrate now; never: only say how far off it is; off: measure nothing here")

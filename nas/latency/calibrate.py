@@ -450,3 +450,18 @@ def refit(device: str, base_device: LatencyModel, space: SearchSpace, known: Seq
     model = fit_host(base_device, archs, [measured[a.id] for a in archs], device)
     _store(device, space, [], {}, None, model)
     return model
+
+
+def latency_model_here(device: str | None, space: SearchSpace, mode: str | None = None,
+                       reporter: Reporter | None = None) -> LatencyModel:
+    """The latency model a command predicts with: a predictor file as given, else ``device``'s profile (default:
+    this machine's shipped one) checked against this host by :func:`host_latency`."""
+    from nas.latency.model import load_latency_model
+    from nas.profile.store import default_device
+
+    if device is not None and Path(device).suffix == ".json":
+        return load_latency_model(device, space)
+    device = device or default_device()
+    if device is None:
+        return load_latency_model(None, space)  # says there is no profile of this machine and what to do
+    return host_latency(device, space, mode, reporter=reporter).model
