@@ -326,3 +326,16 @@ def test_fmt_duration():
         "2h03m",
         "?",
     ]
+
+
+def test_start_up_commands_import_no_heavy_library():
+    """`nas --version`, `--help` and `space list` start fast: they import neither torch nor optuna (issue 12)."""
+    import subprocess
+
+    probe = ("import sys, runpy; sys.argv = ['nas', *sys.argv[1:]]\n"
+             "try:\n    runpy.run_module('nas.cli.main', run_name='__main__')\n"
+             "except SystemExit:\n    pass\n"
+             "print('HEAVY', sorted(m for m in ('torch', 'optuna', 'scipy.stats') if m in sys.modules))")
+    for argv in (["--version"], ["--help"], ["space", "list"]):
+        out = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, check=True).stdout
+        assert "HEAVY []" in out, (argv, out[-300:])

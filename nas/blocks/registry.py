@@ -2,7 +2,8 @@
 
 A token mixer registers a :class:`MixerDef`. From it come the standard module (``build``), the cost
 (``cost``), and, through :func:`nas.blocks.layer.latency_key`, the key device profiles index by.
-Adding a mixer is one file under ``nas/blocks/mixers/`` plus one ``register`` call there.
+Adding a mixer is its definition under ``nas/blocks/mixers/`` (torch-free, with one ``register`` call)
+and its torch module under ``nas/blocks/modules/``, named by ``module_builder``.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from torch import nn
 
-    from nas.blocks.common import Cost
+    from nas.blocks.costs import Cost
     from nas.blocks.layer import LayerCfg
 
 
@@ -58,6 +59,31 @@ class MixerDef:
     def all_options(self) -> dict[str, Any]:
         """Every option with its default."""
         return {**self.options, **self.optional}
+
+
+class module_builder:  # noqa: N801 - used like a function: build=module_builder("mod:attr")
+    """A mixer's ``build``: the callable ``"package.module:attr"``, imported on first call.
+
+    Definitions name their torch module this way, so defining (listing, validating, costing) a mixer
+    imports no torch; only building one does.
+    """
+
+    __slots__ = ("path", "_fn")
+
+    def __init__(self, path: str):
+        self.path = path
+        self._fn: Callable[[LayerCfg], nn.Module] | None = None
+
+    def __call__(self, cfg: LayerCfg) -> nn.Module:
+        if self._fn is None:
+            import importlib
+
+            module, attr = self.path.split(":")
+            self._fn = getattr(importlib.import_module(module), attr)
+        return self._fn(cfg)
+
+    def __repr__(self) -> str:
+        return f"module_builder({self.path!r})"
 
 
 MIXERS: dict[str, MixerDef] = {}

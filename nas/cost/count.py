@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from nas.blocks.common import Cost, conv_norm_act_cost, linear_cost, norm_cost, numel
+from nas.blocks.costs import Cost, conv_norm_act_cost, linear_cost, norm_cost, numel
 from nas.blocks.layer import layer_cost
 from nas.space.arch import Arch
 from nas.space.language import StemSpec
@@ -53,7 +53,7 @@ def conv_unit_cost(u: ConvUnit) -> Cost:
     out = u.out_spatial
     if s.norm_position == "pre":
         bias = True if s.bias is None else s.bias
-        from nas.blocks.common import conv_cost
+        from nas.blocks.costs import conv_cost
 
         return Cost(norm_cost(s.norm, u.cin, u.spatial).params) + conv_cost(u.cin, u.cout, s.kernel, out, bias=bias)
     return conv_norm_act_cost(u.cin, u.cout, s.kernel, out, norm=s.norm, bias=s.bias)

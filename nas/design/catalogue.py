@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from nas.blocks.common import conv_spatial, numel
+from nas.blocks.costs import conv_spatial, numel
 from nas.blocks.layer import check_layer, layer_cost
 from nas.cost.count import conv_unit_cost, head_cost
 from nas.proxies.entropy import conv_entropy, layer_entropy, stem_unit

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from nas.blocks.common import ConvNormAct, make_act, make_conv, make_norm
-from nas.blocks.layer import build_layer
+from nas.blocks.modules.layer import build_layer
 from nas.space.arch import Arch
 from nas.space.language import StemSpec
 from nas.space.resolve import ConvUnit, NetPlan, resolve

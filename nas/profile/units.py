@@ -21,7 +21,8 @@ from typing import Any
 from torch import nn
 
 from nas.blocks.keys import format_key
-from nas.blocks.layer import LayerCfg, build_layer, check_layer, latency_key
+from nas.blocks.layer import LayerCfg, check_layer, latency_key
+from nas.blocks.modules.layer import build_layer
 from nas.space.arch import Arch, LayerChoice
 from nas.space.language import ConvSpec, HeadSpec, StemSpec
 from nas.space.resolve import ConvUnit, NetPlan, layer_cfg, resolve

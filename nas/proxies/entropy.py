@@ -79,7 +79,7 @@ import math
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from nas.blocks.common import numel
+from nas.blocks.costs import numel
 from nas.blocks.layer import hidden_width
 from nas.blocks.registry import get_mixer
 from nas.space.language import ConvSpec, StemSpec

@@ -28,7 +28,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from nas.blocks.common import ACTS, NORMS, conv_spatial
+from nas.blocks.costs import ACTS, NORMS, conv_spatial
 from nas.blocks.layer import CHANNEL_MIXERS, CM_OPTIONS, LAYOUTS
 from nas.blocks.registry import get_mixer, mixer_names
 from nas.errors import SpaceError

@@ -6,9 +6,7 @@ import math
 import random
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from nas.blocks.layer import LayerCfg, check_layer
 from nas.blocks.registry import get_mixer
@@ -17,6 +15,9 @@ from nas.io import read_yaml
 from nas.paths import builtin_dir
 from nas.space.arch import Arch, LayerChoice, StageChoice
 from nas.space.language import LAYER_KEYS, SpaceSpec, StageSpec, parse_space
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class SearchSpace:
@@ -383,6 +384,8 @@ class SearchSpace:
                         out.append(float(lc is not None and lc.mixer == item[3]))
                     else:
                         out.append(scaled(st.layer_choices(kind), getattr(lc, kind) if lc else None))
+        import numpy as np  # here, so listing and parsing spaces need no numpy
+
         return np.asarray(out, dtype=np.float32)
 
     # ---- search parameters (the SpaceFamily protocol) -------------------------------------------------

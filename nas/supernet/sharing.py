@@ -1,6 +1,6 @@
 """How the supernet shares weights between the configurations a layer slot can take.
 
-Every tensor of a standard module (a parameter or buffer of ``build_layer(cfg)``, a stem/downsample
+Every tensor of a standard module (a parameter or buffer of ``nas.blocks.modules.layer.build_layer(cfg)``, a stem/downsample
 unit or the head) is read from a *bank* tensor of its slot. This module says, for one tensor name:
 
 - which bank tensor it reads (:func:`bank_name`): by default the tensor's own name, so e.g. every

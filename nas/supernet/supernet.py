@@ -41,7 +41,8 @@ from torch import nn
 from torch.func import functional_call
 
 from nas.blocks.common import DropPath
-from nas.blocks.layer import Layer, LayerCfg, build_layer
+from nas.blocks.layer import LayerCfg
+from nas.blocks.modules.layer import Layer, build_layer
 from nas.blocks.registry import get_mixer
 from nas.errors import NASError
 from nas.models.build import Head, Network, _conv_unit, build

@@ -16,21 +16,8 @@ from __future__ import annotations
 
 import math
 
-import torch
-from torch import nn
-
-from nas.blocks.common import (
-    ACTS,
-    ConvNormAct,
-    Cost,
-    DropPath,
-    SqueezeExcite,
-    conv_norm_act_cost,
-    make_divisible,
-    numel,
-    se_cost,
-)
-from nas.blocks.registry import MixerDef, register
+from nas.blocks.costs import ACTS, Cost, conv_norm_act_cost, make_divisible, numel, se_cost
+from nas.blocks.registry import MixerDef, module_builder, register
 
 
 def mb_hidden(cin: int, ratio: float) -> int:
@@ -52,30 +39,6 @@ def block_se_width(cfg) -> int:
     """The SE width of a block under its space's rules (which channels, divisor, minimum)."""
     base = cfg.cin if cfg.opt("se_from") == "input" else mb_hidden(cfg.cin, cfg.ratio)
     return se_width(base, cfg.se, cfg.opt("se_divisor"), cfg.opt("se_min"))
-
-
-class MBConv(nn.Module):
-    """Inverted residual block."""
-
-    def __init__(self, cfg):
-        super().__init__()
-        d, hid = cfg.dims, mb_hidden(cfg.cin, cfg.ratio)
-        g = cfg.groups
-        self.expand = ConvNormAct(cfg.cin, hid, 1, d, groups=g, norm=cfg.norm, act=cfg.act) if has_expand(cfg) else None
-        self.dw = ConvNormAct(hid, hid, cfg.kernel, d, stride=cfg.stride, groups=hid, norm=cfg.norm, act=cfg.act)
-        self.se = (SqueezeExcite(hid, block_se_width(cfg), d, cfg.opt("se_act"), cfg.opt("se_gate"))
-                   if cfg.se else None)
-        self.project = ConvNormAct(hid, cfg.cout, 1, d, groups=g, norm=cfg.norm, act="none")
-        self.residual = cfg.stride == 1 and cfg.cin == cfg.cout
-        self.drop_path = DropPath(cfg.drop_path)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.expand(x) if self.expand is not None else x
-        h = self.dw(h)
-        if self.se is not None:
-            h = self.se(h)
-        h = self.project(h)
-        return x + self.drop_path(h) if self.residual else h
 
 
 def mbconv_cost(cfg) -> Cost:
@@ -107,7 +70,7 @@ def mbconv_entropy(cfg) -> float:
     return h
 
 
-register(MixerDef(name="mbconv", abbrev="mb", build=MBConv, cost=mbconv_cost, self_contained=True,
+register(MixerDef(name="mbconv", abbrev="mb", build=module_builder("nas.blocks.modules.mbconv:MBConv"), cost=mbconv_cost, self_contained=True,
                   options={"se_gate": "hsigmoid"}, check=_check, has_se=True, odd_kernel=True,
                   optional={"expand_conv": "auto", "se_from": "expanded", "se_divisor": 8, "se_min": 0,
                             "se_act": "relu"},
