@@ -81,6 +81,14 @@ def hidden_width(c: int, ratio: float) -> int:
     return max(1, int(round(c * ratio)))
 
 
+def mlp_segments(cfg: LayerCfg, name: str) -> tuple[int, ...] | None:
+    """Supernet weight sharing of the layer's own tensors: a GLU's first linear holds value|gate halves."""
+    if cfg.channel_mixer == "glu" and name in ("mlp.fc1.weight", "mlp.fc1.bias"):
+        h = hidden_width(cfg.c, cfg.ratio)
+        return (h, h)
+    return None
+
+
 def mlp_cost(cfg: LayerCfg) -> Cost:
     """Cost of the channel mixer of a layer."""
     if cfg.channel_mixer == "none":

@@ -50,6 +50,15 @@ def _entropy(cfg) -> float:
     return 2 * math.log(c) + math.log(numel(cfg.spatial))
 
 
+def _segments(cfg, name: str) -> tuple[int, ...] | None:
+    """The fused projections' rows: q|k|v (or k|v with spatial reduction), c each."""
+    if name in ("qkv.weight", "qkv.bias"):
+        return (cfg.c,) * 3
+    if name in ("kv.weight", "kv.bias"):
+        return (cfg.c,) * 2
+    return None
+
+
 register(MixerDef(
     name="attention",
     abbrev="at",
@@ -57,5 +66,5 @@ register(MixerDef(
     cost=attention_cost,
     uses_kernel=False,
     options={"head_dim": 32, "sr_ratio": 1},
-    check=_check, entropy=_entropy,
+    check=_check, entropy=_entropy, segments=_segments,
 ))

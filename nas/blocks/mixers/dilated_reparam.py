@@ -56,12 +56,20 @@ def _entropy(cfg) -> float:
     return cfg.dims * math.log(cfg.kernel)
 
 
+def _bank_name(cfg, name: str) -> str:
+    """Each branch's weights are shared per dilation, whatever its index in this kernel's schedule."""
+    if not name.startswith("branches."):
+        return name
+    idx, rest = name[len("branches.") :].split(".", 1)
+    return f"branch@d{branch_schedule(cfg.kernel)[int(idx)][1]}.{rest}"
+
+
 register(
     MixerDef(
         name="dilated_reparam",
         abbrev="dr",
         build=module_builder("nas.blocks.modules.dilated_reparam:build"),
         cost=reparam_cost,
-        check=_check, entropy=_entropy,
+        check=_check, entropy=_entropy, bank_name=_bank_name,
     )
 )

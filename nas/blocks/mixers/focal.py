@@ -46,6 +46,11 @@ def _entropy(cfg) -> float:
     return 3 * math.log(cfg.c) + cfg.dims * sum(math.log(k) for k in levels)
 
 
+def _segments(cfg, name: str) -> tuple[int, ...] | None:
+    """The input projection's rows: q (c), ctx (c) and the L+1 gates."""
+    return (cfg.c, cfg.c, cfg.opt("focal_level") + 1) if name in ("f.weight", "f.bias") else None
+
+
 register(
     MixerDef(
         name="focal",
@@ -53,6 +58,6 @@ register(
         build=module_builder("nas.blocks.modules.focal:build"),
         cost=focal_cost,
         options={"focal_level": 2},
-        check=_check, entropy=_entropy,
+        check=_check, entropy=_entropy, segments=_segments,
     )
 )

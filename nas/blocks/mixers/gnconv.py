@@ -54,6 +54,14 @@ def _entropy(cfg) -> float:
     return 2 * math.log(cfg.c) + cfg.dims * math.log(cfg.kernel) + sum(math.log(x) for x in w[:-1])
 
 
+def _segments(cfg, name: str) -> tuple[int, ...] | None:
+    """proj_in's rows: the gate seed w_0, then the order widths; the depthwise conv's: the order widths."""
+    if name not in ("proj_in.weight", "proj_in.bias", "dw.weight", "dw.bias"):
+        return None
+    w = tuple(order_widths(cfg.c, cfg.opt("order")))
+    return (w[0], *w) if name.startswith("proj_in") else w
+
+
 register(
     MixerDef(
         name="gnconv",
@@ -61,6 +69,6 @@ register(
         build=module_builder("nas.blocks.modules.gnconv:build"),
         cost=gnconv_cost,
         options={"order": 3},
-        check=_check, entropy=_entropy,
+        check=_check, entropy=_entropy, segments=_segments,
     )
 )

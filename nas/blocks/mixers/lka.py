@@ -51,12 +51,17 @@ def _entropy(cfg) -> float:
     return 3 * math.log(cfg.c) + cfg.dims * (math.log(k_dw) + math.log(k_dil))
 
 
+def _bank_name(cfg, name: str) -> str:
+    """The dilated conv's weights are shared per dilation (a 5-tap conv at d=2 is not one at d=1)."""
+    return f"dil@d{decompose(cfg.kernel)[2]}.{name[4:]}" if name.startswith("dil.") else name
+
+
 register(
     MixerDef(
         name="lka",
         abbrev="lk",
         build=module_builder("nas.blocks.modules.lka:build"),
         cost=lka_cost,
-        check=_check, entropy=_entropy,
+        check=_check, entropy=_entropy, bank_name=_bank_name,
     )
 )

@@ -70,10 +70,31 @@ def mbconv_entropy(cfg) -> float:
     return h
 
 
+def mbconv_reorder(cfgs, names: list[str]) -> list:
+    """The supernet's channel groups: the expanded width (sorted by the project conv's input columns; expand,
+    depthwise and SE convs alike) and the SE bottleneck. Only where every configuration of the slot expands
+    (ratio != 1) with ungrouped convs: otherwise the hidden channels are the input's and must keep their order.
+    """
+    proj = "project.conv.weight"
+    if proj not in names or not cfgs or not all(c.ratio != 1 and c.groups == 1 for c in cfgs):
+        return []
+    members = [(proj, 1)]
+    for n in names:
+        if n.startswith(("expand.", "dw.", "se.expand.")):
+            members.append((n, 0))
+        elif n == "se.reduce.weight":
+            members.append((n, 1))
+    groups = [((proj, 1), members)]
+    if "se.expand.weight" in names:
+        se = [("se.expand.weight", 1)] + [(n, 0) for n in ("se.reduce.weight", "se.reduce.bias") if n in names]
+        groups.append((("se.expand.weight", 1), se))
+    return groups
+
+
 register(MixerDef(name="mbconv", abbrev="mb", build=module_builder("nas.blocks.modules.mbconv:MBConv"), cost=mbconv_cost, self_contained=True,
                   options={"se_gate": "hsigmoid"}, check=_check, has_se=True, odd_kernel=True,
                   optional={"expand_conv": "auto", "se_from": "expanded", "se_divisor": 8, "se_min": 0,
                             "se_act": "relu"},
                   choices={"se_gate": ("hsigmoid", "sigmoid"), "expand_conv": ("auto", "always"),
                            "se_from": ("expanded", "input"), "se_act": ACTS},
-                  entropy=mbconv_entropy))
+                  entropy=mbconv_entropy, reorder=mbconv_reorder))
