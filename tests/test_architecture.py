@@ -14,7 +14,7 @@ NAS = Path(__file__).resolve().parents[1] / "nas"
 # Stages of the flow, lowest first; a package may import its own stage and the ones before it. A space
 # family with a folder of its own (nas.nb201) spans stages: each of its modules sits at its role's stage.
 STAGES = [
-    {"nas", "nas.errors", "nas.units", "nas.io", "nas.paths", "nas.reporting"},
+    {"nas", "nas.errors", "nas.units", "nas.io", "nas.paths", "nas.reporting", "nas.plugins"},
     {"nas.blocks"},
     {"nas.space", "nas.nb201", "nas.nb201.space"},
     {"nas.cost", "nas.models", "nas.nb201.network"},

@@ -326,3 +326,38 @@ def test_fmt_duration():
         "2h03m",
         "?",
     ]
+
+
+def test_start_up_commands_import_no_heavy_library():
+    """`nas --version`, `--help` and `space list` start fast: they import neither torch nor optuna (issue 12)."""
+    import subprocess
+
+    probe = ("import sys, runpy; sys.argv = ['nas', *sys.argv[1:]]\n"
+             "try:\n    runpy.run_module('nas.cli.main', run_name='__main__')\n"
+             "except SystemExit:\n    pass\n"
+             "print('HEAVY', sorted(m for m in ('torch', 'optuna', 'scipy.stats') if m in sys.modules))")
+    for argv in (["--version"], ["--help"], ["space", "list"]):
+        out = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, check=True).stdout
+        assert "HEAVY []" in out, (argv, out[-300:])
+
+
+def test_profile_flags_are_the_profile_settings_fields():
+    """`nas profile` flags are made from ProfileSettings (nas.cli.flags): each field's value arrives as given."""
+    import dataclasses
+    from pathlib import Path
+
+    from nas.cli import cmd_profile
+    from nas.cli.flags import config_from_args
+    from nas.profile.settings import ProfileSettings
+
+    parser = cli.build_parser([cmd_profile])
+    args = parser.parse_args(["profile", "--space", "tiny", "--space", "seq1d", "--threads", "2", "--calib", "7",
+                              "--holdout", "0", "--resolution", "32", "64", "--root", "hp", "--no-recheck",
+                              "--calib-spread", "uniform", "--max-minutes", "1.5"])
+    s = config_from_args(ProfileSettings, args)
+    assert (s.spaces, s.threads, s.n_calib, s.n_holdout, s.resolutions, s.root, s.recheck, s.calib_spread,
+            s.max_minutes) == (["tiny", "seq1d"], 2, 7, 0, [32, 64], Path("hp"), False, "uniform", 1.5)
+    defaults = config_from_args(ProfileSettings, parser.parse_args(["profile"]), spaces=["tiny"])
+    assert defaults == ProfileSettings(spaces=["tiny"])  # every flag defaults to its field
+    flagged = {f.name for f in dataclasses.fields(ProfileSettings) if f.metadata.get("cli") is not False}
+    assert flagged <= set(vars(args))

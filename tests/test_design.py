@@ -236,6 +236,40 @@ def test_design_is_deterministic_and_uniform_option():
     assert u.designs[0].score <= a.designs[0].score + 1e-9  # a restriction of the per-layer programme
 
 
+def test_design_reports_progress_through_the_reporter():
+    """design() draws nothing itself: its reporter gets one progress step per programme solved."""
+    import contextlib
+
+    seen = {"bars": [], "steps": 0}
+
+    class Recorder:
+        @contextlib.contextmanager
+        def progress(self, total, description, *, completed=0):
+            seen["bars"].append(description)
+
+            class Bar:
+                def advance(self, n=1):
+                    seen["steps"] += n
+
+                def set_description(self, description):
+                    pass
+
+            yield Bar()
+
+        def log(self, message):
+            pass
+
+        def warn(self, message):
+            pass
+
+        def table(self, title, columns, rows):
+            pass
+
+    r = design(load_space("seq1d"), "macs:25M", reporter=Recorder())
+    assert seen["bars"] == ["nas design seq1d"]
+    assert seen["steps"] >= 1 and r.designs
+
+
 # ----------------------------------------------------------------------- exactness on enumerable spaces
 TINY = {
     "name": "tiny",

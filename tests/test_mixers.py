@@ -7,9 +7,11 @@ import torch
 from torch import nn
 
 from nas.blocks.common import ConvNormAct, conv_norm_act_cost
-from nas.blocks.layer import LayerCfg, build_layer, check_layer, latency_key, layer_cost
-from nas.blocks.mixers.dilated_reparam import DilatedReparam, branch_schedule
+from nas.blocks.layer import LayerCfg, check_layer, latency_key, layer_cost
+from nas.blocks.mixers.dilated_reparam import branch_schedule
 from nas.blocks.mixers.lka import decompose
+from nas.blocks.modules.dilated_reparam import DilatedReparam
+from nas.blocks.modules.layer import build_layer
 from nas.blocks.registry import MIXERS, get_mixer, mixer_names
 from nas.cost.reference import fvcore_macs, param_count
 

@@ -9,7 +9,7 @@ import nas
 from nas.blocks.layer import LayerCfg, check_layer
 from nas.errors import NASError
 from nas.space import builtin_spaces, load_space
-from nas.supernet import Supernet
+from nas.supernet import Supernet, make_supernet
 
 torch.set_num_threads(1)  # the parity loop is many small ops: threads only add contention on 2 cores
 
@@ -77,10 +77,10 @@ def _small_size(space) -> int | None:
 def test_extract_parity_on_random_archs(name):
     """extract(arch) equals the supernet's eval-mode output for 100 random archs (+ the largest and smallest).
 
-    nb201 (the NAS-Bench-201 cell space) gets its one-shot supernet (per-edge op weights) from Supernet too.
+    nb201 (the NAS-Bench-201 cell space) gets its one-shot supernet (per-edge op weights) from its family.
     """
     space = load_space(name)
-    sn = Supernet(space, seed=1)
+    sn = make_supernet(space, seed=1)
     _perturb(sn, seed=2)
     sn.eval()
     small = _small_size(space)

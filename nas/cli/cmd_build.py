@@ -38,7 +38,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     for i, (sp, sc) in enumerate(zip(plan.stages, total.stages)):
         rows.append({"stage": i, "layers": len(sp.layers), "out": "x".join(map(str, (sp.channels, *sp.out_spatial))),
                      "params": sc.params, "macs": sc.macs})
-    hc = head_cost(plan)
+    hc = head_cost(plan.head_unit)
     rows.append({"stage": "head", "layers": 1, "out": str(plan.head.classes), "params": hc.params, "macs": hc.macs})
     out = {"id": arch.id, "arch": str(arch), "params": total.params, "macs": total.macs, "memory": total.memory,
            "provenance": "counted analytically"}

@@ -100,17 +100,16 @@ def cmd_design(args: argparse.Namespace) -> int:
     latency = latency_model_here(args.device, space, args.calibrate, ui.reporter()) if args.device else None
     lat_src = latency.provenance if latency is not None else None
 
-    with ui.progress(None, f"nas design {space.name}") as bar:
-        result = design(
-            space,
-            budget,
-            top=args.top,
-            rho=rho,
-            latency=latency,
-            time_limit=args.time_limit,
-            uniform=args.uniform,
-            progress=lambda _msg: bar.advance(),
-        )
+    result = design(
+        space,
+        budget,
+        top=args.top,
+        rho=rho,
+        latency=latency,
+        time_limit=args.time_limit,
+        uniform=args.uniform,
+        reporter=ui.reporter(),
+    )
     baseline = None
     if args.baseline:
         with ui.progress(None, f"evolution baseline ({result.time_s:.1f} s)") as bar:

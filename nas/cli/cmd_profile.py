@@ -11,11 +11,13 @@ nas profile show NAME
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from nas.cli import ui
+from nas.cli.flags import add_config_flags, config_from_args
 from nas.errors import NASError, ProfileError
-from nas.profile.protocol import BACKENDS, DTYPE_NAMES
+from nas.profile.settings import ProfileSettings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,32 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Measure every distinct block of a space and a set of end-to-end archs on this machine "
         "into hardware_profiles/<device>/ (resumable). Subcommands import, list and show profiles.",
     )
-    p.add_argument("--space", action="append", metavar="SPACE", help="space(s) to profile (repeatable)")
-    p.add_argument("--device", help="profile name (default: cpu-<model>-<threads>t-b<batch> of this machine)")
-    p.add_argument("--backend", default="torch-cpu", choices=BACKENDS)
-    p.add_argument("--threads", type=int, default=1, help="threads, pinned (default 1)")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--dtype", default="float32", choices=list(DTYPE_NAMES))
-    p.add_argument(
-        "--resolution", type=int, nargs="+", metavar="R", help="only these input resolutions/lengths"
-    )
-    p.add_argument("--calib", type=int, default=100, help="end-to-end archs for calibration (default 100)")
-    p.add_argument("--holdout", type=int, default=100, help="held-out end-to-end archs (default 100)")
-    p.add_argument(
-        "--calib-spread",
-        default="log_macs",
-        choices=["log_macs", "uniform"],
-        help="calibration archs evenly spaced in log-MACs (default: as many small archs as large ones) "
-        "or uniform samples; held-out archs are always uniform",
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-minutes", type=float, help="stop cleanly after this long; re-run to continue")
-    p.add_argument("--root", type=Path, help="profiles folder (default ./hardware_profiles)")
-    p.add_argument("--description", default="")
+    add_config_flags(p, ProfileSettings, exclude=("recheck",))
     p.add_argument(
         "--quick", action="store_true", help="tiny protocol for smoke tests (not for real profiles)"
     )
-    p.add_argument("--no-recheck", action="store_true", help="do not re-measure unstable entries at the end")
+    add_config_flags(p, ProfileSettings, only=("recheck",))
     p.add_argument(
         "--other-load-limit",
         default=None,
@@ -120,35 +101,22 @@ def _load_limit(text: str | None, default: float | None) -> float | None:
 def cmd_profile(args: argparse.Namespace) -> int:
     if args.refine is not None:
         return _cmd_refine(args)
-    from nas.profile.run import ProfileSettings, quick_settings, run_profile
+    from nas.profile.run import quick_settings, run_profile
 
-    if not args.space:
+    if not args.spaces:
         raise NASError(
             "nas profile: give --space SPACE (repeatable), --refine ARCHS, or an action: import, list, show"
         )
     _positive("--threads", args.threads)
     _positive("--batch", args.batch)
-    _positive("--calib", args.calib, allow_zero=True)
-    _positive("--holdout", args.holdout, allow_zero=True)
+    _positive("--calib", args.n_calib, allow_zero=True)
+    _positive("--holdout", args.n_holdout, allow_zero=True)
     _positive("--max-minutes", args.max_minutes)
-    common = dict(
-        spaces=args.space,
-        device=args.device,
-        backend=args.backend,
-        threads=args.threads,
-        batch=args.batch,
-        dtype=args.dtype,
-        resolutions=args.resolution,
-        n_calib=args.calib,
-        n_holdout=args.holdout,
-        seed=args.seed,
-        max_minutes=args.max_minutes,
-        root=args.root,
-        description=args.description,
-        recheck=not args.no_recheck,
-        calib_spread=args.calib_spread,
-    )
-    settings = quick_settings(**common) if args.quick else ProfileSettings(**common)
+    settings = config_from_args(ProfileSettings, args)
+    if args.quick:  # the tiny protocol, with every setting given on the command line
+        given = {f.name: getattr(settings, f.name) for f in dataclasses.fields(ProfileSettings)
+                 if f.metadata.get("cli") is not False}
+        settings = quick_settings(**given)
     settings.other_load_limit = _load_limit(args.other_load_limit, settings.other_load_limit)
     report = run_profile(settings, reporter=ui.reporter())
     rows = [s.to_dict() for s in report.spaces]
@@ -188,7 +156,7 @@ def _cmd_refine(args: argparse.Namespace) -> int:
 
     if not args.device:
         raise NASError("--refine needs --device NAME (the measured profile to add the archs to)")
-    space = args.space[0] if args.space else None
+    space = args.spaces[0] if args.spaces else None
     archs = read_arch_file(args.refine, space)
     from nas.profile.quiet import DEFAULT_LIMIT
 

@@ -56,30 +56,35 @@ def cmd_list(args: argparse.Namespace) -> int:
     rows = []
     for name in builtin_spaces():
         sp = load_space(name)
-        stages = len(sp.stages) if hasattr(sp, "stages") else "cell"
-        desc = sp.spec.description if hasattr(sp, "spec") else sp.description
-        rows.append({"name": name, "dims": sp.dims, "stages": stages, "log10_archs": round(sp.log10_size(), 1),
-                     "description": desc})
+        rows.append({"name": name, "dims": sp.dims, "stages": sp.structure(),
+                     "log10_archs": round(sp.log10_size(), 1), "description": sp.description})
     ui.print_table("Built-in search spaces (reference backbones: search_spaces/reference/)",
                    ["name", "dims", "stages", "log10_archs", "description"], rows)
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from nas.cost.count import count
     from nas.space import load_space
 
     sp = load_space(args.space)
-    if not hasattr(sp, "spec"):  # the NB201 cell benchmark
-        from nas.nb201.space import EDGES, OPS
+    return _SHOW.get(sp.family, _show_stages)(sp)
 
-        rows = [{"edge": f"{i}->{j}", "ops": list(OPS)} for i, j in EDGES]
-        if ui.json_mode():
-            ui.print_json({"name": sp.name, "description": sp.description, "edges": rows})
-        else:
-            ui.info(f"{sp.name}: {sp.description}")
-            ui.print_table(f"{sp.name}: one op per edge (15,625 cells)", ["edge", "ops"], rows)
-        return 0
+
+def _show_cell(sp) -> int:  # noqa: ANN001 - the NB201 cell space
+    """The NB201 cell benchmark: one op per edge."""
+    from nas.nb201.space import EDGES, OPS
+
+    rows = [{"edge": f"{i}->{j}", "ops": list(OPS)} for i, j in EDGES]
+    if ui.json_mode():
+        ui.print_json({"name": sp.name, "description": sp.description, "edges": rows})
+    else:
+        ui.info(f"{sp.name}: {sp.description}")
+        ui.print_table(f"{sp.name}: one op per edge (15,625 cells)", ["edge", "ops"], rows)
+    return 0
+
+
+def _show_stages(sp: SearchSpace) -> int:
+    """A YAML space: its stages and choices, and the costs of its extremes."""
     rows = []
     for i, st in enumerate(sp.stages):
         rows.append({"stage": i, "depth": list(st.depths), "width": list(st.widths), "stride": st.stride,
@@ -95,10 +100,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     ui.info(f"{size} {list(sp.spec.resolutions)}, stem width {list(sp.spec.stem_widths)}, "
             f"~10^{sp.log10_size():.1f} archs")
     ui.print_table(f"{sp.name}: stages", list(rows[0]), rows)
-    mn, mx = count(sp.min()), count(sp.max())
+    mn, mx = sp.count(sp.min()), sp.count(sp.max())
     ui.print_table(f"{sp.name}: extremes ({COUNTED})", ["arch", "params", "macs", "memory"],
                    [_fmt({"arch": "min", **mn.as_dict()}), _fmt({"arch": "max", **mx.as_dict()})])
     return 0
+
+
+_SHOW = {"nb201": _show_cell, "yaml": _show_stages}
+"""How ``space show`` prints each family (by ``SpaceFamily.family``); others as stages."""
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -129,7 +138,7 @@ def _is_arch_file(target: str) -> bool:
     data = read_json(p) if p.suffix == ".json" else read_yaml(p)
     if is_space_document(data):
         sp = load_space(p)
-        return hasattr(sp, "is_fixed") and sp.is_fixed()
+        return sp.is_fixed()
     return isinstance(data, dict) and "stages" in data
 
 

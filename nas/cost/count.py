@@ -8,12 +8,12 @@ Memory is an inference estimate at batch 1 in fp32: weight bytes plus the larges
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from typing import Any
 
-from nas.blocks.common import Cost, conv_norm_act_cost, linear_cost, norm_cost, numel
+from nas.blocks.costs import Cost, numel
 from nas.blocks.layer import layer_cost
+from nas.blocks.skeleton import conv_unit_cost, head_cost  # noqa: F401  (the unit costs, re-exported)
 from nas.space.arch import Arch
-from nas.space.language import StemSpec
 from nas.space.resolve import ConvUnit, NetPlan, layer_cfg, resolve
 from nas.units import fmt_bytes, fmt_macs, fmt_params
 
@@ -37,50 +37,6 @@ class ArchCost:
         return f"{fmt_params(self.params)}, {fmt_macs(self.macs)}, {fmt_bytes(self.memory)} (counted)"
 
 
-@lru_cache(maxsize=10_000)
-def conv_unit_cost(u: ConvUnit) -> Cost:
-    """Cost of a stem/downsample conv unit."""
-    s = u.spec
-    if isinstance(s, StemSpec):
-        cost, sp = Cost(), u.spatial
-        for op, cin, cout in s.conv_widths(u.cin, u.cout):
-            sp = op.out_spatial(sp)
-            if op.op == "conv":
-                cost = cost + conv_norm_act_cost(cin, cout, op.kernel, sp, norm=op.norm, bias=op.bias)
-            else:
-                cost = cost + Cost(0, 0, cout * numel(sp))
-        return cost
-    out = u.out_spatial
-    if s.norm_position == "pre":
-        bias = True if s.bias is None else s.bias
-        from nas.blocks.common import conv_cost
-
-        return Cost(norm_cost(s.norm, u.cin, u.spatial).params) + conv_cost(u.cin, u.cout, s.kernel, out, bias=bias)
-    return conv_norm_act_cost(u.cin, u.cout, s.kernel, out, norm=s.norm, bias=s.bias)
-
-
-def head_cost(plan: NetPlan) -> Cost:
-    """Cost of the classification head (zero for features-only heads)."""
-    h = plan.head
-    if h.type == "features":
-        return Cost()
-    c, sp = plan.head_cin, plan.head_spatial
-    cost = Cost()
-    if h.pre is not None:
-        w, nm, _ = h.pre
-        cost = cost + conv_norm_act_cost(c, w, 1, sp, norm=nm)
-        c = w
-    if h.norm != "none":
-        cost = cost + Cost(2 * c)
-    if h.post is not None:
-        w, _, bias = h.post
-        cost = cost + linear_cost(c, w, 1, bias)
-        c = w
-        if h.post_norm != "none":
-            cost = cost + Cost(2 * c)
-    return cost + linear_cost(c, h.classes, 1)
-
-
 def count_plan(plan: NetPlan) -> ArchCost:
     """Sum the costs of a network plan."""
     stem = conv_unit_cost(plan.stem)
@@ -99,19 +55,25 @@ def count_plan(plan: NetPlan) -> ArchCost:
             peak = max(peak, cfg.cin * numel(cfg.spatial) + lc.act)
         stage_costs.append(sc)
         total = total + sc
-    total = total + head_cost(plan)
+    total = total + head_cost(plan.head_unit)
     memory = BYTES_PER_ELEMENT * (total.params + peak)
     return ArchCost(total.params, total.macs, memory, total.act, tuple(stage_costs))
 
 
-def count(arch: Arch) -> ArchCost:
-    """Params, MACs and memory of an arch, analytically (no model is built).
+def count(arch: Any) -> ArchCost:
+    """Params, MACs and memory of an arch of any space family, analytically (no model is built)."""
+    space = getattr(arch, "space", None)
+    if space is None:
+        raise TypeError(f"nas.count takes an arch of a space family (Arch, NB201Arch), not {type(arch).__name__}")
+    return space.count(arch)
+
+
+def count_arch(arch: Arch) -> ArchCost:
+    """Params, MACs and memory of an arch of a YAML space (its family's ``count``).
 
     Same sums as ``count_plan(resolve(arch))``, with every unit's cost memoised per space under a cheap
     tuple key, so counting runs at tens of thousands of archs per second.
     """
-    if not isinstance(arch, Arch):
-        return _count_nb201(arch)
     space = arch.space
     cache = space._count_cache
     res = arch.resolution
@@ -162,20 +124,8 @@ def count(arch: Arch) -> ArchCost:
     key = ("head", c, sp)
     hc = cache.get(key)
     if hc is None:
-        hc = cache[key] = head_cost(resolve(arch))
+        hc = cache[key] = head_cost(resolve(arch).head_unit)
     params += hc.params
     macs += hc.macs
     act += hc.act
     return ArchCost(params, macs, BYTES_PER_ELEMENT * (params + peak), act, tuple(stage_costs))
-
-
-def _count_nb201(arch) -> ArchCost:  # noqa: ANN001 - an NB201Arch
-    """Cost of a NAS-Bench-201 cell network on the CIFAR-10 skeleton (32x32, 10 classes)."""
-    from nas.nb201.network import count as count_nb201
-    from nas.nb201.space import NB201Arch
-
-    if not isinstance(arch, NB201Arch):
-        raise TypeError(f"nas.count takes an Arch or NB201Arch, not {type(arch).__name__}")
-    c = count_nb201(arch)
-    peak = 3 * 32 * 32 + 2 * 16 * 32 * 32 * 4  # input plus a cell's working set at full resolution
-    return ArchCost(c["params"], c["macs"], BYTES_PER_ELEMENT * (c["params"] + peak), 0, ())

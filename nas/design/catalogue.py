@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from nas.blocks.common import conv_spatial, numel
+from nas.blocks.costs import conv_spatial, numel
 from nas.blocks.layer import check_layer, layer_cost
-from nas.cost.count import conv_unit_cost, head_cost
+from nas.blocks.skeleton import HeadCfg, conv_unit_cost, head_cost
 from nas.proxies.entropy import conv_entropy, layer_entropy, stem_unit
 from nas.space.arch import LayerChoice
-from nas.space.resolve import ConvUnit, NetPlan, layer_cfg
+from nas.space.resolve import ConvUnit, layer_cfg
 from nas.space.space import SearchSpace
 
 
@@ -135,8 +135,7 @@ def catalogue(space: SearchSpace, res: int) -> Catalogue:
     # the head, on the last stage's pairs
     for (si, pw, w), u in pairs.items():
         if si == n_st - 1:
-            plan = NetPlan(dims, spec.in_channels, in_sp, stem_u, (), spec.head, w, sp)
-            hc = head_cost(plan)
+            hc = head_cost(HeadCfg(w, sp, dims, spec.head))
             pairs[(si, pw, w)] = CatUnit(u.entropy, u.params + hc.params, u.macs + hc.macs, u.peak)
     cat = Catalogue(res, widths, pairs, firsts, rests, slots, numel(sp))
     cache[res] = cat

@@ -64,7 +64,7 @@ import heapq
 import itertools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,7 @@ from nas.design.linearise import Latency, linearise, predict_all
 from nas.design.milp import SOLVER, Programme, Solution
 from nas.errors import BudgetError, NASError
 from nas.proxies.entropy import effectiveness, structural_entropy
+from nas.reporting import Progress, Reporter, or_silent
 from nas.space.arch import Arch
 from nas.space.space import SearchSpace, load_space
 from nas.units import fmt_bytes, fmt_macs, fmt_ms, fmt_params
@@ -241,7 +242,7 @@ def design(
     uniform: bool = False,
     max_iter: int = 6,
     mip_gap: float = 1e-6,
-    progress: Callable[[str], None] | None = None,
+    reporter: Reporter | None = None,
 ) -> DesignResult:
     """Design the ``top`` best archs of ``space`` under ``budget`` by integer programming (module docstring).
 
@@ -249,7 +250,7 @@ def design(
     ``latency``: a :class:`nas.latency.LatencyModel` (or any object with ``predict(archs)`` and
     ``provenance``), needed for a latency budget and used to report latency.
     ``uniform``: restrict every stage to one layer choice (the stage-uniform formulation).
-    ``progress`` is told about every programme solved.
+    ``reporter`` shows a progress step for every programme solved (:mod:`nas.reporting`; default silent).
     """
     t0 = time.perf_counter()
     space = load_space(space)
@@ -261,7 +262,8 @@ def design(
         raise NASError(f"rho {rho0}: the effectiveness bound must be positive")
     check_budget(space, budget, latency)
     d = _Designer(space, budget, rho0, latency, t0 + time_limit, uniform, max_iter, mip_gap)
-    designs, skipped, bounds = d.run(top, progress, t0)
+    with or_silent(reporter).progress(None, f"nas design {space.name}") as bar:
+        designs, skipped, bounds = d.run(top, bar, t0)
     if not designs:
         why = f" with rho <= {rho0:.4g} (rho)" if rho0 is not None else ""
         raise BudgetError(
@@ -369,9 +371,9 @@ class _Designer:
         subs.sort(key=lambda s: -s.bound)
         return subs, bounds
 
-    def run(self, top: int, progress: Callable[[str], None] | None, t0: float
-            ) -> tuple[list[Design], int, dict[str, float]]:
-        """The ``top`` best designs (best-first over the bounds, then next-best by no-good cuts)."""
+    def run(self, top: int, bar: Progress, t0: float) -> tuple[list[Design], int, dict[str, float]]:
+        """The ``top`` best designs (best-first over the bounds, then next-best by no-good cuts); ``bar``
+        advances by one for every programme solved."""
         subs, bounds = self.bounds()
         heap: list[tuple] = []
         found: list[float] = []
@@ -383,9 +385,7 @@ class _Designer:
                 skipped += 1
                 continue
             sol, hist = self.solve_sub(sub, kth)
-            if progress:
-                progress(f"r{sub.res}/w{sub.last_width}: "
-                         + (f"{sub.factor * sol.objective:.2f}" if sol else "infeasible or below the incumbents"))
+            bar.advance()
             if sol is not None:
                 score = sub.factor * sol.objective
                 found.append(score)

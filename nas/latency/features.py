@@ -325,20 +325,9 @@ def row_sums(rows: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
 
 def _unit_cost(u) -> tuple[float, float, float]:
     """(params, MACs, activation elements written) of a unit, from the cost functions of its block."""
-    from nas.blocks.layer import LayerCfg, layer_cost
-    from nas.cost.count import conv_unit_cost, head_cost
+    from nas.blocks.skeleton import unit_cost
 
-    cfg = u.cfg
-    if isinstance(cfg, LayerCfg):
-        c = layer_cost(cfg)
-    elif isinstance(cfg, HeadCfg):
-
-        class _Plan:
-            head, head_cin, head_spatial, dims = cfg.head, cfg.cin, cfg.spatial, cfg.dims
-
-        c = head_cost(_Plan)  # type: ignore[arg-type]
-    else:
-        c = conv_unit_cost(cfg)
+    c = unit_cost(u.cfg)
     return float(c.params), float(c.macs), float(c.act)
 
 

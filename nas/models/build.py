@@ -7,87 +7,15 @@ re-parameterised branches merged) with unchanged outputs.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from nas.blocks.common import ConvNormAct, make_act, make_conv, make_norm
-from nas.blocks.layer import build_layer
+from nas.blocks.modules.layer import build_layer
+from nas.blocks.modules.skeleton import Head, build_conv_unit  # noqa: F401  (Head: part of nas.models.build's API)
 from nas.space.arch import Arch
-from nas.space.language import StemSpec
-from nas.space.resolve import ConvUnit, NetPlan, resolve
-
-
-def _stem_ops(u: ConvUnit, dims: int) -> nn.Module:
-    """A multi-op stem as a Sequential of ConvNormAct and pooling modules."""
-    mods = []
-    for op, cin, cout in u.spec.conv_widths(u.cin, u.cout):
-        if op.op == "conv":
-            mods.append(ConvNormAct(cin, cout, op.kernel, dims, op.stride, norm=op.norm, act=op.act, bias=op.bias,
-                                    padding=op.padding))
-        else:
-            pool = {("maxpool", 2): nn.MaxPool2d, ("maxpool", 1): nn.MaxPool1d, ("avgpool", 2): nn.AvgPool2d,
-                    ("avgpool", 1): nn.AvgPool1d}[(op.op, dims)]
-            mods.append(pool(op.kernel, op.stride, op.padding))
-    return nn.Sequential(*mods)
-
-
-def _conv_unit(u: ConvUnit, dims: int) -> nn.Module:
-    s = u.spec
-    if isinstance(s, StemSpec):
-        return _stem_ops(u, dims)
-    if s.norm_position == "pre":  # ConvNeXt downsampling: norm on the input, then a (patchify) conv
-        bias = True if s.bias is None else s.bias
-        return nn.Sequential(make_norm(s.norm, u.cin, dims),
-                             make_conv(u.cin, u.cout, s.kernel, dims, s.stride, bias=bias, padding=s.padding),
-                             make_act(s.act))
-    return ConvNormAct(u.cin, u.cout, s.kernel, dims, s.stride, norm=s.norm, act=s.act, bias=s.bias,
-                       padding=s.padding)
-
-
-def _vector_norm(kind: str, c: int) -> nn.Module:
-    """A norm over a pooled (N, C) vector."""
-    if kind == "ln":
-        return nn.LayerNorm(c, eps=1e-6)
-    if kind == "bn":
-        return nn.BatchNorm1d(c)
-    return nn.Identity()
-
-
-class Head(nn.Module):
-    """Optional 1x1 conv, [norm on the map], global average pool, [norm], optional linear + [norm] + act,
-    dropout, classifier."""
-
-    def __init__(self, plan: NetPlan):
-        super().__init__()
-        h, c, d = plan.head, plan.head_cin, plan.dims
-        self.pre = None
-        if h.pre is not None:
-            w, nm, ac = h.pre
-            self.pre = ConvNormAct(c, w, 1, d, norm=nm, act=ac)
-            c = w
-        self.map_norm = make_norm(h.norm, c, d) if h.norm != "none" and h.norm_at == "map" else None
-        self.norm = _vector_norm(h.norm, c) if h.norm_at == "pooled" else nn.Identity()
-        self.post = None
-        if h.post is not None:
-            w, ac, bias = h.post
-            mods = [nn.Linear(c, w, bias=bias), make_act(ac)]
-            if h.post_norm != "none":
-                mods.insert(1 if h.post_order == "norm_act" else 2, _vector_norm(h.post_norm, w))
-            self.post = nn.Sequential(*mods)
-            c = w
-        self.dropout = nn.Dropout(h.dropout)
-        self.fc = nn.Linear(c, h.classes)
-        self.num_features = c
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.pre is not None:
-            x = self.pre(x)
-        if self.map_norm is not None:
-            x = self.map_norm(x)
-        x = self.norm(x.mean(dim=tuple(range(2, x.dim()))))
-        if self.post is not None:
-            x = self.post(x)
-        return self.fc(self.dropout(x))
+from nas.space.resolve import NetPlan, resolve
 
 
 class Network(nn.Module):
@@ -96,10 +24,10 @@ class Network(nn.Module):
     def __init__(self, plan: NetPlan, features_only: bool = False, out_indices: tuple[int, ...] | None = None):
         super().__init__()
         d = plan.dims
-        self.stem = _conv_unit(plan.stem, d)
+        self.stem = build_conv_unit(plan.stem, d)
         stages = []
         for sp in plan.stages:
-            mods = ([_conv_unit(sp.downsample, d)] if sp.downsample is not None else [])
+            mods = ([build_conv_unit(sp.downsample, d)] if sp.downsample is not None else [])
             mods += [build_layer(cfg) for cfg in sp.layers]
             stages.append(nn.Sequential(*mods))
         self.stages = nn.ModuleList(stages)
@@ -107,7 +35,7 @@ class Network(nn.Module):
         n = len(plan.stages)
         self.out_indices = tuple(out_indices if out_indices is not None else (plan.head.out_indices or range(n)))
         self.feature_channels = [plan.stages[i].channels for i in self.out_indices]
-        self.head = None if self.features_only else Head(plan)
+        self.head = None if self.features_only else Head(plan.head_unit)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Outputs of the stages named by ``out_indices`` (all stages by default)."""
@@ -149,14 +77,13 @@ def fuse(model: nn.Module) -> nn.Module:
     return model
 
 
-def build(arch: Arch, features_only: bool = False, out_indices: tuple[int, ...] | None = None,
-          drop_path: float | None = None) -> Network:
-    """The standard nn.Module of ``arch`` (plain torch; depends on no supernet code)."""
-    if not isinstance(arch, Arch):
-        from nas.nb201.space import NB201Arch
+def build(arch: Any, features_only: bool = False, out_indices: tuple[int, ...] | None = None,
+          drop_path: float | None = None) -> nn.Module:
+    """The standard nn.Module of an arch of any space family (plain torch; depends on no supernet code)."""
+    return arch.space.build(arch, features_only, out_indices, drop_path)
 
-        if isinstance(arch, NB201Arch):
-            from nas.nb201.network import build as build_nb201
 
-            return build_nb201(arch)
+def build_network(arch: Arch, features_only: bool = False, out_indices: tuple[int, ...] | None = None,
+                  drop_path: float | None = None) -> Network:
+    """The standard network of an arch of a YAML space (its family's ``build``)."""
     return Network(resolve(arch, drop_path), features_only, out_indices)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nas.cost.count import BYTES_PER_ELEMENT, ArchCost
 from nas.errors import NASError, SpaceError
 from nas.nb201.space import NUM_NODES, OPS, NB201Arch, as_ops
 
@@ -269,3 +270,10 @@ def count(
     params += 2 * c + c * num_classes + num_classes  # last BN, classifier
     macs += c * num_classes
     return {"params": params, "macs": macs}
+
+
+def count_arch(arch: str | Sequence[str] | NB201Arch, num_classes: int = 10) -> ArchCost:
+    """``nas.count`` of a cell network on the CIFAR skeleton (32x32): params, MACs and a memory estimate."""
+    c = count(arch, num_classes)
+    peak = 3 * 32 * 32 + 2 * 16 * 32 * 32 * 4  # input plus a cell's working set at full resolution
+    return ArchCost(c["params"], c["macs"], BYTES_PER_ELEMENT * (c["params"] + peak), 0, ())

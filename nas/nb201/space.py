@@ -21,8 +21,10 @@ import json
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from nas.errors import SpaceError
+from nas.plugins import load as load_part
 
 #: The five candidate operations, in the benchmark's own order.
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -191,6 +193,11 @@ class NB201Arch:
     def index(self) -> int:
         return index_of(self.ops)
 
+    @property
+    def space(self) -> NB201Space:
+        """The space the arch belongs to (its family: what builds and counts it)."""
+        return _SPACE
+
     def __str__(self) -> str:
         return format_arch(self.ops)
 
@@ -280,6 +287,35 @@ class NB201Space:
     def classes(self) -> int:
         return self.num_classes
 
+    # ---- the SpaceFamily protocol: description, networks, costs, supernet -----------------------------
+    family = "nb201"
+
+    def structure(self) -> str:
+        return "cell"
+
+    def is_fixed(self) -> bool:
+        return False
+
+    def build(self, arch: NB201Arch, features_only: bool = False, out_indices: tuple[int, ...] | None = None,
+              drop_path: float | None = None) -> Any:
+        """The CIFAR cell network of ``arch`` (nas.nb201.network; one output, no feature pyramid)."""
+        return load_part("nas.nb201.network:build")(arch, self.num_classes)
+
+    def count(self, arch: NB201Arch) -> Any:
+        """Params, MACs and memory of the cell network of ``arch`` (nas.nb201.network.count_arch)."""
+        return load_part("nas.nb201.network:count_arch")(arch, self.num_classes)
+
+    def supernet(self, seed: int = 0, init: bool = True) -> Any:
+        """One-shot weight sharing per edge op (nas.nb201.supernet.NB201Supernet)."""
+        return load_part("nas.nb201.supernet:NB201Supernet")(self, seed=seed, init=init)
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The family name: the cell space has nothing else to record."""
+        return {"name": self.name}
+
     def __repr__(self) -> str:
         return f"NB201Space({NUM_ARCHS} cells)"
+
+
+_SPACE = NB201Space()
 

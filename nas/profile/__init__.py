@@ -21,7 +21,7 @@ _LAZY = {
     "Profile": "nas.profile.store",
     "default_device": "nas.profile.store",
     "list_profiles": "nas.profile.store",
-    "ProfileSettings": "nas.profile.run",
+    "ProfileSettings": "nas.profile.settings",
     "run_profile": "nas.profile.run",
     "import_table": "nas.profile.importer",
 }

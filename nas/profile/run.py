@@ -23,7 +23,7 @@ import contextlib
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,58 +33,15 @@ from nas.errors import ParamError, ProfileError
 from nas.profile.machine import machine_info
 from nas.profile.quiet import DEFAULT_LIMIT, QuietGuard, measure_quietly
 from nas.profile.sampling import CALIB_SPREADS, calib_holdout, sample_archs, spread_by_macs  # noqa: F401
+from nas.profile.settings import ARCH_PROTOCOL, BLOCK_PROTOCOL, ProfileSettings  # noqa: F401  (run's API)
 from nas.profile.store import Profile, check_name, default_device_name, space_file_ref
 from nas.profile.timer import Measurement, Protocol, Timer
 from nas.profile.units import Unit, space_units
 from nas.reporting import Reporter, or_silent
 from nas.space import Arch, SearchSpace, load_space
 
-# The block table has thousands of entries: fewer repeats and less time per entry than end-to-end
-# archs (which get the full default Protocol). Both are recorded in profile.yaml.
-BLOCK_PROTOCOL = {
-    "warmup": 3,
-    "warmup_min_s": 0.01,
-    "repeats": 10,
-    "min_time_s": 0.03,
-    "max_rel_spread": 0.1,
-    "remeasure": 1,
-}
-# End-to-end archs (tens of ms each on one thread): >= 20 timed runs and >= 0.2 s after 5 warm-up runs;
-# entries whose interquartile spread exceeds 5% of the median are re-measured (Protocol defaults).
-ARCH_PROTOCOL: dict[str, Any] = {"warmup": 5, "repeats": 20}
 DEPLOY = "fused"  # modules are measured in deploy form (BN folded, re-parameterised branches merged)
 MACHINE_MATCH = ("cpu_model", "threads", "backend", "batch", "dtype", "gpu_name")
-
-@dataclass
-class ProfileSettings:
-    """What to profile and how (everything a re-run must repeat to resume)."""
-
-    spaces: Sequence[str | SearchSpace]
-    device: str | None = None
-    backend: str = "torch-cpu"
-    threads: int = 1
-    batch: int = 1
-    dtype: str = "float32"
-    resolutions: Sequence[int] | None = None
-    n_calib: int = 100
-    n_holdout: int = 100
-    seed: int = 0
-    max_minutes: float | None = None
-    root: Path | None = None
-    description: str = ""
-    block_protocol: dict[str, Any] = field(default_factory=lambda: dict(BLOCK_PROTOCOL))
-    arch_protocol: dict[str, Any] = field(default_factory=lambda: dict(ARCH_PROTOCOL))
-    flush_s: float = 10.0
-    flush_every: int = 50
-    recheck: bool = True
-    other_load_limit: float | None = DEFAULT_LIMIT  # CPUs other processes may use (None: no guard)
-    calib_spread: str = "log_macs"  # calibration archs evenly spaced in log-MACs (or "uniform")
-
-    def protocols(self) -> tuple[Protocol, Protocol]:
-        """(end-to-end protocol, block protocol)."""
-        base = dict(backend=self.backend, threads=self.threads, batch=self.batch, dtype=self.dtype)
-        return Protocol(**base, **self.arch_protocol), Protocol(**base, **self.block_protocol)
-
 
 @dataclass
 class SpaceReport:

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from torch import nn
 
-from nas.blocks.keys import format_key
-from nas.blocks.layer import LayerCfg, build_layer, check_layer, latency_key
+from nas.blocks.layer import LayerCfg, check_layer, latency_key
+from nas.blocks.modules.layer import build_layer
+from nas.blocks.modules.skeleton import Head
+from nas.blocks.modules.skeleton import build_conv_unit as conv_unit_module
+from nas.blocks.skeleton import HeadCfg, conv_key, head_key
 from nas.space.arch import Arch, LayerChoice
-from nas.space.language import ConvSpec, HeadSpec, StemSpec
+from nas.space.language import ConvSpec
 from nas.space.resolve import ConvUnit, NetPlan, layer_cfg, resolve
 from nas.space.space import SearchSpace
 
@@ -46,70 +48,10 @@ class Unit:
     cfg: Any = field(default=None, repr=False, compare=False)
 
 
-@dataclass(frozen=True, slots=True)
-class HeadCfg:
-    """The head at its input: channels, spatial shape, dims and the space's head description."""
-
-    cin: int
-    spatial: tuple[int, ...]
-    dims: int
-    head: HeadSpec
-
-
 # ------------------------------------------------------------------------------------------- keys
 
 
-def _hw(spatial: Sequence[int]) -> str:
-    return "x".join(str(s) for s in spatial)
-
-
-@lru_cache(maxsize=100_000)
-def conv_key(u: ConvUnit) -> str:
-    """Key of a stem/downsample conv unit, e.g. ``conv|cin=3|cout=32|hw=224x224|k=3|s=2|d=2|norm=bn|act=gelu``."""
-    s = u.spec
-    if isinstance(s, StemSpec):  # a multi-op stem: one unit, its ops in order
-        return format_key("stem", [("cin", u.cin), ("cout", u.cout), ("hw", _hw(u.spatial)), ("d", len(u.spatial)),
-                                   ("ops", ",".join(op.text() for op in s.ops))])
-    f: list[tuple[str, object]] = [("cin", u.cin), ("cout", u.cout), ("hw", _hw(u.spatial)), ("k", s.kernel),
-                                   ("s", s.stride), ("p", s.padding), ("d", len(u.spatial)), ("norm", s.norm),
-                                   ("act", s.act)]
-    if s.bias is not None:
-        f.append(("bias", int(s.bias)))
-    if s.norm_position != "post":
-        f.append(("normpos", s.norm_position))
-    return format_key("conv", f)
-
-
-@lru_cache(maxsize=10_000)
-def head_key(h: HeadCfg) -> str:
-    """Key of the classifier head, e.g. ``head|cin=384|hw=7x7|d=2|pre=1024,bn,gelu|norm=none|classes=1000``.
-
-    Dropout is left out (it does nothing at inference).
-    """
-    spec = h.head
-    f: list[tuple[str, object]] = [("cin", h.cin), ("hw", _hw(h.spatial)), ("d", h.dims)]
-    if spec.pre is not None:
-        f.append(("pre", "{},{},{}".format(*spec.pre)))
-    f.append(("norm", spec.norm))
-    if spec.norm_at != "pooled":
-        f.append(("norm_at", spec.norm_at))
-    if spec.post is not None:
-        w, act, bias = spec.post
-        f.append(("post", f"{w},{act},{int(bias)}"))
-        if spec.post_norm != "none":
-            f.append(("post_norm", f"{spec.post_norm},{spec.post_order}"))
-    f.append(("classes", spec.classes))
-    return format_key("head", f)
-
-
 # ---------------------------------------------------------------------------------------- modules
-
-
-class _HeadPlan:
-    """The three fields :class:`nas.models.build.Head` reads from a NetPlan."""
-
-    def __init__(self, h: HeadCfg):
-        self.head, self.head_cin, self.dims = h.head, h.cin, h.dims
 
 
 def _deploy(module: nn.Module) -> nn.Module:
@@ -120,9 +62,7 @@ def _deploy(module: nn.Module) -> nn.Module:
 
 def build_conv_unit(u: ConvUnit) -> nn.Module:
     """The deploy-form module of a conv unit (as in ``nas.build(...).fuse()``)."""
-    from nas.models.build import _conv_unit
-
-    return _deploy(_conv_unit(u, len(u.spatial)))
+    return _deploy(conv_unit_module(u, len(u.spatial)))
 
 
 def build_layer_unit(cfg: LayerCfg) -> nn.Module:
@@ -132,9 +72,7 @@ def build_layer_unit(cfg: LayerCfg) -> nn.Module:
 
 def build_head_unit(h: HeadCfg) -> nn.Module:
     """The deploy-form module of the head (input: the last stage's feature map)."""
-    from nas.models.build import Head
-
-    return _deploy(Head(_HeadPlan(h)))  # type: ignore[arg-type]
+    return _deploy(Head(h))
 
 
 def conv_unit(u: ConvUnit) -> Unit:
@@ -168,7 +106,7 @@ def plan_units(plan: NetPlan) -> list[Unit]:
             units.append(conv_unit(sp.downsample))
         units += [layer_unit(cfg) for cfg in sp.layers]
     if plan.head.type != "features":
-        units.append(head_unit(HeadCfg(plan.head_cin, plan.head_spatial, plan.dims, plan.head)))
+        units.append(head_unit(plan.head_unit))
     return units
 
 

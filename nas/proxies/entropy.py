@@ -79,10 +79,11 @@ import math
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from nas.blocks.common import numel
+from nas.blocks.costs import numel
 from nas.blocks.layer import hidden_width
 from nas.blocks.registry import get_mixer
-from nas.space.language import ConvSpec, StemSpec
+from nas.blocks.skeleton import conv_entropy, stem_entropy  # noqa: F401  (the units' own terms)
+from nas.space.language import StemSpec
 from nas.space.resolve import layer_cfg
 
 if TYPE_CHECKING:
@@ -92,11 +93,6 @@ if TYPE_CHECKING:
     from nas.space.space import SearchSpace
 
 _log = math.log
-
-
-def conv_entropy(cin: int, kernel: int, dims: int, groups: int = 1) -> float:
-    """Entropy term of a dense (or grouped) conv: ``log(cin/groups * kernel^dims)``."""
-    return _log(cin / groups) + dims * _log(kernel)
 
 
 def mixer_entropy(
@@ -124,23 +120,6 @@ def _hook(mixer: str):
     if defn.entropy is None:
         raise KeyError(f"structural entropy: mixer {mixer!r} defines no entropy hook (MixerDef.entropy)")
     return defn.entropy
-
-
-def stem_entropy(stem: ConvSpec | StemSpec, cin: int, width: int, spatial: tuple[int, ...]
-                 ) -> tuple[float, tuple[int, ...]]:
-    """(entropy, out spatial) of a stem: ``log(c_in * k^d)`` per conv it chains (pooling adds 0).
-
-    A one-conv stem's term does not depend on the stem width; a multi-op stem's later convs read the
-    earlier ones' widths (fixed in the YAML, or the stem width, passed as ``width``)."""
-    d = len(spatial)
-    if not isinstance(stem, StemSpec):
-        return conv_entropy(cin, stem.kernel, d), stem.out_spatial(spatial)
-    h = 0.0
-    for op, c_in, _ in stem.conv_widths(cin, width):
-        if op.op == "conv":
-            h += conv_entropy(c_in, op.kernel, d)
-        spatial = op.out_spatial(spatial)
-    return h, spatial
 
 
 def layer_entropy(cfg: LayerCfg) -> float:

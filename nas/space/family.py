@@ -2,7 +2,9 @@
 
 A YAML space (:class:`nas.space.SearchSpace`) and the NAS-Bench-201 cell space (:mod:`nas.nb201`) are two
 families. Everything past the space stage - search, profiling, predictors, the supernet - talks to a space
-through :class:`SpaceFamily`; ``nas.build`` and ``nas.count`` hand an arch to its family's network and cost.
+through :class:`SpaceFamily`; ``nas.build``, ``nas.count`` and ``make_supernet`` hand an arch (``arch.space``)
+or a space to its family's ``build``, ``count`` and ``supernet``. Those live in later stages (models, cost,
+supernet), so a family names them as ``"package.module:attr"`` (:func:`nas.plugins.load`).
 A family registers under the name ``load_space`` answers to (timm-style): the built-in ones are listed in
 :data:`BUILTIN`, others call ``register_family(name, factory)``.
 """
@@ -11,7 +13,12 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from nas.cost.count import ArchCost
 
 
 @runtime_checkable
@@ -21,6 +28,38 @@ class SpaceFamily(Protocol):
     name: str
     dims: int
     source_path: Path | None
+    family: str
+    """The family's registered name (``yaml`` for YAML spaces); ``name`` is the space's own."""
+
+    @property
+    def description(self) -> str:
+        """One line on what the space is."""
+        ...
+
+    def structure(self) -> int | str:
+        """What a listing says the networks are made of: the number of stages, or ``cell``."""
+        ...
+
+    def is_fixed(self) -> bool:
+        """Whether the space holds exactly one arch (a reference backbone)."""
+        ...
+
+    def build(self, arch: Any, features_only: bool = False, out_indices: tuple[int, ...] | None = None,
+              drop_path: float | None = None) -> nn.Module:
+        """The standard torch network of ``arch`` (what ``nas.build`` returns)."""
+        ...
+
+    def count(self, arch: Any) -> ArchCost:
+        """Params, MACs and memory of ``arch``, analytically (what ``nas.count`` returns)."""
+        ...
+
+    def supernet(self, seed: int = 0, init: bool = True) -> nn.Module:
+        """A weight-sharing supernet over every arch of the space (``init=False``: zeroed, to load into)."""
+        ...
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """What a supernet checkpoint records to rebuild this space (:func:`space_from_state` reads it)."""
+        ...
 
     def sample(self, seed: int | None = None, rng: random.Random | None = None) -> Any: ...
     def sample_many(self, n: int, seed: int = 0) -> list[Any]: ...
@@ -80,6 +119,13 @@ def get_family(name: str) -> SpaceFamily | None:
     _builtin()
     make = FAMILIES.get(name)
     return make() if make is not None else None
+
+
+def space_from_state(state: dict[str, Any]) -> SpaceFamily | None:
+    """The family space a checkpoint's ``checkpoint_state()`` names (None: a YAML space, rebuilt from its content)."""
+    if "raw" in state:
+        return None
+    return get_family(str(state.get("name", "")))
 
 
 def _builtin() -> None:

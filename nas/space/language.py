@@ -28,9 +28,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from nas.blocks.common import ACTS, NORMS, conv_spatial
+from nas.blocks.costs import ACTS, NORMS
 from nas.blocks.layer import CHANNEL_MIXERS, CM_OPTIONS, LAYOUTS
 from nas.blocks.registry import get_mixer, mixer_names
+from nas.blocks.skeleton import STEM_OPS, ConvSpec, HeadSpec, StemOp, StemSpec  # noqa: F401  (the language's units)
 from nas.errors import SpaceError
 
 LAYER_KEYS = ("mixer", "kernel", "ratio", "groups")
@@ -39,99 +40,6 @@ HEAD_TYPES = ("classifier", "features")
 
 _INHERITABLE = (*LAYER_KEYS, "per_layer", "downsample", "layout", "norm", "act", "channel_mixer", "se",
                 "layer_scale", "mixer_options", "channel_mixer_options")
-
-
-@dataclass(frozen=True)
-class ConvSpec:
-    """A fixed conv unit of the skeleton (stem or downsample)."""
-
-    kernel: int
-    stride: int
-    norm: str
-    act: str
-    bias: bool | None = None
-    norm_position: str = "post"
-    pad: int | None = None
-    """Explicit padding (None: the default rule, see ``padding``)."""
-
-    @property
-    def padding(self) -> int:
-        """Explicit padding if given; else patchify convs (kernel == stride) use none and others pad
-        (k-1)//2 to keep 'same' alignment."""
-        if self.pad is not None:
-            return self.pad
-        return 0 if self.kernel == self.stride else (self.kernel - 1) // 2
-
-    def out_spatial(self, spatial: tuple[int, ...]) -> tuple[int, ...]:
-        """Spatial shape after the conv."""
-        return conv_spatial(spatial, self.kernel, self.stride, padding=self.padding)
-
-
-STEM_OPS = ("conv", "maxpool", "avgpool")
-
-
-@dataclass(frozen=True)
-class StemOp:
-    """One op of a multi-op stem: a conv-norm-act (``width`` None: the stem's width) or a pooling."""
-
-    op: str
-    kernel: int
-    stride: int
-    pad: int | None = None
-    width: int | None = None
-    norm: str = "bn"
-    act: str = "relu"
-    bias: bool | None = None
-
-    @property
-    def padding(self) -> int:
-        return (self.kernel - 1) // 2 if self.pad is None else self.pad
-
-    def out_spatial(self, spatial: tuple[int, ...]) -> tuple[int, ...]:
-        return conv_spatial(spatial, self.kernel, self.stride, padding=self.padding)
-
-    def text(self) -> str:
-        """Compact form for keys, e.g. ``conv:k7s2p3:w-:bn:relu`` or ``maxpool:k3s2p1``."""
-        geo = f"k{self.kernel}s{self.stride}p{self.padding}"
-        if self.op != "conv":
-            return f"{self.op}:{geo}"
-        w = "-" if self.width is None else str(self.width)
-        bias = "" if self.bias is None else f":bias{int(self.bias)}"
-        return f"conv:{geo}:w{w}:{self.norm}:{self.act}{bias}"
-
-
-@dataclass(frozen=True)
-class StemSpec:
-    """A stem of several ops in order (e.g. conv-BN-act then max pool; two convs)."""
-
-    ops: tuple[StemOp, ...]
-
-    def out_spatial(self, spatial: tuple[int, ...]) -> tuple[int, ...]:
-        for op in self.ops:
-            spatial = op.out_spatial(spatial)
-        return spatial
-
-    def conv_widths(self, cin: int, width: int) -> list[tuple[StemOp, int, int]]:
-        """(op, in channels, out channels) of every op for a stem of output ``width``."""
-        out, c = [], cin
-        for op in self.ops:
-            cout = (op.width or width) if op.op == "conv" else c
-            out.append((op, c, cout))
-            c = cout
-        return out
-
-    # the first conv's geometry, for code that reads a single-conv stem's fields
-    @property
-    def kernel(self) -> int:
-        return self.ops[0].kernel
-
-    @property
-    def stride(self) -> int:
-        return self.ops[0].stride
-
-    @property
-    def padding(self) -> int:
-        return self.ops[0].padding
 
 
 @dataclass(frozen=True)
@@ -205,25 +113,6 @@ class StageSpec:
             if k in defn.options or v != defn.optional[k]:  # optional ones only when not the default
                 merged[k] = v
         return tuple(sorted(merged.items()))
-
-
-@dataclass(frozen=True)
-class HeadSpec:
-    """The head: optional 1x1 conv before pooling, global pool, optional norm, optional linear, classifier."""
-
-    type: str = "classifier"
-    classes: int = 1000
-    pre: tuple[int, str, str] | None = None  # (width, norm, act)
-    norm: str = "none"
-    post: tuple[int, str, bool] | None = None  # (width, act, bias)
-    dropout: float = 0.0
-    out_indices: tuple[int, ...] | None = None
-    norm_at: str = "pooled"
-    """Where ``norm`` sits: ``pooled`` (on the pooled vector) or ``map`` (on the feature map, before pooling)."""
-    post_norm: str = "none"
-    """A norm after the hidden linear of ``post`` (none, bn, ln)."""
-    post_order: str = "norm_act"
-    """Order after the hidden linear: ``norm_act`` (linear, norm, act) or ``act_norm`` (MetaFormer's MLP head)."""
 
 
 @dataclass(frozen=True, eq=False)

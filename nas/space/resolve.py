@@ -7,22 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nas.blocks.layer import LayerCfg
+from nas.blocks.skeleton import ConvUnit, HeadCfg
 from nas.space.arch import Arch, LayerChoice
-from nas.space.language import ConvSpec, HeadSpec, StageSpec, StemSpec
-
-
-@dataclass(frozen=True, slots=True)
-class ConvUnit:
-    """A fixed conv of the skeleton at a given input shape (stem or downsample)."""
-
-    cin: int
-    cout: int
-    spatial: tuple[int, ...]
-    spec: ConvSpec | StemSpec  # a stem may be a short sequence of ops
-
-    @property
-    def out_spatial(self) -> tuple[int, ...]:
-        return self.spec.out_spatial(self.spatial)
+from nas.space.language import HeadSpec, StageSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +32,11 @@ class NetPlan:
     head: HeadSpec
     head_cin: int
     head_spatial: tuple[int, ...]
+
+    @property
+    def head_unit(self) -> HeadCfg:
+        """The head at its input (what its cost, key and module are made from)."""
+        return HeadCfg(self.head_cin, self.head_spatial, self.dims, self.head)
 
 
 def layer_cfg(st: StageSpec, lc: LayerChoice, cin: int, cout: int, spatial: tuple[int, ...], stride: int,

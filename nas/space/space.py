@@ -6,17 +6,19 @@ import math
 import random
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from nas.blocks.layer import LayerCfg, check_layer
 from nas.blocks.registry import get_mixer
 from nas.errors import SpaceError
 from nas.io import read_yaml
 from nas.paths import builtin_dir
+from nas.plugins import load as load_part
 from nas.space.arch import Arch, LayerChoice, StageChoice
 from nas.space.language import LAYER_KEYS, SpaceSpec, StageSpec, parse_space
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class SearchSpace:
@@ -40,6 +42,34 @@ class SearchSpace:
     @property
     def stages(self) -> tuple[StageSpec, ...]:
         return self.spec.stages
+
+    # ---- the SpaceFamily protocol: description, networks, costs, supernet -----------------------------
+    family = "yaml"
+
+    @property
+    def description(self) -> str:
+        return self.spec.description
+
+    def structure(self) -> int:
+        """The number of stages."""
+        return len(self.stages)
+
+    def build(self, arch: Arch, features_only: bool = False, out_indices: tuple[int, ...] | None = None,
+              drop_path: float | None = None) -> Any:
+        """The standard network of ``arch`` (nas.models.build.Network)."""
+        return load_part("nas.models.build:build_network")(arch, features_only, out_indices, drop_path)
+
+    def count(self, arch: Arch) -> Any:
+        """Params, MACs and memory of ``arch`` (nas.cost.count, memoised per unit in this space)."""
+        return load_part("nas.cost.count:count_arch")(arch)
+
+    def supernet(self, seed: int = 0, init: bool = True) -> Any:
+        """The weight-sharing supernet over the space (nas.supernet.Supernet)."""
+        return load_part("nas.supernet.supernet:Supernet")(self, seed=seed, init=init)
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The YAML content itself, so a checkpoint rebuilds the space without the file."""
+        return {"name": self.spec.name, "raw": self.spec.raw, "source": self.spec.source}
 
     def __repr__(self) -> str:
         return f"SearchSpace({self.name!r}, {len(self.stages)} stages, ~10^{self.log10_size():.1f} archs)"
@@ -383,6 +413,8 @@ class SearchSpace:
                         out.append(float(lc is not None and lc.mixer == item[3]))
                     else:
                         out.append(scaled(st.layer_choices(kind), getattr(lc, kind) if lc else None))
+        import numpy as np  # here, so listing and parsing spaces need no numpy
+
         return np.asarray(out, dtype=np.float32)
 
     # ---- search parameters (the SpaceFamily protocol) -------------------------------------------------

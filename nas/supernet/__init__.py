@@ -1,6 +1,7 @@
 """Weight-sharing supernet: train once over a space, extract any subnet as a standard model.
 
-- :class:`Supernet` (``nas.supernet.supernet``): shared weights for every arch of a space;
+- :class:`Supernet` (``nas.supernet.supernet``): shared weights for every arch of a YAML space
+  (:func:`make_supernet` gives any family's, e.g. nb201's one-shot supernet);
   ``set_active(arch)`` + ``forward``, ``extract(arch)`` (the module ``nas.build(arch)`` builds, with the
   inherited weights), ``reorder_channels()``.
 - :class:`SupernetTrainer` / :class:`TrainConfig` (``train``): sandwich rule with in-place distillation,
@@ -17,6 +18,7 @@ _LAZY = {
     "load_supernet": "nas.supernet.checkpoint",
     "TrainConfig": "nas.supernet.config",
     "Supernet": "nas.supernet.supernet",
+    "make_supernet": "nas.supernet.supernet",
     "SupernetTrainer": "nas.supernet.train",
     "sandwich": "nas.supernet.train",
     "train_standalone": "nas.supernet.train",

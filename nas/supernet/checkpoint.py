@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 
 from nas.errors import NASError
 from nas.io import atomic_path, write_json
+from nas.space.family import space_from_state as family_space
 from nas.space.language import parse_space
 from nas.space.space import SearchSpace
 
@@ -40,10 +41,9 @@ def checkpoint_path(path: str | os.PathLike) -> Path:
 def space_from_state(state: dict) -> SearchSpace:
     """The search space a checkpoint was trained on (from the YAML content it carries)."""
     sp = state.get("space") or {}
-    if sp.get("name") == "nb201" and "raw" not in sp:
-        from nas.nb201.space import NB201Space
-
-        return NB201Space()
+    family = family_space(sp)  # a family with its own folder records only its name (nb201)
+    if family is not None:
+        return family
     raw = sp.get("raw")
     if not isinstance(raw, dict):
         raise NASError("checkpoint: no space content in its state")
@@ -136,10 +136,8 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
 
 def load_supernet(path: str | os.PathLike, device: str | torch.device = "cpu"):
     """(Supernet with the checkpoint's weights, state) — for evaluation and extraction."""
-    from nas.supernet.supernet import Supernet
-
     ck = load_checkpoint(path)
-    sn = Supernet(ck.space, init=False)
+    sn = ck.space.supernet(init=False)
     missing, unexpected = sn.load_state_dict(ck.model, strict=False)
     if missing or unexpected:
         raise NASError(

@@ -1,7 +1,9 @@
 """How the supernet shares weights between the configurations a layer slot can take.
 
 Every tensor of a standard module (a parameter or buffer of ``build_layer(cfg)``, a stem/downsample
-unit or the head) is read from a *bank* tensor of its slot. This module says, for one tensor name:
+unit or the head) is read from a *bank* tensor of its slot. Each block declares how in its own
+definition (``MixerDef.bank_name``, ``MixerDef.segments``, ``nas.blocks.layer.mlp_segments``); this
+module asks it, for one tensor name:
 
 - which bank tensor it reads (:func:`bank_name`): by default the tensor's own name, so e.g. every
   kernel size of a dwconv reads the same ``weight``; a few mixers whose structure changes with the
@@ -13,38 +15,28 @@ unit or the head) is read from a *bank* tensor of its slot. This module says, fo
   segment is sliced first-n on its own, so a narrower layer's ``k`` rows are the wider layer's
   ``k`` rows, not a slice across the q/k boundary.
 
-Anything not declared here is sliced first-n along every channel axis and centre-cropped along
+Anything not declared is sliced first-n along every channel axis and centre-cropped along
 kernel axes. That is always *exact* (the standard module defines the maths; the supernet only
-supplies its tensors), so a new mixer works without an entry here; an entry only makes the
+supplies its tensors), so a new mixer works without declaring anything; a declaration only makes the
 sharing more meaningful.
 """
 
 from __future__ import annotations
 
-from nas.blocks.layer import LayerCfg, hidden_width
+from nas.blocks.layer import LayerCfg, mlp_segments
+from nas.blocks.registry import get_mixer
 
 Segs = tuple[int, ...]
-
-
-def _lka_dilation(cfg: LayerCfg) -> int:
-    from nas.blocks.mixers.lka import decompose
-
-    return decompose(cfg.kernel)[2]
+SHARED = "shared"
+"""The owner of a layer's own tensors (norms, channel mixer, layer scales) around its mixer."""
 
 
 def bank_name(cfg: LayerCfg | None, owner: str, name: str) -> str:
     """The bank tensor (within the slot and owner) that tensor ``name`` of this configuration reads."""
-    if cfg is None:
+    if cfg is None or owner == SHARED:
         return name
-    if owner == "lka" and name.startswith("dil."):
-        return f"dil@d{_lka_dilation(cfg)}.{name[4:]}"
-    if owner == "dilated_reparam" and name.startswith("branches."):
-        from nas.blocks.mixers.dilated_reparam import branch_schedule
-
-        idx, rest = name[len("branches.") :].split(".", 1)
-        _, dil = branch_schedule(cfg.kernel)[int(idx)]
-        return f"branch@d{dil}.{rest}"
-    return name
+    hook = get_mixer(owner).bank_name
+    return hook(cfg, name) if hook is not None else name
 
 
 def segments(
@@ -53,22 +45,11 @@ def segments(
     """Per axis, the sizes of the blocks concatenated along it (None: one block), or None for all axes."""
     if cfg is None or not shape:
         return None
-    c = cfg.c
-    rows: Segs | None = None
-    if owner == "attention" and name in ("qkv.weight", "qkv.bias"):
-        rows = (c, c, c)
-    elif owner == "attention" and name in ("kv.weight", "kv.bias"):
-        rows = (c, c)
-    elif owner == "focal" and name in ("f.weight", "f.bias"):
-        rows = (c, c, cfg.opt("focal_level") + 1)
-    elif owner == "gnconv" and name in ("proj_in.weight", "proj_in.bias", "dw.weight", "dw.bias"):
-        from nas.blocks.mixers.gnconv import order_widths
-
-        w = tuple(order_widths(c, cfg.opt("order")))
-        rows = (w[0], *w) if name.startswith("proj_in") else w
-    elif owner == "shared" and cfg.channel_mixer == "glu" and name in ("mlp.fc1.weight", "mlp.fc1.bias"):
-        h = hidden_width(c, cfg.ratio)
-        rows = (h, h)
+    if owner == SHARED:
+        rows = mlp_segments(cfg, name)
+    else:
+        hook = get_mixer(owner).segments
+        rows = hook(cfg, name) if hook is not None else None
     if rows is None:
         return None
     if sum(rows) != shape[0]:  # the module changed under us: fall back to plain first-n (still exact)

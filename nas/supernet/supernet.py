@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import types
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -41,17 +40,20 @@ from torch import nn
 from torch.func import functional_call
 
 from nas.blocks.common import DropPath
-from nas.blocks.layer import Layer, LayerCfg, build_layer
+from nas.blocks.layer import LayerCfg
+from nas.blocks.modules.layer import Layer, build_layer
+from nas.blocks.modules.skeleton import Head, build_conv_unit
 from nas.blocks.registry import get_mixer
+from nas.blocks.skeleton import HeadCfg
 from nas.errors import NASError
-from nas.models.build import Head, Network, _conv_unit, build
+from nas.models.build import Network, build
 from nas.space.arch import Arch
 from nas.space.resolve import ConvUnit, layer_cfg, resolve
 from nas.space.space import SearchSpace, load_space
 from nas.supernet import sharing
 from nas.supernet.meta import meta_build
+from nas.supernet.sharing import SHARED
 
-SHARED = "shared"
 UNIT = "unit"
 
 
@@ -140,14 +142,6 @@ def _norm_unit(u: ConvUnit) -> ConvUnit:
     return dataclasses.replace(u, spatial=())
 
 
-def _is_nb201(space: Any) -> bool:
-    if isinstance(space, str):
-        return space == "nb201"
-    from nas.nb201.space import NB201Space
-
-    return isinstance(space, NB201Space)
-
-
 def _offsets(sizes: Iterable[int]) -> list[int]:
     out, acc = [], 0
     for s in sizes:
@@ -166,6 +160,11 @@ def _centre(t: torch.Tensor, kshape: tuple[int, ...]) -> torch.Tensor:
     return t
 
 
+def make_supernet(space: Any, seed: int = 0, init: bool = True) -> nn.Module:
+    """The weight-sharing supernet of any space family (a name, a YAML path or a space): its ``supernet()``."""
+    return load_space(space).supernet(seed=seed, init=init)
+
+
 class Supernet(nn.Module):
     """Shared weights for every arch of ``space``; ``set_active(arch)`` then call, or ``extract(arch)``.
 
@@ -173,18 +172,11 @@ class Supernet(nn.Module):
     leaves the bank zeroed (faster, for loading a checkpoint over it).
     """
 
-    def __new__(cls, space: SearchSpace | str, seed: int = 0, init: bool = True):
-        if cls is Supernet and _is_nb201(space):  # the cell benchmark space: one-shot sharing per edge op
-            from nas.nb201.supernet import NB201Supernet
-
-            return NB201Supernet(None if isinstance(space, str) else space, seed=seed, init=init)
-        return super().__new__(cls)
-
     def __init__(self, space: SearchSpace | str, seed: int = 0, init: bool = True):
         super().__init__()
         self.space = load_space(space)
         if not isinstance(self.space, SearchSpace):
-            raise NASError(f"supernet: {space!r} is not a search space")
+            raise NASError(f"supernet: {space!r} is not a YAML search space (make_supernet serves every family)")
         self.dims = self.space.dims
         self.seed = int(seed)
         self.bank = nn.Module()
@@ -193,7 +185,7 @@ class Supernet(nn.Module):
         self._templates: dict[tuple, _Template] = {}
         self._plans: OrderedDict[str, _Plan] = OrderedDict()
         self._archs: OrderedDict[str, Arch] = OrderedDict()
-        self._mb_slots: dict[str, set[tuple[float, int]]] = {}
+        self._slot_cfgs: dict[str, dict[str, set[LayerCfg]]] = {}  # self-contained layers: slot -> mixer -> cfgs
         self._active: Arch | None = None
         self._enumerate()
         self._allocate(init)
@@ -256,8 +248,8 @@ class Supernet(nn.Module):
             ck = (kind, cfg)
             if ck not in cache:
                 cache[ck] = list(self._tensors_of(kind, cfg))
-            if kind == "layer" and cfg.mixer == "mbconv":
-                self._mb_slots.setdefault(slot, set()).add((cfg.ratio, cfg.groups))
+            if kind == "layer":
+                self._slot_cfgs.setdefault(slot, {}).setdefault(cfg.mixer, set()).add(cfg)
             for owner, name, t, lcfg in cache[ck]:
                 self._add(slot, owner, name, t, lcfg, (kind, cfg))
         for b in self._banks.values():
@@ -375,10 +367,10 @@ class Supernet(nn.Module):
 
     def _make_template(self, kind: str, cfg: Any) -> nn.Module:
         if kind == "conv":
-            return _conv_unit(cfg, self.dims)
+            return build_conv_unit(cfg, self.dims)
         if kind == "head":
             head, cin = cfg
-            return Head(types.SimpleNamespace(head=head, head_cin=cin, dims=self.dims))
+            return Head(HeadCfg(cin, (), self.dims, head))
         return build_layer(cfg)
 
     # ---- slicing -----------------------------------------------------------------------------------
@@ -629,26 +621,14 @@ class Supernet(nn.Module):
                     (mlp, 1),
                 ]
                 groups.append(((mlp, 1), [m for m in members if m[0] in self._banks]))
-            mb = f"{slot}|mbconv|"
-            proj = mb + "project.conv.weight"
-            choices = self._mb_slots.get(slot, set())
-            if proj in self._banks and choices and all(r != 1 and g == 1 for r, g in choices):
-                members = [(proj, 1)]
-                for k, b in self._banks.items():
-                    if not k.startswith(mb) or not b.full_shape:
-                        continue
-                    n = k[len(mb) :]
-                    if n.startswith(("expand.", "dw.")) or n.startswith("se.expand."):
-                        members.append((k, 0))
-                    elif n == "se.reduce.weight":
-                        members.append((k, 1))
-                groups.append(((proj, 1), members))
-                se_exp = mb + "se.expand.weight"
-                if se_exp in self._banks:
-                    members = [(se_exp, 1)] + [
-                        (mb + n, 0) for n in ("se.reduce.weight", "se.reduce.bias") if mb + n in self._banks
-                    ]
-                    groups.append(((se_exp, 1), members))
+            for mixer, cfgs in sorted(self._slot_cfgs.get(slot, {}).items()):
+                hook = get_mixer(mixer).reorder  # a self-contained layer's own channel groups (mbconv)
+                if hook is None:
+                    continue
+                pre = f"{slot}|{mixer}|"
+                names = [k[len(pre) :] for k, b in self._banks.items() if k.startswith(pre) and b.full_shape]
+                for (ik, idim), members in hook(cfgs, names):
+                    groups.append(((pre + ik, idim), [(pre + n, d) for n, d in members]))
         return groups
 
     @torch.no_grad()

@@ -46,7 +46,6 @@ from nas.space.space import SearchSpace, load_space
 from nas.supernet.bn import SubnetEvaluator
 from nas.supernet.checkpoint import FILENAME, load_checkpoint, save_checkpoint, space_from_state
 from nas.supernet.config import TrainConfig
-from nas.supernet.supernet import Supernet
 
 METRIC_COLUMNS = ["step", "epoch", "lr", "loss_max", "loss_min", "loss_random", "seconds", "samples_per_s"]
 EVAL_COLUMNS = ["epoch", "step", "which", "arch_id", "accuracy", "loss", "arch"]
@@ -197,7 +196,7 @@ class SupernetTrainer:
         space = space_from_state(ck.state) if ck else load_space(cfg.space)
         self.data = data if data is not None else load_data(cfg.data, space, cfg.seed)
         self.space = with_classes(space, self.data.classes)
-        self.supernet = Supernet(self.space, seed=cfg.seed, init=ck is None).to(self.device)
+        self.supernet = self.space.supernet(seed=cfg.seed, init=ck is None).to(self.device)
         self.optimizer = make_optimizer(self.supernet, cfg)
         self.amp_dtype = None
         if self.device.type == "cuda" and cfg.amp in ("auto", "on"):
@@ -346,12 +345,9 @@ class SupernetTrainer:
         return rows
 
     def state(self) -> dict[str, Any]:
-        spec = getattr(self.space, "spec", None)
         return {
             "kind": "supernet",
-            "space": {"name": spec.name, "raw": spec.raw, "source": spec.source}
-            if spec
-            else {"name": self.space.name},
+            "space": self.space.checkpoint_state(),
             "config": dataclasses.asdict(self.cfg),
             "step": self.step,
             "total_steps": self.total_steps,

@@ -7,45 +7,8 @@ from __future__ import annotations
 
 import math
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from nas.blocks.common import Cost, conv_cost, conv_nd, linear_cost, numel
-from nas.blocks.registry import MixerDef, register
-
-
-class Attention(nn.Module):
-    """Self-attention on (N, C, *S) maps; the output has the input's shape."""
-
-    def __init__(self, c: int, dims: int, head_dim: int, sr_ratio: int):
-        super().__init__()
-        self.heads = max(1, c // head_dim)
-        self.sr_ratio = sr_ratio
-        if sr_ratio > 1:
-            self.q = nn.Linear(c, c)
-            self.kv = nn.Linear(c, 2 * c)
-            self.sr = conv_nd(dims)(c, c, sr_ratio, stride=sr_ratio)
-            self.sr_norm = nn.LayerNorm(c)
-        else:
-            self.qkv = nn.Linear(c, 3 * c)
-        self.proj = nn.Linear(c, c)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c = x.shape[:2]
-        shape = x.shape[2:]
-        t = x.flatten(2).transpose(1, 2)  # (N, L, C)
-        h = self.heads
-        if self.sr_ratio > 1:
-            q = self.q(t)
-            r = self.sr(x).flatten(2).transpose(1, 2)
-            k, v = self.kv(self.sr_norm(r)).chunk(2, dim=-1)
-        else:
-            q, k, v = self.qkv(t).chunk(3, dim=-1)
-        q, k, v = (z.reshape(n, -1, h, c // h).transpose(1, 2) for z in (q, k, v))
-        o = F.scaled_dot_product_attention(q, k, v)
-        o = o.transpose(1, 2).reshape(n, -1, c)
-        return self.proj(o).transpose(1, 2).reshape(n, c, *shape)
+from nas.blocks.costs import Cost, conv_cost, linear_cost, numel
+from nas.blocks.registry import MixerDef, module_builder, register
 
 
 def _reduced(spatial: tuple[int, ...], r: int) -> tuple[int, ...]:
@@ -87,12 +50,21 @@ def _entropy(cfg) -> float:
     return 2 * math.log(c) + math.log(numel(cfg.spatial))
 
 
+def _segments(cfg, name: str) -> tuple[int, ...] | None:
+    """The fused projections' rows: q|k|v (or k|v with spatial reduction), c each."""
+    if name in ("qkv.weight", "qkv.bias"):
+        return (cfg.c,) * 3
+    if name in ("kv.weight", "kv.bias"):
+        return (cfg.c,) * 2
+    return None
+
+
 register(MixerDef(
     name="attention",
     abbrev="at",
-    build=lambda cfg: Attention(cfg.c, cfg.dims, cfg.opt("head_dim"), cfg.opt("sr_ratio")),
+    build=module_builder("nas.blocks.modules.attention:build"),
     cost=attention_cost,
     uses_kernel=False,
     options={"head_dim": 32, "sr_ratio": 1},
-    check=_check, entropy=_entropy,
+    check=_check, entropy=_entropy, segments=_segments,
 ))

@@ -18,12 +18,8 @@ from __future__ import annotations
 
 import math
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from nas.blocks.common import ConvNormAct, Cost, conv_cost, conv_nd, numel
-from nas.blocks.registry import MixerDef, register
+from nas.blocks.costs import Cost, conv_cost, numel
+from nas.blocks.registry import MixerDef, module_builder, register
 
 
 def branch_schedule(k: int) -> list[tuple[int, int]]:
@@ -38,57 +34,6 @@ def branch_schedule(k: int) -> list[tuple[int, int]]:
         out.append((3, d))
         d *= 2
     return out
-
-
-def _dw_bn(c: int, k: int, dims: int, dilation: int = 1) -> ConvNormAct:
-    return ConvNormAct(c, c, k, dims, groups=c, norm="bn", act="none", dilation=dilation)
-
-
-class DilatedReparam(nn.Module):
-    """Sum of a k x k depthwise conv + BN and small dilated depthwise conv + BN branches; fusable."""
-
-    def __init__(self, c: int, k: int, dims: int):
-        super().__init__()
-        self.c, self.k, self.dims = c, k, dims
-        self.main: nn.Module = _dw_bn(c, k, dims)
-        self.branches = nn.ModuleList(_dw_bn(c, kb, dims, d) for kb, d in branch_schedule(k))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.main(x)
-        for b in self.branches:
-            out = out + b(x)
-        return out
-
-    @torch.no_grad()
-    def fuse(self) -> None:
-        """Merge every branch into one k x k depthwise conv with bias (eval-mode equivalent)."""
-        if not self.branches and not isinstance(self.main, ConvNormAct):
-            return
-        weight, bias = self._folded(self.main, 1)
-        for b in self.branches:
-            w, bb = self._folded(b, b.conv.dilation[0])
-            pad = (self.k - w.shape[-1]) // 2
-            weight = weight + F.pad(w, [pad] * (2 * self.dims))
-            bias = bias + bb
-        fused = conv_nd(self.dims)(self.c, self.c, self.k, padding=self.k // 2, groups=self.c, bias=True)
-        fused.weight.copy_(weight)
-        fused.bias.copy_(bias)
-        self.main = fused
-        self.branches = nn.ModuleList()
-
-    @staticmethod
-    def _folded(unit: ConvNormAct, dilation: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A branch's BN-folded kernel, expanded to its effective (dilated) size with zeros."""
-        unit.fuse()
-        w, b = unit.conv.weight, unit.conv.bias
-        if dilation > 1:
-            ks = w.shape[-1]
-            size = dilation * (ks - 1) + 1
-            big = w.new_zeros(*w.shape[:2], *([size] * (w.dim() - 2)))
-            idx = (slice(None), slice(None)) + (slice(None, None, dilation),) * (w.dim() - 2)
-            big[idx] = w
-            w = big
-        return w, b
 
 
 def reparam_cost(cfg) -> Cost:
@@ -111,12 +56,20 @@ def _entropy(cfg) -> float:
     return cfg.dims * math.log(cfg.kernel)
 
 
+def _bank_name(cfg, name: str) -> str:
+    """Each branch's weights are shared per dilation, whatever its index in this kernel's schedule."""
+    if not name.startswith("branches."):
+        return name
+    idx, rest = name[len("branches.") :].split(".", 1)
+    return f"branch@d{branch_schedule(cfg.kernel)[int(idx)][1]}.{rest}"
+
+
 register(
     MixerDef(
         name="dilated_reparam",
         abbrev="dr",
-        build=lambda cfg: DilatedReparam(cfg.c, cfg.kernel, cfg.dims),
+        build=module_builder("nas.blocks.modules.dilated_reparam:build"),
         cost=reparam_cost,
-        check=_check, entropy=_entropy,
+        check=_check, entropy=_entropy, bank_name=_bank_name,
     )
 )

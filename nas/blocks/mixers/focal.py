@@ -11,41 +11,13 @@ from __future__ import annotations
 
 import math
 
-import torch
-from torch import nn
-
-from nas.blocks.common import Cost, conv_cost, make_conv, numel
-from nas.blocks.registry import MixerDef, register
+from nas.blocks.costs import Cost, conv_cost, numel
+from nas.blocks.registry import MixerDef, module_builder, register
 
 
 def level_kernels(k: int, levels: int) -> list[int]:
     """Depthwise kernel of each focal level: k, k+2, k+4, ..."""
     return [k + 2 * lv for lv in range(levels)]
-
-
-class FocalModulation(nn.Module):
-    """Focal modulation on (N, C, *S) maps (see the module docstring)."""
-
-    def __init__(self, c: int, k: int, dims: int, levels: int):
-        super().__init__()
-        self.c, self.levels = c, levels
-        self.f = make_conv(c, 2 * c + levels + 1, 1, dims, bias=True)
-        self.focal = nn.ModuleList(
-            nn.Sequential(make_conv(c, c, kl, dims, groups=c), nn.GELU()) for kl in level_kernels(k, levels)
-        )
-        self.act = nn.GELU()
-        self.h = make_conv(c, c, 1, dims, bias=True)
-        self.proj = make_conv(c, c, 1, dims, bias=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, ctx, gates = torch.split(self.f(x), [self.c, self.c, self.levels + 1], dim=1)
-        agg = 0
-        for lv, level in enumerate(self.focal):
-            ctx = level(ctx)
-            agg = agg + ctx * gates[:, lv : lv + 1]
-        glob = self.act(ctx.mean(dim=tuple(range(2, ctx.dim())), keepdim=True))
-        agg = agg + glob * gates[:, self.levels :]
-        return self.proj(q * self.h(agg))
 
 
 def focal_cost(cfg) -> Cost:
@@ -74,13 +46,18 @@ def _entropy(cfg) -> float:
     return 3 * math.log(cfg.c) + cfg.dims * sum(math.log(k) for k in levels)
 
 
+def _segments(cfg, name: str) -> tuple[int, ...] | None:
+    """The input projection's rows: q (c), ctx (c) and the L+1 gates."""
+    return (cfg.c, cfg.c, cfg.opt("focal_level") + 1) if name in ("f.weight", "f.bias") else None
+
+
 register(
     MixerDef(
         name="focal",
         abbrev="fm",
-        build=lambda cfg: FocalModulation(cfg.c, cfg.kernel, cfg.dims, cfg.opt("focal_level")),
+        build=module_builder("nas.blocks.modules.focal:build"),
         cost=focal_cost,
         options={"focal_level": 2},
-        check=_check, entropy=_entropy,
+        check=_check, entropy=_entropy, segments=_segments,
     )
 )

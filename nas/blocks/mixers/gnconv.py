@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import math
 
-import torch
-from torch import nn
-
-from nas.blocks.common import Cost, conv_cost, make_conv, numel
-from nas.blocks.registry import MixerDef, register
+from nas.blocks.costs import Cost, conv_cost, numel
+from nas.blocks.registry import MixerDef, module_builder, register
 
 ORDERS = (2, 3, 4, 5)
 
@@ -24,30 +21,6 @@ ORDERS = (2, 3, 4, 5)
 def order_widths(c: int, order: int) -> list[int]:
     """Channel widths of the gating orders, narrowest first."""
     return [c >> (order - 1 - i) for i in range(order)]
-
-
-class GnConv(nn.Module):
-    """Recursive gated convolution (see the module docstring)."""
-
-    def __init__(self, c: int, k: int, dims: int, order: int):
-        super().__init__()
-        self.widths = order_widths(c, order)
-        total = sum(self.widths)
-        self.proj_in = make_conv(c, self.widths[0] + total, 1, dims, bias=True)
-        self.dw = make_conv(total, total, k, dims, groups=total, bias=True)
-        self.pws = nn.ModuleList(
-            make_conv(self.widths[i], self.widths[i + 1], 1, dims, bias=True) for i in range(order - 1)
-        )
-        self.proj_out = make_conv(c, c, 1, dims, bias=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.proj_in(x)
-        p, rest = torch.split(h, [self.widths[0], h.shape[1] - self.widths[0]], dim=1)
-        gates = torch.split(self.dw(rest), self.widths, dim=1)
-        p = p * gates[0]
-        for pw, q in zip(self.pws, gates[1:], strict=True):
-            p = pw(p) * q
-        return self.proj_out(p)
 
 
 def gnconv_cost(cfg) -> Cost:
@@ -81,13 +54,21 @@ def _entropy(cfg) -> float:
     return 2 * math.log(cfg.c) + cfg.dims * math.log(cfg.kernel) + sum(math.log(x) for x in w[:-1])
 
 
+def _segments(cfg, name: str) -> tuple[int, ...] | None:
+    """proj_in's rows: the gate seed w_0, then the order widths; the depthwise conv's: the order widths."""
+    if name not in ("proj_in.weight", "proj_in.bias", "dw.weight", "dw.bias"):
+        return None
+    w = tuple(order_widths(cfg.c, cfg.opt("order")))
+    return (w[0], *w) if name.startswith("proj_in") else w
+
+
 register(
     MixerDef(
         name="gnconv",
         abbrev="gn",
-        build=lambda cfg: GnConv(cfg.c, cfg.kernel, cfg.dims, cfg.opt("order")),
+        build=module_builder("nas.blocks.modules.gnconv:build"),
         cost=gnconv_cost,
         options={"order": 3},
-        check=_check, entropy=_entropy,
+        check=_check, entropy=_entropy, segments=_segments,
     )
 )

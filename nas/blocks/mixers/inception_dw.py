@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import math
 
-import torch
-from torch import nn
-
-from nas.blocks.common import Cost, conv_cost, conv_nd, numel
-from nas.blocks.registry import MixerDef, register
+from nas.blocks.costs import Cost, conv_cost, numel
+from nas.blocks.registry import MixerDef, module_builder, register
 
 
 def branch_kernels(k: int, square: int, dims: int) -> list[tuple[int, ...]]:
@@ -28,28 +25,6 @@ def branch_kernels(k: int, square: int, dims: int) -> list[tuple[int, ...]]:
 def branch_width(c: int, ratio: float) -> int:
     """Channels given to each conv branch."""
     return int(c * ratio)
-
-
-class InceptionDW(nn.Module):
-    """Identity group + square depthwise + band depthwise branches on channel groups, concatenated."""
-
-    def __init__(self, c: int, k: int, dims: int, square: int, ratio: float):
-        super().__init__()
-        g = branch_width(c, ratio)
-        shapes = branch_kernels(k, square, dims)
-        conv = conv_nd(dims)
-        self.branches = nn.ModuleList(
-            conv(g, g, ks, padding=tuple(s // 2 for s in ks), groups=g, bias=True) for ks in shapes
-        )
-        self.sizes = [c - g * len(shapes)] + [g] * len(shapes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ident, *parts = torch.split(x, self.sizes, dim=1)
-        return torch.cat([ident] + [b(p) for b, p in zip(self.branches, parts, strict=True)], dim=1)
-
-
-def _build(cfg) -> nn.Module:
-    return InceptionDW(cfg.c, cfg.kernel, cfg.dims, cfg.opt("square_kernel"), cfg.opt("branch_ratio"))
 
 
 def inception_cost(cfg) -> Cost:
@@ -86,7 +61,7 @@ register(
     MixerDef(
         name="inception_dw",
         abbrev="ic",
-        build=_build,
+        build=module_builder("nas.blocks.modules.inception_dw:build"),
         cost=inception_cost,
         options={"square_kernel": 3, "branch_ratio": 0.125},
         check=_check, entropy=_entropy,

@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import math
 
-import torch
-from torch import nn
-
-from nas.blocks.common import Cost, conv_cost, make_conv, numel
-from nas.blocks.registry import MixerDef, register
+from nas.blocks.costs import Cost, conv_cost, numel
+from nas.blocks.registry import MixerDef, module_builder, register
 
 
 def decompose(k: int) -> tuple[int, int, int]:
@@ -31,25 +28,6 @@ def decompose(k: int) -> tuple[int, int, int]:
     while k_dw + d * (k_dil - 1) < k:
         k_dil += 2
     return k_dw, k_dil, (d if k_dil > 1 else 1)
-
-
-class LKAttention(nn.Module):
-    """VAN spatial attention: proj, GELU, large-kernel attention gate, proj."""
-
-    def __init__(self, c: int, k: int, dims: int):
-        super().__init__()
-        k_dw, k_dil, d = decompose(k)
-        self.proj_1 = make_conv(c, c, 1, dims, bias=True)
-        self.act = nn.GELU()
-        self.dw = make_conv(c, c, k_dw, dims, groups=c, bias=True)
-        self.dil = make_conv(c, c, k_dil, dims, groups=c, bias=True, dilation=d)
-        self.conv1 = make_conv(c, c, 1, dims, bias=True)
-        self.proj_2 = make_conv(c, c, 1, dims, bias=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = self.act(self.proj_1(x))
-        attn = self.conv1(self.dil(self.dw(u)))
-        return self.proj_2(u * attn)
 
 
 def lka_cost(cfg) -> Cost:
@@ -73,12 +51,17 @@ def _entropy(cfg) -> float:
     return 3 * math.log(cfg.c) + cfg.dims * (math.log(k_dw) + math.log(k_dil))
 
 
+def _bank_name(cfg, name: str) -> str:
+    """The dilated conv's weights are shared per dilation (a 5-tap conv at d=2 is not one at d=1)."""
+    return f"dil@d{decompose(cfg.kernel)[2]}.{name[4:]}" if name.startswith("dil.") else name
+
+
 register(
     MixerDef(
         name="lka",
         abbrev="lk",
-        build=lambda cfg: LKAttention(cfg.c, cfg.kernel, cfg.dims),
+        build=module_builder("nas.blocks.modules.lka:build"),
         cost=lka_cost,
-        check=_check, entropy=_entropy,
+        check=_check, entropy=_entropy, bank_name=_bank_name,
     )
 )

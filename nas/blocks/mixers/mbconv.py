@@ -16,21 +16,8 @@ from __future__ import annotations
 
 import math
 
-import torch
-from torch import nn
-
-from nas.blocks.common import (
-    ACTS,
-    ConvNormAct,
-    Cost,
-    DropPath,
-    SqueezeExcite,
-    conv_norm_act_cost,
-    make_divisible,
-    numel,
-    se_cost,
-)
-from nas.blocks.registry import MixerDef, register
+from nas.blocks.costs import ACTS, Cost, conv_norm_act_cost, make_divisible, numel, se_cost
+from nas.blocks.registry import MixerDef, module_builder, register
 
 
 def mb_hidden(cin: int, ratio: float) -> int:
@@ -52,30 +39,6 @@ def block_se_width(cfg) -> int:
     """The SE width of a block under its space's rules (which channels, divisor, minimum)."""
     base = cfg.cin if cfg.opt("se_from") == "input" else mb_hidden(cfg.cin, cfg.ratio)
     return se_width(base, cfg.se, cfg.opt("se_divisor"), cfg.opt("se_min"))
-
-
-class MBConv(nn.Module):
-    """Inverted residual block."""
-
-    def __init__(self, cfg):
-        super().__init__()
-        d, hid = cfg.dims, mb_hidden(cfg.cin, cfg.ratio)
-        g = cfg.groups
-        self.expand = ConvNormAct(cfg.cin, hid, 1, d, groups=g, norm=cfg.norm, act=cfg.act) if has_expand(cfg) else None
-        self.dw = ConvNormAct(hid, hid, cfg.kernel, d, stride=cfg.stride, groups=hid, norm=cfg.norm, act=cfg.act)
-        self.se = (SqueezeExcite(hid, block_se_width(cfg), d, cfg.opt("se_act"), cfg.opt("se_gate"))
-                   if cfg.se else None)
-        self.project = ConvNormAct(hid, cfg.cout, 1, d, groups=g, norm=cfg.norm, act="none")
-        self.residual = cfg.stride == 1 and cfg.cin == cfg.cout
-        self.drop_path = DropPath(cfg.drop_path)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.expand(x) if self.expand is not None else x
-        h = self.dw(h)
-        if self.se is not None:
-            h = self.se(h)
-        h = self.project(h)
-        return x + self.drop_path(h) if self.residual else h
 
 
 def mbconv_cost(cfg) -> Cost:
@@ -107,10 +70,31 @@ def mbconv_entropy(cfg) -> float:
     return h
 
 
-register(MixerDef(name="mbconv", abbrev="mb", build=MBConv, cost=mbconv_cost, self_contained=True,
+def mbconv_reorder(cfgs, names: list[str]) -> list:
+    """The supernet's channel groups: the expanded width (sorted by the project conv's input columns; expand,
+    depthwise and SE convs alike) and the SE bottleneck. Only where every configuration of the slot expands
+    (ratio != 1) with ungrouped convs: otherwise the hidden channels are the input's and must keep their order.
+    """
+    proj = "project.conv.weight"
+    if proj not in names or not cfgs or not all(c.ratio != 1 and c.groups == 1 for c in cfgs):
+        return []
+    members = [(proj, 1)]
+    for n in names:
+        if n.startswith(("expand.", "dw.", "se.expand.")):
+            members.append((n, 0))
+        elif n == "se.reduce.weight":
+            members.append((n, 1))
+    groups = [((proj, 1), members)]
+    if "se.expand.weight" in names:
+        se = [("se.expand.weight", 1)] + [(n, 0) for n in ("se.reduce.weight", "se.reduce.bias") if n in names]
+        groups.append((("se.expand.weight", 1), se))
+    return groups
+
+
+register(MixerDef(name="mbconv", abbrev="mb", build=module_builder("nas.blocks.modules.mbconv:MBConv"), cost=mbconv_cost, self_contained=True,
                   options={"se_gate": "hsigmoid"}, check=_check, has_se=True, odd_kernel=True,
                   optional={"expand_conv": "auto", "se_from": "expanded", "se_divisor": 8, "se_min": 0,
                             "se_act": "relu"},
                   choices={"se_gate": ("hsigmoid", "sigmoid"), "expand_conv": ("auto", "always"),
                            "se_from": ("expanded", "input"), "se_act": ACTS},
-                  entropy=mbconv_entropy))
+                  entropy=mbconv_entropy, reorder=mbconv_reorder))

@@ -9,30 +9,13 @@ from __future__ import annotations
 
 import math
 
-import torch
-from torch import nn
-
-from nas.blocks.common import Cost, conv_cost, make_conv, numel
-from nas.blocks.registry import MixerDef, register
+from nas.blocks.costs import Cost, conv_cost, numel
+from nas.blocks.registry import MixerDef, module_builder, register
 
 
 def conv_width(c: int, ratio: float) -> int:
     """Channels that go through the conv."""
     return int(c * ratio)
-
-
-class PartialConv(nn.Module):
-    """k x k conv on the first ``cp`` channels, identity on the rest."""
-
-    def __init__(self, c: int, k: int, dims: int, ratio: float):
-        super().__init__()
-        self.cp = conv_width(c, ratio)
-        self.rest = c - self.cp
-        self.conv = make_conv(self.cp, self.cp, k, dims)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, b = torch.split(x, [self.cp, self.rest], dim=1)
-        return torch.cat([self.conv(a), b], dim=1)
 
 
 def partial_cost(cfg) -> Cost:
@@ -62,7 +45,7 @@ register(
     MixerDef(
         name="partial_conv",
         abbrev="pc",
-        build=lambda cfg: PartialConv(cfg.c, cfg.kernel, cfg.dims, cfg.opt("partial_ratio")),
+        build=module_builder("nas.blocks.modules.partial_conv:build"),
         cost=partial_cost,
         options={"partial_ratio": 0.25},
         check=_check, entropy=_entropy,

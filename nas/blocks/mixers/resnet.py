@@ -18,18 +18,8 @@ from __future__ import annotations
 
 import math
 
-import torch
-from torch import nn
-
-from nas.blocks.common import (
-    ConvNormAct,
-    Cost,
-    DropPath,
-    conv_norm_act_cost,
-    make_act,
-    numel,
-)
-from nas.blocks.registry import MixerDef, register
+from nas.blocks.costs import Cost, conv_norm_act_cost, numel
+from nas.blocks.registry import MixerDef, module_builder, register
 
 
 def mid_width(cfg) -> int:
@@ -43,46 +33,6 @@ def mid_width(cfg) -> int:
 def needs_projection(cfg) -> bool:
     """Whether the shortcut must change shape (stride or channels)."""
     return cfg.stride != 1 or cfg.cin != cfg.cout
-
-
-class Shortcut(nn.Module):
-    """The projection shortcut: [avg pool for ResNet-D] -> 1x1 conv (stride) -> norm."""
-
-    def __init__(self, cfg):
-        super().__init__()
-        d, s = cfg.dims, cfg.stride
-        avg = cfg.opt("shortcut") == "avgpool" and s > 1
-        pool = nn.AvgPool2d if d == 2 else nn.AvgPool1d
-        self.pool = pool(s, s, ceil_mode=True, count_include_pad=False) if avg else None
-        self.proj = ConvNormAct(cfg.cin, cfg.cout, 1, d, stride=1 if avg else s, norm=cfg.norm, act="none",
-                                bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.pool(x) if self.pool is not None else x)
-
-
-class ResBlock(nn.Module):
-    """A residual block of dense convs: ``body`` (a Sequential of ConvNormAct) plus a shortcut."""
-
-    def __init__(self, cfg, kind: str):
-        super().__init__()
-        d, k, mid, g = cfg.dims, cfg.kernel, mid_width(cfg), cfg.groups
-        bn = {"norm": cfg.norm, "bias": False}
-        if kind == "basic":
-            body = [ConvNormAct(cfg.cin, mid, k, d, stride=cfg.stride, groups=g, act=cfg.act, **bn),
-                    ConvNormAct(mid, cfg.cout, k, d, groups=g, act="none", **bn)]
-        else:
-            body = [ConvNormAct(cfg.cin, mid, 1, d, act=cfg.act, **bn),
-                    ConvNormAct(mid, mid, k, d, stride=cfg.stride, groups=g, act=cfg.act, **bn),
-                    ConvNormAct(mid, cfg.cout, 1, d, act="none", **bn)]
-        self.body = nn.Sequential(*body)
-        self.shortcut = Shortcut(cfg) if needs_projection(cfg) else None
-        self.drop_path = DropPath(cfg.drop_path)
-        self.act = make_act(cfg.act if cfg.opt("act_after_sum") else "none")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        short = self.shortcut(x) if self.shortcut is not None else x
-        return self.act(short + self.drop_path(self.body(x)))
 
 
 def _cost(cfg, kind: str) -> Cost:
@@ -128,7 +78,7 @@ _CHOICES = {"shortcut": ("conv", "avgpool")}
 for _kind, _abbrev, _doc in (("basic", "rb", "two k x k convs"), ("bottleneck", "bt", "1x1 -> k x k -> 1x1")):
     register(MixerDef(
         name=_kind, abbrev=_abbrev,
-        build=lambda cfg, kind=_kind: ResBlock(cfg, kind),
+        build=module_builder(f"nas.blocks.modules.resnet:build_{_kind}"),
         cost=lambda cfg, kind=_kind: _cost(cfg, kind),
         self_contained=True, odd_kernel=True, options={}, optional=dict(_OPTIONS), choices=dict(_CHOICES),
         check=lambda cfg, kind=_kind: _check(cfg, kind),

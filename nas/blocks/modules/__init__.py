@@ -1,0 +1,1 @@
+"""The torch modules of the blocks, one file per block; their definitions (costs, keys) are torch-free."""
