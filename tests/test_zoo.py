@@ -581,3 +581,81 @@ def test_timm_registration_with_a_stand_in_registry(env, monkeypatch):
     monkeypatch.setitem(sys.modules, "timm.models", None)
     with pytest.raises(ZooError, match="timm is not installed"):
         register_timm(zoo=env.zoo)
+
+
+# ---- fine-tuning from the inherited supernet weights -------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_supernet(tmp_path_factory) -> Path:
+    """A real supernet checkpoint: the tiny space trained one epoch on digits (11 steps, seconds)."""
+    from nas.supernet.train import SupernetTrainer, TrainConfig
+
+    out = tmp_path_factory.mktemp("supernet")
+    cfg = TrainConfig(space="tiny", data="digits", epochs=1, batch_size=128, n_random=1, eval_every=0,
+                      calib_batches=2, log_every=5, device="cpu")
+    SupernetTrainer(cfg, out, quiet=True).fit()
+    return out
+
+
+def _top1(model: torch.nn.Module, arch, split) -> float:
+    """Top-1 of a loaded zoo model on a data split, computed here (not by the exporter)."""
+    from nas.data import arch_resolution, iterate, resize, space_io
+
+    res, ch = arch_resolution(arch, arch.space), space_io(arch.space).in_channels
+    correct = total = 0
+    with torch.no_grad():
+        for x, y in iterate(split, 100):
+            correct += int((model(resize(x, res, ch)).argmax(1) == y).sum())
+            total += len(y)
+    return correct / total
+
+
+def test_export_finetune_records_both_measured_accuracies(tiny_supernet, tmp_path, capsys):
+    from nas.data import load_data
+
+    space = nas.load_space("tiny")
+    arch = space.sample(rng=__import__("random").Random(3))
+    arch_file = tmp_path / "arch.yaml"
+    arch_file.write_text(yaml.safe_dump(arch.to_dict()))
+    zoo, ck = tmp_path / "zoo", f"supernet:{tiny_supernet}"
+    assert cli.main(["export", str(arch_file), "--weights", ck, "--zoo", str(zoo), "--name", "inherited"]) == 0
+    capsys.readouterr()
+    assert cli.main(["export", str(arch_file), "--weights", ck, "--finetune", "1", "--zoo", str(zoo),
+                     "--name", "tuned"]) == 0
+    err = capsys.readouterr().err
+    assert f"fine-tune {arch.id}: 11/11 (100%) done in" in err  # progress of the fine-tune's 11 steps
+    models = read_index(zoo)["models"]
+    inh, rec = models["inherited"], models["tuned"]
+    m, prov = rec["metrics"], rec["provenance"]
+    # both accuracies, each measured on the same split with its provenance
+    assert m["inherited_accuracy"] == inh["metrics"]["accuracy"]  # the inherited figure of a plain export
+    assert prov["inherited_accuracy"] == inh["provenance"]["accuracy"]
+    assert prov["inherited_accuracy"].startswith("measured: top-1 on the digits validation split")
+    assert prov["accuracy"].startswith("measured: top-1 on the digits validation split (359 samples) after "
+                                       "fine-tuning 1 epoch(s) (11 steps) on the digits training split")
+    ft = rec["weights"]["finetune"]
+    assert ft["epochs"] == 1 and ft["steps"] == 11 and ft["lr"] == pytest.approx(0.005) and ft["data"] == "digits"
+    # the saved weights are the fine-tuned ones: they differ from the inherited, and an evaluation of the loaded
+    # entry here gives the recorded accuracy
+    assert rec["files"]["model.safetensors"] != inh["files"]["model.safetensors"]
+    val = load_data("digits", space).val
+    tuned, plain = create_model("tuned", zoo=zoo), create_model("inherited", zoo=zoo)
+    assert _top1(tuned, arch, val) == m["accuracy"]
+    assert _top1(plain, arch, val) == m["inherited_accuracy"]
+    assert m["accuracy"] > m["inherited_accuracy"]  # one epoch from one epoch of supernet training helps
+    card = (zoo / "tuned" / "card.md").read_text()
+    assert "| fine-tuned (the weights of this entry) | " in card and "| inherited from the supernet | " in card
+    assert "These are the fine-tuned weights." in card
+    assert cli.main(["zoo", "verify", "--zoo", str(zoo)]) == 0  # checksums of the rewritten files hold
+
+
+def test_export_finetune_needs_supernet_weights(tmp_path, capsys):
+    arch = nas.load_space("tiny").min()
+    arch_file = tmp_path / "arch.yaml"
+    arch_file.write_text(yaml.safe_dump(arch.to_dict()))
+    code = cli.main(["export", str(arch_file), "--finetune", "2", "--zoo", str(tmp_path / "zoo")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == ["nas: error: --finetune 2: fine-tuning starts from inherited weights; give weights "
+                                 "supernet:CKPT (a checkpoint of `nas supernet train`)"]
+    code = cli.main(["export", str(arch_file), "--finetune", "-1", "--zoo", str(tmp_path / "zoo")])
+    assert code == 2 and "--finetune -1: give a number of epochs" in capsys.readouterr().err
+    assert not (tmp_path / "zoo").exists()

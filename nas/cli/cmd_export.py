@@ -1,4 +1,5 @@
-"""`nas export (RUN --pick pareto|ID... | ARCH.yaml) [--weights supernet:CKPT|FILE] --zoo DIR [--name N]`."""
+"""`nas export (RUN --pick pareto|ID... | ARCH.yaml) [--weights supernet:CKPT|FILE [--finetune EPOCHS]] --zoo DIR
+[--name N]`."""
 
 from __future__ import annotations
 
@@ -27,6 +28,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="supernet:CKPT|FILE",
         help="weights from a supernet checkpoint or a safetensors state dict; none: architecture-only",
     )
+    p.add_argument(
+        "--finetune",
+        type=int,
+        default=0,
+        metavar="EPOCHS",
+        help="with --weights supernet:CKPT: fine-tune each model from its inherited weights for EPOCHS on the "
+        "checkpoint's training data and recipe before saving (the card keeps both accuracies); default 0",
+    )
+    p.add_argument(
+        "--finetune-lr",
+        type=float,
+        metavar="LR",
+        help="the fine-tune's learning rate (default: a tenth of the supernet's)",
+    )
     p.add_argument("--zoo", help="the zoo folder (default $NAS_ZOO or ./zoo)")
     p.add_argument(
         "--name",
@@ -50,7 +65,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from nas.zoo.index import zoo_path
 
     zoo = zoo_path(args.zoo)
-    with ui.progress(None, f"export to {zoo}") as bar:
+    # a fine-tune draws its own bar with ETA; one live bar at a time, so the export's count is then plain lines
+    outer = ui.progress(None, f"export to {zoo}", json_mode=True if args.finetune else None)
+    with outer as bar:
 
         def step(name: str) -> None:
             bar.advance()
@@ -67,6 +84,9 @@ def cmd_export(args: argparse.Namespace) -> int:
             exporter=args.exporter,
             opset=args.opset,
             on_step=step,
+            finetune=args.finetune,
+            finetune_lr=args.finetune_lr,
+            reporter=ui.reporter(),
         )
     if ui.json_mode():
         ui.print_json(records)
@@ -82,13 +102,16 @@ def cmd_export(args: argparse.Namespace) -> int:
                 "macs": fmt_macs(m["macs"]),
                 "latency": fmt_ms(m["latency_ms"]) if m.get("latency_ms") is not None else "not known",
                 "accuracy": m.get("accuracy"),
-                "weights": r["weights"]["source"],
+                "inherited": m.get("inherited_accuracy"),
+                "weights": r["weights"]["source"] + (" + fine-tune" if r["weights"].get("finetune") else ""),
                 "onnx_max_diff": max(r["onnx"]["max_abs_diff"].values()),
             }
         )
     ui.print_table(
         f"Exported to {zoo}",
-        ["name", "id", "params", "macs", "latency", "accuracy", "weights", "onnx_max_diff"],
+        ["name", "id", "params", "macs", "latency", "accuracy"]
+        + (["inherited"] if any(r["metrics"].get("inherited_accuracy") is not None for r in records) else [])
+        + ["weights", "onnx_max_diff"],
         rows,
     )
     return 0

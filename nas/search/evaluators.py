@@ -16,6 +16,30 @@ from nas.errors import NASError
 from nas.search.estimators import make_estimator
 from nas.space import Arch, SearchSpace, load_space
 
+_BUILT = {"estimators": 0}  # estimators built in this process: a supernet's checkpoint and data load once each
+
+
+def _build(spec: str, space: SearchSpace) -> Any:
+    """The estimator of ``spec``, counted, so a worker can show it built its estimator once, not per trial."""
+    estimator = make_estimator(spec, space)
+    _BUILT["estimators"] += 1
+    return estimator
+
+
+def _stats(estimator: Any, scored: int, worker: str) -> dict[str, Any]:
+    """What a worker did: archs scored, estimators built in its process, BN recalibrations (supernet)."""
+    ev = getattr(estimator, "_ev", None)
+    return {"worker": worker, "scored": scored, "estimators_built": _BUILT["estimators"],
+            "bn_calibrations": getattr(ev, "calibrations", None)}
+
+
+def _absolute(spec: str) -> str:
+    """``supernet:CKPT`` / ``predictor:FILE`` with an absolute path: workers need not share the caller's cwd."""
+    kind, sep, arg = spec.partition(":")
+    if kind in ("supernet", "predictor") and arg and Path(arg).exists():
+        return f"{kind}:{Path(arg).resolve()}"
+    return spec
+
 
 class LocalEvaluator:
     """Evaluate in the calling process, one arch after another."""
@@ -26,21 +50,27 @@ class LocalEvaluator:
         import torch
 
         torch.set_num_threads(threads)
-        self.estimator = make_estimator(spec, space)
+        self.estimator = _build(spec, space)
         self.provenance = self.estimator.provenance
+        self.scored = 0
 
     def run(self, batch: list[tuple[Any, Arch]]) -> Iterator[tuple[Any, float, float, str]]:
         for key, arch in batch:
             t0 = time.perf_counter()
             score = self.estimator.evaluate(arch)
+            self.scored += 1
             yield key, score, time.perf_counter() - t0, f"local:{os.getpid()}"
+
+    def worker_stats(self) -> list[dict[str, Any]]:
+        """One row: this process's archs scored, estimators built and BN recalibrations."""
+        return [_stats(self.estimator, self.scored, f"local:{os.getpid()}")]
 
     def close(self) -> None:
         pass
 
 
 def _space_ref(space: SearchSpace) -> str:
-    return str(space.source_path) if space.source_path is not None else space.name
+    return str(Path(space.source_path).resolve()) if space.source_path is not None else space.name
 
 
 class _EvalActor:
@@ -51,15 +81,20 @@ class _EvalActor:
 
         torch.set_num_threads(threads)  # Ray sets OMP_NUM_THREADS in workers; pin torch explicitly
         self.space = load_space(space_ref)
-        self.estimator = make_estimator(spec, self.space)
+        self.estimator = _build(spec, self.space)
+        self.scored = 0
 
     def provenance(self) -> str:
         return self.estimator.provenance
+
+    def stats(self) -> dict[str, Any]:
+        return _stats(self.estimator, self.scored, f"ray:{os.getpid()}")
 
     def evaluate(self, arch_dict: dict) -> tuple[float, float, str]:
         arch = self.space.arch_from_dict(arch_dict)
         t0 = time.perf_counter()
         score = self.estimator.evaluate(arch)
+        self.scored += 1
         return score, time.perf_counter() - t0, f"ray:{os.getpid()}"
 
 
@@ -104,7 +139,7 @@ class RayEvaluator:
         self.workers = workers
         self.max_retries = max_retries
         remote = ray.remote(num_cpus=threads, max_restarts=-1, max_task_retries=0)(_EvalActor)
-        self._actors = [remote.remote(spec, _space_ref(space), threads) for _ in range(workers)]
+        self._actors = [remote.remote(_absolute(spec), _space_ref(space), threads) for _ in range(workers)]
         try:
             self.provenance = ray.get(self._actors[0].provenance.remote())
         except ray.exceptions.RayActorError as e:
@@ -137,6 +172,13 @@ class RayEvaluator:
                 continue
             idle.append(actor)
             yield key, score, secs, worker
+
+    def worker_stats(self) -> list[dict[str, Any]]:
+        """Per actor: archs scored, estimators built in its process (1: built once, kept resident), BN
+        recalibrations."""
+        import ray
+
+        return ray.get([a.stats.remote() for a in self._actors])
 
     def close(self) -> None:
         import ray

@@ -462,6 +462,58 @@ def _evaluate_model(model: nn.Module, ds, res: int, in_ch: int, batch_size: int,
     return {"accuracy": correct / total_n, "loss": loss_sum / total_n}
 
 
+def fit_model(
+    model: nn.Module,
+    arch: Arch,
+    data: DataSplits,
+    cfg: TrainConfig,
+    *,
+    epochs: int | None = None,
+    lr: float | None = None,
+    warmup_epochs: float | None = None,
+    device: str | torch.device = "cpu",
+    space=None,
+    reporter: Reporter | None = None,
+    description: str = "train",
+) -> dict[str, Any]:
+    """Train ``model`` (the standard module of ``arch``) in place with the recipe of ``cfg``, labels only:
+    cosine learning rate after a linear warm-up, the recipe's optimizer, augmentation and data order.
+    ``epochs``, ``lr`` and ``warmup_epochs`` override the recipe's (a fine-tune runs few epochs at a small
+    rate); progress with ETA goes to ``reporter``. Leaves ``model`` in eval mode; returns what was run."""
+    epochs = cfg.epochs if epochs is None else int(epochs)
+    base_lr = cfg.lr if lr is None else float(lr)
+    dev = torch.device(device)
+    opt = make_optimizer(model, cfg)
+    spe = steps_per_epoch(len(data.train), cfg.batch_size)
+    warm_epochs = cfg.warmup_epochs if warmup_epochs is None else warmup_epochs
+    total, warm = epochs * spe, int(round(warm_epochs * spe))
+    shift = auto_shift(cfg, data)
+    space = space if space is not None else arch.space
+    in_ch, res = space_io(space).in_channels, arch_resolution(arch, space)
+    t0 = time.perf_counter()
+    model.train()
+    with or_silent(reporter).progress(total, description) as bar:
+        for step in range(total):
+            epoch, pos = divmod(step, spe)
+            order = epoch_order(len(data.train), cfg.seed, epoch)
+            x, y = data.train.batch(order[pos * cfg.batch_size : (pos + 1) * cfg.batch_size])
+            if shift or cfg.flip:
+                x = augment(x, torch.Generator().manual_seed(step_seed(cfg.seed, step, 2, 0)), shift, cfg.flip)
+            x, y = resize(x.to(dev), res, in_ch), y.to(dev)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, total, base_lr, warm)
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            bar.advance()
+    model.eval()
+    return {"epochs": epochs, "steps": total, "lr": base_lr, "warmup_steps": warm, "shift": shift,
+            "train_samples": len(data.train), "seconds": time.perf_counter() - t0}
+
+
 def train_standalone(
     arch: Arch, data: DataSplits, cfg: TrainConfig, device: str = "cpu", space=None
 ) -> dict[str, float]:
@@ -472,29 +524,9 @@ def train_standalone(
     torch.manual_seed(cfg.seed)
     dev = torch.device(device)
     model = build(arch).to(dev)
-    opt = make_optimizer(model, cfg)
-    spe = steps_per_epoch(len(data.train), cfg.batch_size)
-    total, warm = cfg.epochs * spe, int(round(cfg.warmup_epochs * spe))
-    shift = auto_shift(cfg, data)
     space = space if space is not None else arch.space
+    fit_model(model, arch, data, cfg, device=dev, space=space)
     in_ch, res = space_io(space).in_channels, arch_resolution(arch, space)
-    model.train()
-    for step in range(total):
-        epoch, pos = divmod(step, spe)
-        order = epoch_order(len(data.train), cfg.seed, epoch)
-        x, y = data.train.batch(order[pos * cfg.batch_size : (pos + 1) * cfg.batch_size])
-        if shift or cfg.flip:
-            x = augment(x, torch.Generator().manual_seed(step_seed(cfg.seed, step, 2, 0)), shift, cfg.flip)
-        x, y = resize(x.to(dev), res, in_ch), y.to(dev)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, total, cfg.lr, warm)
-        opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-    model.eval()
     out = _evaluate_model(model, data.val, res, in_ch, cfg.eval_batch_size, dev)
     if getattr(data, "test", None) is not None:
         t = _evaluate_model(model, data.test, res, in_ch, cfg.eval_batch_size, dev)

@@ -86,9 +86,21 @@ def render_card(name: str, record: dict[str, Any], zoo: str | os.PathLike) -> st
     add("## Accuracy")
     add("")
     if m.get("accuracy") is not None:
-        add(f"{_fmt_acc(m['accuracy'])}, {prov.get('accuracy') or 'provenance not recorded'}.")
+        if m.get("inherited_accuracy") is None:
+            add(f"{_fmt_acc(m['accuracy'])}, {prov.get('accuracy') or 'provenance not recorded'}.")
+        else:  # fine-tuned: both measured accuracies, on the same split, each with its provenance
+            add("| weights | accuracy | how obtained |")
+            add("|---|---|---|")
+            add(f"| fine-tuned (the weights of this entry) | {_fmt_acc(m['accuracy'])} | {prov.get('accuracy')} |")
+            add(f"| inherited from the supernet | {_fmt_acc(m['inherited_accuracy'])} | "
+                f"{prov.get('inherited_accuracy') or 'provenance not recorded'} |")
+            if m.get("estimated_accuracy") is not None:
+                add(f"| the search's estimate | {_fmt_acc(m['estimated_accuracy'])} | "
+                    f"{prov.get('estimated_accuracy') or 'provenance not recorded'} |")
         est = src.get("estimator") or {}
         if est.get("name"):
+            if m.get("inherited_accuracy") is not None:
+                add("")  # end the table
             add(
                 f"Estimator of the search: `{est['name']}` ({est.get('provenance') or 'no provenance recorded'})."
             )
@@ -110,11 +122,20 @@ def render_card(name: str, record: dict[str, Any], zoo: str | os.PathLike) -> st
 
     add("## Weights")
     add("")
-    if w.get("source") == "supernet":
+    ft = w.get("finetune")
+    if w.get("source") == "supernet" and ft:
+        add(
+            f"`{WEIGHTS_FILE}`: extracted from the weight-sharing supernet checkpoint `{w.get('path')}` "
+            f"(SHA-256 of the checkpoint `{w.get('sha256') or 'n/a'}`), then fine-tuned for {ft.get('epochs')} "
+            f"epoch(s) ({ft.get('steps')} steps, {ft.get('seconds')} s on {ft.get('device')}) on the "
+            f"`{ft.get('data')}` training split: {ft.get('optimizer')}, lr {ft.get('lr')} ({ft.get('schedule')}), "
+            f"batch {ft.get('batch_size')}, seed {ft.get('seed')}. These are the fine-tuned weights."
+        )
+    elif w.get("source") == "supernet":
         add(
             f"`{WEIGHTS_FILE}`: extracted from the weight-sharing supernet checkpoint `{w.get('path')}` "
             f"(SHA-256 of the checkpoint `{w.get('sha256') or 'n/a'}`); the subnet inherits the supernet's weights "
-            "as they are (fine-tune them for best accuracy)."
+            "as they are (fine-tune them for best accuracy: `nas export ... --finetune EPOCHS`)."
         )
     elif w.get("source") == "file":
         add(f"`{WEIGHTS_FILE}`: from the trained checkpoint `{w.get('path')}` (SHA-256 `{w.get('sha256')}`).")

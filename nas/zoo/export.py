@@ -28,9 +28,10 @@ import torch
 from torch import nn
 
 from nas import __version__
-from nas.errors import NASError, ZooError
+from nas.errors import NASError, ParamError, ZooError
 from nas.io import read_json, sha256_file, write_yaml
 from nas.models.build import fuse
+from nas.reporting import Reporter
 from nas.zoo.index import (
     ARCH_FILE,
     CARD_FILE,
@@ -310,16 +311,16 @@ class Weights:
             self._cfg = cfg
         return self._ev or None
 
-    def measure(self, arch, model: nn.Module) -> tuple[float, str] | None:
+    def measure(self, arch, model: nn.Module, finetuned: dict[str, Any] | None = None) -> tuple[float, str] | None:
         """Top-1 accuracy of the exported ``model`` on the checkpoint data's test split (its validation
-        split where the data has none), and where that figure comes from; None without a checkpoint."""
+        split where the data has none), and where that figure comes from; None without a checkpoint.
+        ``finetuned``: the record :meth:`finetune` returned, when ``model`` holds fine-tuned weights."""
         ev = self._evaluator()
         if ev is None:
             return None
         from nas.data import arch_resolution, iterate, resize, space_io
 
-        split, name = (self._data.test, "test") if getattr(self._data, "test", None) is not None else (
-            self._data.val, "validation")
+        split, name = self.eval_split()
         res, in_ch = arch_resolution(arch, arch.space), space_io(arch.space).in_channels
         correct = total = 0
         model.eval()
@@ -327,10 +328,61 @@ class Weights:
             for x, y in iterate(split, 256):
                 correct += int((model(resize(x, res, in_ch)).argmax(1) == y).sum())
                 total += int(y.numel())
-        prov = (f"measured: top-1 on the {self._cfg.data} {name} split ({total} samples) with the weights "
-                f"inherited from {self.path} (step {(self._state_json or {}).get('step')}), BN recalibrated on "
-                f"{self._cfg.calib_batches} training batches")
-        return correct / max(1, total), prov
+        inherited = (f"the weights inherited from {self.path} (step {(self._state_json or {}).get('step')}), BN "
+                     f"recalibrated on {self._cfg.calib_batches} training batches")
+        if finetuned is None:
+            how = f"with {inherited}"
+        else:
+            f = finetuned
+            how = (f"after fine-tuning {f['epochs']} epoch(s) ({f['steps']} steps) on the {f['data']} training split "
+                   f"({f['train_samples']} samples) from {inherited}; recipe: {f['optimizer']} lr {f['lr']:g} cosine, "
+                   f"batch {f['batch_size']}, weight decay {f['weight_decay']:g}, label smoothing "
+                   f"{f['label_smoothing']:g}, shift {f['shift']} px, flip {f['flip']}, seed {f['seed']}")
+        return correct / max(1, total), f"measured: top-1 on the {self._cfg.data} {name} split ({total} samples) {how}"
+
+    def eval_split(self) -> tuple[Any, str]:
+        """The split exported models are measured on: the test split, or validation where there is none."""
+        if getattr(self._data, "test", None) is not None:
+            return self._data.test, "test"
+        return self._data.val, "validation"
+
+    def finetune(self, arch, model: nn.Module, epochs: int, lr: float | None = None,
+                 reporter: Reporter | None = None) -> dict[str, Any]:
+        """Fine-tune ``model`` (holding the inherited weights) in place: ``epochs`` on the checkpoint data's
+        training split with the checkpoint's recipe, at ``lr`` (default a tenth of the supernet's), no
+        warm-up, seeded by the recipe's seed so a re-export gives the same weights; returns the recipe run."""
+        if self._evaluator() is None:
+            raise ParamError("finetune", f"{epochs}: needs weights supernet:CKPT from `nas supernet train` (the "
+                                         "checkpoint names the data and the recipe)")
+        from nas.supernet.train import fit_model, pick_device
+
+        cfg = self._cfg
+        rate = cfg.lr / 10 if lr is None else float(lr)
+        dev = pick_device("auto")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            ran = fit_model(model.to(dev), arch, self._data, cfg, epochs=epochs, lr=rate, warmup_epochs=0,
+                            device=dev, reporter=reporter, description=f"fine-tune {arch.id}")
+        model.to("cpu").eval()
+        return {
+            "from": f"inherited weights of {self.path} (step {(self._state_json or {}).get('step')})",
+            "data": cfg.data,
+            "split": "train",
+            "epochs": ran["epochs"],
+            "steps": ran["steps"],
+            "train_samples": ran["train_samples"],
+            "optimizer": cfg.optimizer,
+            "lr": ran["lr"],
+            "schedule": "cosine, no warm-up",
+            "batch_size": cfg.batch_size,
+            "weight_decay": cfg.weight_decay,
+            "label_smoothing": cfg.label_smoothing,
+            "shift": ran["shift"],
+            "flip": cfg.flip,
+            "seed": cfg.seed,
+            "device": str(dev),
+            "seconds": round(ran["seconds"], 2),
+        }
 
     def record(self) -> dict[str, Any]:
         rec: dict[str, Any] = {"source": self.kind}
@@ -528,8 +580,10 @@ def _base_record(item: ExportItem, weights: Weights) -> dict[str, Any]:
     return record
 
 
-def _prepare(item: ExportItem, weights: Weights, root: Path, exporter: str, opset: int) -> tuple[Path, dict]:
-    """Write arch.yaml, weights, ONNX and plot into a fresh staging folder; return it and the record."""
+def _prepare(item: ExportItem, weights: Weights, root: Path, exporter: str, opset: int, finetune: int = 0,
+             finetune_lr: float | None = None, reporter: Reporter | None = None) -> tuple[Path, dict]:
+    """Write arch.yaml, weights (fine-tuned for ``finetune`` epochs when > 0), ONNX and plot into a fresh
+    staging folder; return it and the record."""
     from nas.zoo.card import pareto_plot
     from nas.zoo.onnx_export import export_onnx
 
@@ -550,6 +604,12 @@ def _prepare(item: ExportItem, weights: Weights, root: Path, exporter: str, opse
             record["metrics"]["estimated_accuracy"] = record["metrics"]["accuracy"]
             record["provenance"]["estimated_accuracy"] = record["provenance"]["accuracy"]
             record["metrics"]["accuracy"], record["provenance"]["accuracy"] = measured
+        if finetune:  # the inherited figure stays beside the fine-tuned one; the fine-tuned weights are saved
+            record["metrics"]["inherited_accuracy"] = record["metrics"]["accuracy"]
+            record["provenance"]["inherited_accuracy"] = record["provenance"]["accuracy"]
+            ran = weights.finetune(arch, model, finetune, finetune_lr, reporter)
+            record["metrics"]["accuracy"], record["provenance"]["accuracy"] = weights.measure(arch, model, ran)
+            record["weights"]["finetune"] = ran
         if weights.kind != "none":
             _save_weights(model, stage / WEIGHTS_FILE, arch)
         deploy = fuse(copy.deepcopy(model))
@@ -644,10 +704,16 @@ def export(
     exporter: str = "auto",
     opset: int = 17,
     on_step: Callable[[str], None] | None = None,
+    finetune: int = 0,
+    finetune_lr: float | None = None,
+    reporter: Reporter | None = None,
 ) -> list[dict[str, Any]]:
     """Export a run's picks (``pick=["pareto"]`` or ids) or one arch file into ``zoo``.
 
     ``weights``: ``"supernet:CKPT"``, a safetensors state-dict file, or None (architecture-only).
+    ``finetune``: epochs of fine-tuning from the inherited supernet weights before saving them (0: none),
+    at ``finetune_lr`` (default a tenth of the supernet's rate); the record keeps both accuracies, inherited
+    and fine-tuned, measured on the same split. Fine-tuning progress goes to ``reporter``.
     ``name``: the entry name (with several models, a prefix: ``NAME-a``, ``NAME-b``, ...); default
     ``<space>-<device>-<budget>-<letter>`` for a run, ``<space>-<id>`` for an arch file. ``on_step`` is
     called with each finished entry's name. Returns ``[{"name", "path", **index record}]``.
@@ -668,7 +734,14 @@ def export(
         items = [item_from_arch(src, space)]
     else:
         raise ZooError(f"{src}: no such run folder or arch file")
+    if finetune < 0:
+        raise ParamError("finetune", f"{finetune}: give a number of epochs (0 = no fine-tuning)")
+    if finetune_lr is not None and not finetune_lr > 0:
+        raise ParamError("finetune_lr", f"{finetune_lr}: must be a positive learning rate")
     w = Weights(weights)
+    if finetune and w.kind != "supernet":
+        raise ParamError("finetune", f"{finetune}: fine-tuning starts from inherited weights; give weights "
+                                     "supernet:CKPT (a checkpoint of `nas supernet train`)")
     names = (
         [name]
         if (name is not None and len(items) == 1)
@@ -677,7 +750,7 @@ def export(
     root.mkdir(parents=True, exist_ok=True)
     out = []
     for item, explicit in zip(items, names):
-        stage, record = _prepare(item, w, root, exporter, opset)
+        stage, record = _prepare(item, w, root, exporter, opset, finetune, finetune_lr, reporter)
         final, record = _commit(stage, record, item, root, explicit, force)
         out.append({"name": final, "path": str(root / final), **record})
         if on_step is not None:
