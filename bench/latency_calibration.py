@@ -99,7 +99,12 @@ def main() -> int:
         secs = time.perf_counter() - t0
         y1 = np.array(measure(held))
         y2 = np.array(real(held))  # the retest: the machine's ceiling
-        row = {"calibration_s": round(secs, 1), "probe_s": round(c.probe.seconds, 1),
+        cover = {}
+        for kk in (10, args.k):
+            m_k = c.model if kk == args.k else cal.calibrate(base, device, measure, c.probe, kk)[0]
+            _, lo, hi = m_k.predict_interval(held, 0.9)
+            cover[f"k={kk}"] = float(np.mean((y1 >= lo) & (y1 <= hi)))
+        row = {"interval90_coverage": cover, "calibration_s": round(secs, 1), "probe_s": round(c.probe.seconds, 1),
                "probe_median_ratio": c.probe.median_ratio, "probe_disagrees": c.probe.disagrees(),
                "shipped": stats(base.predict(held), y1), "calibrated": stats(c.model.predict(held), y1),
                "retest": stats(y2, y1), "archs_measured_for_calibration": c.model.metadata["calibration"]["archs"]}
@@ -116,7 +121,8 @@ def main() -> int:
         print(f"{name}: calibration {secs:.0f} s (probe {c.probe.seconds:.0f} s, ratio {c.probe.median_ratio:.2f}); "
               f"shipped {100 * row['shipped']['within_10']:.0f}% within ±10% (median {100 * row['shipped']['median_abs']:.1f}%), "
               f"calibrated {100 * row['calibrated']['within_10']:.0f}% (median {100 * row['calibrated']['median_abs']:.1f}%), "
-              f"retest {100 * row['retest']['within_10']:.0f}% (median {100 * row['retest']['median_abs']:.1f}%)")
+              f"retest {100 * row['retest']['within_10']:.0f}% (median {100 * row['retest']['median_abs']:.1f}%); "
+              f"90% interval covers " + ", ".join(f"{100 * v:.0f}% at {k}" for k, v in cover.items()))
         for label, r in sims.items():
             print(f"  simulated {label}: probe noticed={r['probe_noticed']} (ratio {r['probe_median_ratio']:.2f}); "
                   f"calibrated {100 * r['calibrated']['within_10']:.0f}% within ±10% "
