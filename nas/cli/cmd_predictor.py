@@ -2,7 +2,7 @@
 
 nas predictor fit --device D --space S [--kind auto|table|calibrated|arch] [--max-train N]
                   [--few-shot SRC ... --shots 20]
-nas predictor eval --device D --space S [--on OTHER_DEVICE] [--split holdout] [--save]
+nas predictor eval --device D --space S [--on OTHER_DEVICE] [--split holdout] [--save] [--by mixer|kernel]
 nas predictor eval --all
 nas predictor show --device D --space S      (or a JSON path)
 nas predictor list
@@ -57,6 +57,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--on", help="evaluate on another profile's rows (transfer check)")
     q.add_argument("--split", default="holdout", choices=["holdout", "calib", "refine"])
     q.add_argument("--save", action="store_true", help="store the recomputed metrics in the file")
+    q.add_argument(
+        "--by",
+        choices=["mixer", "kernel"],
+        help="error per group: an arch counts in every mixer (kernel size) it contains",
+    )
     q.set_defaults(func=cmd_eval)
 
     q = s.add_parser("show", help="a predictor's provenance, fit and held-out metrics")
@@ -80,7 +85,7 @@ def _fmt_row(m: dict) -> dict:
     if ui.json_mode():
         return m
     out = dict(m)
-    for k in ("mape", "within_5", "within_10"):
+    for k in ("mape", "within_5", "within_10", "median_abs_err", "bias", "loo_mape", "loo_within_10"):
         if isinstance(out.get(k), float) and math.isfinite(out[k]):
             out[k] = f"{100 * out[k]:.1f}%"
     return out
@@ -142,9 +147,36 @@ def _targets(args: argparse.Namespace):
     return [LatencyModel.load(find_predictor(args.device, s)) for s in args.space]
 
 
+GROUP_METRICS = ["n", "median_abs_err", "mape", "within_10", "bias"]
+
+
+def _eval_by(args: argparse.Namespace) -> int:
+    from nas.latency.fit import evaluate_by_group
+
+    if args.save:
+        raise NASError("nas predictor eval: --save stores the overall metrics; give it without --by")
+    out = []
+    for pred in _targets(args):
+        rows = evaluate_by_group(pred, args.by, args.on, args.split)
+        base = {"predictor": pred.name, "on": args.on or pred.device, "split": args.split, "by": args.by}
+        out += [{**base, **r} for r in rows]
+        if not ui.json_mode():
+            ui.print_table(
+                f"{pred.name} on {base['on']} ({args.split} archs), error per {args.by} "
+                "(an arch counts in every group it contains; bias = median signed error)",
+                [args.by, *GROUP_METRICS],
+                [_fmt_row({args.by: r["group"], **r}) for r in rows],
+            )
+    if ui.json_mode():
+        ui.print_json(out)
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from nas.latency.fit import evaluate_latency_model
 
+    if args.by:
+        return _eval_by(args)
     rows = []
     for pred in _targets(args):
         m = evaluate_latency_model(pred, args.on, args.split)
@@ -246,17 +278,55 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from nas.latency import load_latency_model
+def _arch_space(arch) -> str:
+    """The space name of an arch (a YAML-space Arch or a NAS-Bench-201 cell)."""
+    return arch.space.name if hasattr(arch, "space") else str(arch.to_dict().get("space"))
+
+
+def _read_for_predict(args: argparse.Namespace):
+    """(archs, predictor or None): a predictor JSON given as --device reads the archs in its own space
+    (a user space is found from the space file it recorded); with a device name whose archs name a
+    space that is not built in, the device's predictors of user spaces are tried."""
+    from nas.latency import LatencyModel, list_predictors
     from nas.profile.run import read_arch_file
 
-    archs = read_arch_file(args.archs, args.space)
-    spaces = {a.space.name for a in archs}
+    pred = None
+    if args.device and args.device.endswith(".json"):
+        pred = LatencyModel.load(args.device)
+        return read_arch_file(args.archs, args.space or pred.space), pred
+    try:
+        return read_arch_file(args.archs, args.space), None
+    except NASError as first:
+        if args.space or not args.device:
+            raise
+        for p in list_predictors():
+            if not p.name.startswith(f"{args.device}-"):
+                continue
+            try:
+                cand = LatencyModel.load(p)
+            except NASError:
+                continue
+            if cand.device != args.device or not cand.metadata.get("space_file"):
+                continue
+            try:
+                return read_arch_file(args.archs, cand.space), cand
+            except NASError:
+                continue
+        raise first
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from nas.latency import load_latency_model
+
+    archs, pred = _read_for_predict(args)
+    spaces = {_arch_space(a) for a in archs}
     if len(spaces) > 1:
         raise NASError(
             f"{args.archs}: archs of several spaces ({', '.join(sorted(spaces))}); predict one at a time"
         )
-    pred = load_latency_model(args.device, archs[0].space)
+    if pred is None:
+        space = archs[0].space if hasattr(archs[0], "space") else _arch_space(archs[0])
+        pred = load_latency_model(args.device, space)
     ms, lo, hi = pred.predict_interval(archs, args.coverage)
     rows = [
         {"id": a.id, "latency_ms": float(m), "low_ms": float(lo_), "high_ms": float(hi_), "arch": str(a)}

@@ -161,7 +161,7 @@ def fit_latency_model(
     if few_shot_from:
         model.metadata["few_shot_from"] = list(few_shot_from)
     if space.source_path is not None and space.source_path.stem not in _builtin_names():
-        model.metadata["space_file"] = str(space.source_path)
+        model.metadata["space_file"] = str(Path(space.source_path).resolve())
     src = prof.meta.get("source")
     if src:
         model.metadata["data_source"] = {
@@ -252,6 +252,20 @@ def evaluate_latency_model(pred: LatencyModel, device: str | None = None, split:
     return pred.evaluate(archs, y, record=False)
 
 
+def evaluate_by_group(
+    pred: LatencyModel, by: str, device: str | None = None, split: str = "holdout"
+) -> list[dict[str, Any]]:
+    """Error of ``pred`` per group of ``by`` (mixer or kernel) on a profile's rows (default: its own
+    held-out archs); an arch counts in every group it contains (:func:`nas.latency.evaluate.group_errors`)."""
+    from nas.latency.evaluate import group_errors
+
+    prof = Profile.load(device or pred.device)
+    archs, y = _rows(prof, pred.space, split)
+    if not len(archs):
+        raise ProfileError(f"profile {prof.name} has no {split} archs of space {pred.space.name}")
+    return group_errors(archs, y, pred.predict(archs), by)
+
+
 def refit_device(device: str, spaces: Sequence[str | SearchSpace]) -> list[dict[str, Any]]:
     """Refit the saved predictors of ``device`` for ``spaces`` (same kind; a new calibrated/auto one
     where none exists), after new rows were added. Returns what was written."""
@@ -286,6 +300,7 @@ def refit_device(device: str, spaces: Sequence[str | SearchSpace]) -> list[dict[
 __all__ = [
     "CALIBRATED_VARIANTS",
     "KINDS",
+    "evaluate_by_group",
     "evaluate_latency_model",
     "fit_latency_model",
     "loo_scores",
