@@ -3,7 +3,8 @@
 * :class:`KeyFeatures` - the unit keys of each arch (block-table estimators), optionally with per-arch
   sums of unit quantities (memory traffic) and a fast path straight to a table's key codes;
 * :class:`UnitFeatures` - analytic features summed over units (arch-level estimators);
-* :class:`OFAFeatures` - the OFA MobileNetV3 analytic features (:mod:`nas.latency.ofa_features`).
+* :class:`OFAFeatures` - the OFA MobileNetV3 analytic features (:mod:`nas.latency.ofa_features`);
+* :class:`NB201Features` - NAS-Bench-201 cells: one-hot of the 6 edge ops plus the count of each op.
 
 A featuriser is described by ``spec()`` (stored in the predictor file) and rebuilt by
 :func:`make_features`.
@@ -25,7 +26,7 @@ from nas.space import Arch, SearchSpace
 from nas.space.arch import LayerChoice
 from nas.space.resolve import ConvUnit, layer_cfg
 
-FEATURE_SETS = ("keys", "units", "ofa")
+FEATURE_SETS = ("keys", "units", "ofa", "nb201")
 
 
 # ------------------------------------------------------------------------------------ the key index
@@ -449,6 +450,43 @@ class OFAFeatures:
         return {"type": self.name, "kind": self.kind, "names": names}
 
 
+class NB201Features:
+    """NAS-Bench-201 cells -> one-hot of the op on each of the 6 edges, then the count of each op.
+
+    Every edge of the cell is computed whatever the other edges are, so a cell's latency is close
+    to additive over its edges: the one-hot columns carry where each op sits, the counts what it costs
+    wherever it sits (what a few samples can pin down first)."""
+
+    name = "nb201"
+
+    def __init__(self, space: Any):
+        from nas.nb201.space import EDGES, OPS
+
+        if getattr(space, "name", None) != "nb201":
+            raise PredictorError(f"features 'nb201' need the NAS-Bench-201 space; {space.name} is not")
+        self.space = space
+        self._op = {op: i for i, op in enumerate(OPS)}
+        self._n_ops = len(OPS)
+        self.names = [f"e{i}{j}:{op}" for i, j in EDGES for op in OPS] + [f"n:{op}" for op in OPS]
+
+    def __call__(self, archs: Sequence[Any]) -> np.ndarray:
+        op = self._op
+        try:
+            codes = np.asarray([[op[o] for o in a.ops] for a in archs], dtype=np.intp).reshape(len(archs), -1)
+        except (AttributeError, KeyError):
+            raise PredictorError("features 'nb201': archs must be NAS-Bench-201 cells (6 edge ops)") from None
+        n, e = codes.shape
+        k = self._n_ops
+        X = np.zeros((n, e * k + k))
+        rows = np.repeat(np.arange(n), e)
+        X[rows, (np.arange(e) * k)[None, :].repeat(n, 0).ravel() + codes.ravel()] = 1.0
+        X[:, e * k :] = X[:, : e * k].reshape(n, e, k).sum(1)
+        return X
+
+    def spec(self) -> dict[str, Any]:
+        return {"type": self.name, "names": self.names}
+
+
 def make_features(space: SearchSpace, spec: dict[str, Any] | str):
     """The featuriser described by ``spec`` (a feature-set name or a stored spec)."""
     if isinstance(spec, str):
@@ -465,12 +503,19 @@ def make_features(space: SearchSpace, spec: dict[str, Any] | str):
         return f
     if t == "ofa":
         return OFAFeatures(space, spec.get("kind", "analytic"))
+    if t == "nb201":
+        return NB201Features(space)
     raise PredictorError(f"feature set {t!r} unknown; allowed: {', '.join(FEATURE_SETS)}")
 
 
 def default_arch_features(space: SearchSpace) -> str:
-    """``ofa`` for the OFA MobileNetV3 space, else ``units``."""
+    """``ofa`` for the OFA MobileNetV3 space, ``nb201`` for the NAS-Bench-201 cells, else ``units``."""
     from nas.space.ofa import STAGES
+
+    if not hasattr(space, "stages"):
+        if space.name == "nb201":
+            return "nb201"
+        raise PredictorError(f"space {space.name}: no arch-level feature set for it; allowed: {', '.join(FEATURE_SETS)}")
 
     if len(space.stages) == STAGES + 1 and space.name.startswith("ofa"):
         return "ofa"
