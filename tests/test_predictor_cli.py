@@ -370,3 +370,25 @@ def test_predict_with_a_user_space_found_from_the_predictor(home, capsys, tmp_pa
     code, out, err = run(capsys, "--json", "predictor", "predict", str(f), "--device", "labbox")
     assert code == 0, err
     assert [r["id"] for r in json.loads(out)] == [a.id for a in new]
+
+
+def test_cli_fit_reports_leave_one_out_error_and_the_few_shot_model_choice(home, capsys):
+    if home["ofa"] is None:
+        pytest.skip("shared OFA dataset not available")
+    code, out, err = run(capsys, "--json", "predictor", "fit", "--device", "gpu-titan-rtx-b64", "--space", "ofa-mbv3")
+    assert code == 0, err
+    src = json.loads(out)[0]
+    assert 0 < src["loo_mape"] < 0.2 and 0 <= src["loo_within_10"] <= 1 and src["model"] == "arch_level"
+    code, out, err = run(capsys, "predictor", "fit", "--device", "gpu-v100-b1", "--space", "ofa-mbv3",
+                         "--few-shot", "gpu-titan-rtx-b64", "--shots", "20")
+    assert code == 0, err
+    assert "few-shot model choice by leave-one-out error on the 20 measured archs" in out
+    for m in ("transfer", "arch", "stacked"):
+        assert m in out
+    fs = LatencyModel.load(home["root"] / "predictors" / "gpu-v100-b1-ofa-mbv3.json")
+    loo = fs.metadata["loo"]
+    assert loo["n"] == 20 and math.isfinite(loo["mape"])
+    assert fs.metadata["model"] in ("transfer", "arch", "stacked")
+    assert fs.metadata["model_choice"][fs.metadata["model"]]["loo_mape"] == pytest.approx(loo["mape"])
+    row = [ln for ln in out.splitlines() if ln.startswith("gpu-v100-b1-ofa-mbv3")][-1]
+    assert f"{100 * loo['mape']:.1f}%" in row  # the table's LOO cells are filled, not "-"

@@ -34,7 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["auto", "table", "calibrated", "arch"],
         help="auto: calibrated with a block table, arch without",
     )
-    q.add_argument("--features", choices=["units", "ofa"], help="arch kind: feature set (default by space)")
+    q.add_argument(
+        "--features",
+        choices=["units", "units+position", "ofa", "nb201"],
+        help="arch kind: feature set (default by space); units+position adds per-stage (mixer, kernel) counts",
+    )
     q.add_argument(
         "--variant",
         default="auto",
@@ -113,19 +117,31 @@ def cmd_fit(args: argparse.Namespace) -> int:
             out=args.out,
         )
         fitted = pred.metadata.get("fitted_on", {})
+        loo = pred.metadata.get("loo") or {}
         rows.append(
             {
                 "predictor": pred.name,
                 "kind": pred.kind,
+                "model": pred.metadata.get("model") or pred.metadata.get("variant") or pred.estimator.kind,
                 "fitted_on": fitted.get("end_to_end", fitted.get("target")),
+                "loo_mape": loo.get("mape"),
+                "loo_within_10": loo.get("within_10"),
                 **(pred.held_out or {}),
                 "path": str(pred.path),
             }
         )
         ui.info(pred.provenance)
+        choice = pred.metadata.get("model_choice")
+        if choice and not ui.json_mode():
+            ui.print_table(
+                f"{pred.name}: few-shot model choice by leave-one-out error on the {fitted.get('target')} "
+                f"measured archs (chosen: {pred.metadata.get('model')})",
+                ["model", "loo_mape", "loo_within_10", "loo_huber"],
+                [_fmt_row({"model": m, **v}) for m, v in choice.items()],
+            )
     ui.print_table(
-        "fitted latency predictors (metrics on held-out archs)",
-        ["predictor", "kind", "fitted_on", *METRICS, "path"],
+        "fitted latency predictors (loo_*: leave-one-out on the training archs; the rest on held-out archs)",
+        ["predictor", "kind", "model", "fitted_on", "loo_mape", "loo_within_10", *METRICS, "path"],
         [_fmt_row(r) for r in rows],
     )
     return 0

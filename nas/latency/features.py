@@ -26,7 +26,7 @@ from nas.space import Arch, SearchSpace
 from nas.space.arch import LayerChoice
 from nas.space.resolve import ConvUnit, layer_cfg
 
-FEATURE_SETS = ("keys", "units", "ofa", "nb201")
+FEATURE_SETS = ("keys", "units", "units+position", "ofa", "nb201")
 
 
 # ------------------------------------------------------------------------------------ the key index
@@ -377,14 +377,61 @@ class UnitFeatures:
     """Archs -> analytic features summed over their units: per unit type (conv, head, each mixer)
     the count, MACs, activations written and input elements, plus total MACs/params/activations.
 
-    Computed as (archs x units count matrix) @ (units x features basis): a product per batch."""
+    With ``position`` the features also say where each block sits: per stage, the number of layers
+    of each (mixer, kernel) choice. Summed costs alone cannot tell a 13-kernel gnConv in stage 3 from
+    the same MACs spread elsewhere; a device whose cost of a block depends on its stage needs them.
+
+    Computed as (archs x units count matrix) @ (units x features basis): a product per batch; the
+    position counts are one look-up per layer."""
 
     name = "units"
 
-    def __init__(self, space: SearchSpace):
+    def __init__(self, space: SearchSpace, position: bool = False):
         self.space = space
-        self.vocab, self.basis, self.names = _unit_basis(space)
+        self.vocab, self.basis, base_names = _unit_basis(space)
         self.index = KeyIndex(space, self.vocab)
+        self.position = bool(position)
+        self._pos_col: dict[tuple[int, str, int | None], int] = {}
+        names = list(base_names)
+        if self.position:
+            for si, st in enumerate(space.stages):
+                for m in st.mixers:
+                    for k in (*st.kernels, None):
+                        self._pos_col[(si, m, k)] = len(self._pos_col)
+                        names.append(f"s{si + 1}:{m}:k{k}:n" if k is not None else f"s{si + 1}:{m}:n")
+        self.names = names
+        self._layer_cols: list[dict[LayerChoice, int]] = [{} for _ in space.stages]
+
+    def _layer_col(self, si: int, lc: LayerChoice) -> int:
+        if lc.mixer == "skip":
+            c = -1
+        else:
+            c = self._pos_col.get((si, lc.mixer, None if lc.kernel is None else int(lc.kernel)), -2)
+            if c == -2:
+                raise PredictorError(
+                    f"space {self.space.name}: stage {si + 1} layer {lc.mixer}/k{lc.kernel} is not a choice of "
+                    "the space (space file changed?)"
+                )
+        self._layer_cols[si][lc] = c
+        return c
+
+    def _positions(self, archs: Sequence[Arch]) -> np.ndarray:
+        """(archs x position columns) counts: one dict look-up per layer, one bincount per batch."""
+        P = len(self._pos_col)
+        maps, make = self._layer_cols, self._layer_col
+        flat: list[int] = []
+        for i, a in enumerate(archs):
+            base = i * P
+            for si, st in enumerate(a.stages):
+                m = maps[si]
+                for lc in st.layers:
+                    c = m.get(lc)
+                    if c is None:
+                        c = make(si, lc)
+                    if c >= 0:
+                        flat.append(base + c)
+        counts = np.bincount(np.asarray(flat, dtype=np.intp), minlength=len(archs) * P)
+        return counts.reshape(len(archs), P).astype(np.float64)
 
     def __call__(self, archs: Sequence[Arch]) -> np.ndarray:
         try:
@@ -393,10 +440,11 @@ class UnitFeatures:
             raise PredictorError(
                 f"space {self.space.name}: unit {e.args[0]} is not one the space enumerates (space file changed?)"
             ) from None
-        return np.asarray((C @ self.basis).todense())
+        X = np.asarray((C @ self.basis).todense())
+        return np.hstack([X, self._positions(archs)]) if self.position else X
 
     def spec(self) -> dict[str, Any]:
-        return {"type": self.name, "names": self.names}
+        return {"type": self.name, **({"position": True} if self.position else {}), "names": self.names}
 
 
 class OFAFeatures:
@@ -494,8 +542,8 @@ def make_features(space: SearchSpace, spec: dict[str, Any] | str):
     t = spec.get("type")
     if t == "keys":
         return KeyFeatures(space, spec.get("extra") or ())
-    if t == "units":
-        f = UnitFeatures(space)
+    if t in ("units", "units+position"):
+        f = UnitFeatures(space, position=t == "units+position" or bool(spec.get("position")))
         if spec.get("names") is not None and list(spec["names"]) != f.names:
             raise PredictorError(
                 f"space {space.name}: its unit types changed since the predictor was fitted; refit it"

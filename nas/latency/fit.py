@@ -135,6 +135,8 @@ def fit_latency_model(
             raise ProfileError(
                 f"profile {prof.name}: few-shot needs at least 2 measured archs of {space.name}"
             )
+        names = (feat_spec or {}).get("names") or []
+        params.setdefault("arch_columns", few_shot_arch_columns(names, len(archs)) or None)
         model = FewShotTransfer(**params).fit(feats(archs), y, sources={n: s.estimator for n, s in sources.items()})
     else:
         feats = make_features(space, features or default_arch_features(space))
@@ -147,6 +149,7 @@ def fit_latency_model(
         model = ArchLevelRegressor(**params).fit(X, y, feature_names=names)
     kind_label = "few-shot" if few_shot_from else kind
     model.metadata.pop("held_out", None)
+    model.metadata["loo"] = {**loo_scores(model), "n": int(model.n_residuals_)}
     model.set_provenance(
         device=prof.name,
         space=space.name,
@@ -192,6 +195,23 @@ CALIBRATED_VARIANTS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
 """Calibrated-predictor variants: per-block-name terms (counts, or summed table times: a scale per
 block type) or a plain scale + overhead, with or without the arch's memory traffic (unit parameters
 and activations, in millions) as extra terms."""
+
+
+FEW_SHOT_ARCH_COLUMNS = ("macs_M", "res", *(f"blocks_s{i}" for i in range(1, 6)))
+"""Columns of the OFA features the few-shot arch-only and stacked models read: MACs, resolution and
+the depth of each stage (what a linear model of 20 samples can pin down)."""
+
+
+def few_shot_arch_columns(names: Sequence[str], k: int) -> list[int]:
+    """Indices of the few feature columns a few-shot arch-only / stacked model of ``k`` samples reads:
+    MACs, resolution and depths (OFA features); total MACs, params and activations plus the layer count
+    of each unit type (unit features); the op counts (NAS-Bench-201); at most ``k // 2`` of them."""
+    names = list(names)
+    want = [n for n in FEW_SHOT_ARCH_COLUMNS if n in names]
+    if not want:
+        want = [n for n in ("macs_M", "params_M", "act_M") if n in names]
+        want += [n for n in names if (n.endswith(":n") and n.count(":") == 1) or n.startswith("n:")]
+    return [names.index(n) for n in want][: max(0, k // 2)]
 
 
 def loo_scores(model) -> dict[str, float]:
