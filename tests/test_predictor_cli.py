@@ -392,3 +392,28 @@ def test_cli_fit_reports_leave_one_out_error_and_the_few_shot_model_choice(home,
     assert fs.metadata["model_choice"][fs.metadata["model"]]["loo_mape"] == pytest.approx(loo["mape"])
     row = [ln for ln in out.splitlines() if ln.startswith("gpu-v100-b1-ofa-mbv3")][-1]
     assert f"{100 * loo['mape']:.1f}%" in row  # the table's LOO cells are filled, not "-"
+
+
+def test_units_position_features_count_each_stage_mixer_kernel(home):
+    from nas.latency.features import make_features
+
+    space = home["space"]
+    pred = fit_latency_model("tiny-cpu", space, "arch", features="units+position", save=False)
+    spec = pred.metadata["features"]
+    assert spec["type"] == "units" and spec["position"] is True
+    archs = space.sample_many(30, seed=4)
+    f = make_features(space, spec)
+    X = f(archs)
+    pos = X[:, len(make_features(space, "units").names):]
+    names = spec["names"][-pos.shape[1]:]
+    for a, row in zip(archs, pos):
+        want = {}
+        for si, st in enumerate(a.stages):
+            for lc in st.layers:
+                if lc.mixer != "skip":
+                    key = f"s{si + 1}:{lc.mixer}:k{lc.kernel}:n" if lc.kernel is not None else f"s{si + 1}:{lc.mixer}:n"
+                    want[key] = want.get(key, 0) + 1
+        assert {n: v for n, v in zip(names, row) if v} == want
+    y = pred.predict(archs)
+    assert np.isfinite(y).all() and (y > 0).all()
+    np.testing.assert_allclose(LatencyModel(pred.estimator, space).predict(archs), y)
