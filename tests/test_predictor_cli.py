@@ -272,7 +272,8 @@ def test_cli_eval_by_mixer_and_kernel(home, capsys):
     pred = fit_latency_model("tiny-cpu", home["space"], "calibrated")
     archs, y = Profile.load("tiny-cpu").archs_of(home["space"], "holdout")
     rel = pred.predict(archs) / y - 1
-    for by in ("mixer", "kernel"):
+    groups = {}
+    for by in ("mixer", "kernel", "stage-mixer"):
         code, out, err = run(capsys, "--json", "predictor", "eval", "--device", "tiny-cpu", "--space", sf,
                              "--by", by)
         assert code == 0, err
@@ -288,7 +289,10 @@ def test_cli_eval_by_mixer_and_kernel(home, capsys):
             assert r["median_abs_err"] == pytest.approx(np.median(np.abs(rel[members])))
             assert r["mape"] == pytest.approx(np.mean(np.abs(rel[members])))
             assert r["within_10"] == pytest.approx(np.mean(np.abs(rel[members]) <= 0.1))
-    assert seen == {"k3", "k5"}
+        groups[by] = seen
+    assert groups["kernel"] == {"k3", "k5"}
+    assert groups["mixer"] <= {"dwconv", "pool", "mbconv"}
+    assert {g.split(":")[0] for g in groups["stage-mixer"]} == {"s1", "s2"} and "s2:pool" not in groups["stage-mixer"]
     code, out, err = run(capsys, "predictor", "eval", "--device", "tiny-cpu", "--space", sf, "--by", "mixer")
     assert code == 0 and "error per mixer" in out and "median_abs_err" in out and "dwconv" in out
     code, out, err = run(capsys, "predictor", "eval", "--device", "tiny-cpu", "--space", sf, "--by", "stage")

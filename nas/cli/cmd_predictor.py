@@ -1,12 +1,15 @@
 """`nas predictor fit | eval | show | list | predict`: latency predictors of device profiles.
 
 nas predictor fit --device D --space S [--kind auto|table|calibrated|arch] [--max-train N]
-                  [--few-shot SRC ... --shots 20]
-nas predictor eval --device D --space S [--on OTHER_DEVICE] [--split holdout] [--save] [--by mixer|kernel]
+                  [--features units|units+position|ofa|nb201] [--few-shot SRC ... --shots 20]
+                  (the table shows the leave-one-out error on the training archs beside the held-out one;
+                  with --few-shot, which of transfer / arch-only / stacked won on the k samples)
+nas predictor eval --device D --space S [--on OTHER_DEVICE] [--split holdout] [--save] [--by mixer|kernel|stage-mixer]
 nas predictor eval --all
 nas predictor show --device D --space S      (or a JSON path)
 nas predictor list
 nas predictor predict ARCHS --device D [--space S] [--coverage 0.9]
+                  (--device may be a predictor JSON: its recorded space file gives a user space)
 """
 
 from __future__ import annotations
@@ -63,8 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--save", action="store_true", help="store the recomputed metrics in the file")
     q.add_argument(
         "--by",
-        choices=["mixer", "kernel"],
-        help="error per group: an arch counts in every mixer (kernel size) it contains",
+        choices=["mixer", "kernel", "stage-mixer"],
+        help="error per group: an arch counts in every mixer (kernel size; mixer in a stage) it contains",
     )
     q.set_defaults(func=cmd_eval)
 
@@ -245,6 +248,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         "data_source": meta.get("data_source"),
         "data_licence": meta.get("data_licence"),
         "few_shot_from": meta.get("few_shot_from"),
+        "few_shot_model": meta.get("model"),
+        "loo": meta.get("loo"),
         "provenance": pred.provenance,
     }
     if ui.json_mode():

@@ -299,7 +299,10 @@ def refit_device(device: str, spaces: Sequence[str | SearchSpace]) -> list[dict[
             old = LatencyModel.load(find_predictor(device, space.name))
             if old.kind in ("table", "calibrated", "arch"):
                 kind = old.kind
-                features = (old.metadata.get("features") or {}).get("type") if kind == "arch" else None
+                spec = old.metadata.get("features") or {}
+                features = spec.get("type") if kind == "arch" else None
+                if features == "units" and spec.get("position"):
+                    features = "units+position"
             path = old.path
             if path is not None and not os.access(path.parent, os.W_OK):
                 path = None
