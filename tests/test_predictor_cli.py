@@ -260,3 +260,164 @@ def test_fast_prediction_path_equals_the_key_path(home, kind, variant):
     slow = pred.predict_features(pred.featurise(archs))
     assert np.array_equal(fast, slow)
     assert pred.predict(archs[3]) == pytest.approx(slow[3])  # a single arch as well
+
+
+# ------------------------------------------------------------------------- error per mixer / kernel
+
+
+def test_cli_eval_by_mixer_and_kernel(home, capsys):
+    from nas.latency.evaluate import arch_groups
+
+    sf = str(home["space_file"])
+    pred = fit_latency_model("tiny-cpu", home["space"], "calibrated")
+    archs, y = Profile.load("tiny-cpu").archs_of(home["space"], "holdout")
+    rel = pred.predict(archs) / y - 1
+    groups = {}
+    for by in ("mixer", "kernel", "stage-mixer"):
+        code, out, err = run(capsys, "--json", "predictor", "eval", "--device", "tiny-cpu", "--space", sf,
+                             "--by", by)
+        assert code == 0, err
+        rows = {r["group"]: r for r in json.loads(out)}
+        assert rows["all"]["n"] == len(archs) == 8
+        assert rows["all"]["median_abs_err"] == pytest.approx(np.median(np.abs(rel)))
+        seen = {g for a in archs for g in arch_groups(a, by)}
+        assert set(rows) == seen | {"all"}
+        for g in seen:  # an arch counts in every group it contains
+            members = np.array([g in arch_groups(a, by) for a in archs])
+            r = rows[g]
+            assert r["n"] == members.sum()
+            assert r["median_abs_err"] == pytest.approx(np.median(np.abs(rel[members])))
+            assert r["mape"] == pytest.approx(np.mean(np.abs(rel[members])))
+            assert r["within_10"] == pytest.approx(np.mean(np.abs(rel[members]) <= 0.1))
+        groups[by] = seen
+    assert groups["kernel"] == {"k3", "k5"}
+    assert groups["mixer"] <= {"dwconv", "pool", "mbconv"}
+    assert {g.split(":")[0] for g in groups["stage-mixer"]} == {"s1", "s2"} and "s2:pool" not in groups["stage-mixer"]
+    code, out, err = run(capsys, "predictor", "eval", "--device", "tiny-cpu", "--space", sf, "--by", "mixer")
+    assert code == 0 and "error per mixer" in out and "median_abs_err" in out and "dwconv" in out
+    code, out, err = run(capsys, "predictor", "eval", "--device", "tiny-cpu", "--space", sf, "--by", "stage")
+    assert code == 2 and "--by" in err
+
+
+# ------------------------------------------------------------------------------------ nb201, user spaces
+
+
+def test_nb201_import_fit_eval_predict(home, capsys, tmp_path):
+    from nas.nb201.space import OPS, format_arch, sample_archs
+
+    cost = dict(zip(OPS, (0.0, 0.05, 0.4, 1.1, 0.3)))
+    cells = sample_archs(60, seed=3)
+    rng = np.random.default_rng(0)
+    ms = [2.0 + sum(cost[o] * (1 + 0.2 * e) for e, o in enumerate(c)) for c in cells]
+    table = tmp_path / "nb201_lat.csv"
+    pd.DataFrame({"arch_str": [format_arch(c) for c in cells],
+                  "pixel7_ms": np.array(ms) * np.exp(0.01 * rng.standard_normal(60))}).to_csv(table, index=False)
+    code, out, err = run(capsys, "profile", "import", str(table), "--force")
+    assert code == 0, err
+    assert "mobile-pixel7" in out  # a phone, not a GPU
+    code, out, err = run(capsys, "--json", "predictor", "fit", "--device", "mobile-pixel7", "--space", "nb201")
+    assert code == 0, err
+    fitted = json.loads(out)[0]
+    assert fitted["kind"] == "arch" and fitted["mape"] < 0.05
+    pred = LatencyModel.load(fitted["path"])
+    assert pred.metadata["features"]["type"] == "nb201"
+    code, out, err = run(capsys, "--json", "predictor", "eval", "--device", "mobile-pixel7", "--space", "nb201")
+    assert code == 0 and json.loads(out)[0]["n"] == fitted["n"]
+    code, out, err = run(capsys, "--json", "predictor", "eval", "--device", "mobile-pixel7", "--space", "nb201",
+                         "--by", "mixer")
+    assert code == 0 and {"nor_conv_3x3", "all"} <= {r["group"] for r in json.loads(out)}
+    f = tmp_path / "cells.yaml"
+    f.write_text("- {space: nb201, ops: [nor_conv_3x3, nor_conv_3x3, nor_conv_3x3, nor_conv_3x3, "
+                 "nor_conv_3x3, nor_conv_3x3]}\n- {space: nb201, ops: [none, none, none, none, none, none]}\n")
+    code, out, err = run(capsys, "--json", "predictor", "predict", str(f), "--device", "mobile-pixel7")
+    assert code == 0, err
+    got = json.loads(out)
+    big = 2.0 + sum(1.1 * (1 + 0.2 * e) for e in range(6))
+    assert got[0]["latency_ms"] == pytest.approx(big, rel=0.05) and got[1]["latency_ms"] == pytest.approx(2.0, rel=0.05)
+
+
+USER_SPACE = TINY.replace("name: tinyp", "name: labspace").replace("[16]}", "[16, 24]}", 1)
+
+
+def test_predict_with_a_user_space_found_from_the_predictor(home, capsys, tmp_path):
+    sf = tmp_path / "spaces" / "labspace.yaml"
+    sf.parent.mkdir()
+    sf.write_text(USER_SPACE)
+    space = load_space(sf)
+    archs = space.sample_many(40, seed=5)
+    from nas.cost import count
+
+    ms = np.array([0.5 + 2e-6 * count(a).macs for a in archs])
+    table = tmp_path / "lab.csv"
+    pd.DataFrame({"arch": [a.key for a in archs], "gold_6226_ms": ms}).to_csv(table, index=False)
+    code, out, err = run(capsys, "profile", "import", str(table), "--space", str(sf),
+                         "--column", "gold_6226_ms=labbox:cpu", "--force")
+    assert code == 0, err
+    assert Profile.load("labbox").machine["device_kind"] == "cpu"
+    code, out, err = run(capsys, "--json", "predictor", "fit", "--device", "labbox", "--space", str(sf))
+    assert code == 0, err
+    path = json.loads(out)[0]["path"]
+    assert LatencyModel.load(path).metadata["space_file"] == str(sf.resolve())
+    # the arch file names only the space's name, which no built-in space has: the predictor finds it
+    f = tmp_path / "mine.yaml"
+    import yaml
+
+    new = space.sample_many(3, seed=99)
+    f.write_text(yaml.safe_dump([a.to_dict() for a in new]))
+    assert all(a.to_dict()["space"] == "labspace" for a in new)
+    code, out, err = run(capsys, "--json", "predictor", "predict", str(f), "--device", path)
+    assert code == 0, err
+    got = json.loads(out)
+    assert [r["id"] for r in got] == [a.id for a in new]
+    want = np.array([0.5 + 2e-6 * count(a).macs for a in new])
+    np.testing.assert_allclose([r["latency_ms"] for r in got], want, rtol=0.1)
+    code, out, err = run(capsys, "--json", "predictor", "predict", str(f), "--device", "labbox")
+    assert code == 0, err
+    assert [r["id"] for r in json.loads(out)] == [a.id for a in new]
+
+
+def test_cli_fit_reports_leave_one_out_error_and_the_few_shot_model_choice(home, capsys):
+    if home["ofa"] is None:
+        pytest.skip("shared OFA dataset not available")
+    code, out, err = run(capsys, "--json", "predictor", "fit", "--device", "gpu-titan-rtx-b64", "--space", "ofa-mbv3")
+    assert code == 0, err
+    src = json.loads(out)[0]
+    assert 0 < src["loo_mape"] < 0.2 and 0 <= src["loo_within_10"] <= 1 and src["model"] == "arch_level"
+    code, out, err = run(capsys, "predictor", "fit", "--device", "gpu-v100-b1", "--space", "ofa-mbv3",
+                         "--few-shot", "gpu-titan-rtx-b64", "--shots", "20")
+    assert code == 0, err
+    assert "few-shot model choice by leave-one-out error on the 20 measured archs" in out
+    for m in ("transfer", "arch", "stacked"):
+        assert m in out
+    fs = LatencyModel.load(home["root"] / "predictors" / "gpu-v100-b1-ofa-mbv3.json")
+    loo = fs.metadata["loo"]
+    assert loo["n"] == 20 and math.isfinite(loo["mape"])
+    assert fs.metadata["model"] in ("transfer", "arch", "stacked")
+    assert fs.metadata["model_choice"][fs.metadata["model"]]["loo_mape"] == pytest.approx(loo["mape"])
+    row = [ln for ln in out.splitlines() if ln.startswith("gpu-v100-b1-ofa-mbv3")][-1]
+    assert f"{100 * loo['mape']:.1f}%" in row  # the table's LOO cells are filled, not "-"
+
+
+def test_units_position_features_count_each_stage_mixer_kernel(home):
+    from nas.latency.features import make_features
+
+    space = home["space"]
+    pred = fit_latency_model("tiny-cpu", space, "arch", features="units+position", save=False)
+    spec = pred.metadata["features"]
+    assert spec["type"] == "units" and spec["position"] is True
+    archs = space.sample_many(30, seed=4)
+    f = make_features(space, spec)
+    X = f(archs)
+    pos = X[:, len(make_features(space, "units").names):]
+    names = spec["names"][-pos.shape[1]:]
+    for a, row in zip(archs, pos):
+        want = {}
+        for si, st in enumerate(a.stages):
+            for lc in st.layers:
+                if lc.mixer != "skip":
+                    key = f"s{si + 1}:{lc.mixer}:k{lc.kernel}:n" if lc.kernel is not None else f"s{si + 1}:{lc.mixer}:n"
+                    want[key] = want.get(key, 0) + 1
+        assert {n: v for n, v in zip(names, row) if v} == want
+    y = pred.predict(archs)
+    assert np.isfinite(y).all() and (y > 0).all()
+    np.testing.assert_allclose(LatencyModel(pred.estimator, space).predict(archs), y)

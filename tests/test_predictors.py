@@ -283,6 +283,40 @@ def test_few_shot_transfer_picks_the_right_source_and_beats_no_transfer():
     assert m3.coef_[1] == 1.0
 
 
+def test_few_shot_model_choice_by_leave_one_out():
+    X, devs, target = device_data(2000, 4)
+    idx = np.random.default_rng(5).permutation(len(target))
+    tr, te = idx[:20], idx[20:]
+    # sources that know the target's structure: the transfer is kept
+    good = {name: ArchLevelRegressor().fit(X, y) for name, y in devs.items()}
+    m = FewShotTransfer(arch_columns=[0, 1, 4]).fit(X[tr], target[tr], sources=good)
+    assert m.mode_ == "transfer" and m.metadata["model"] == "transfer"
+    assert set(m.metadata["model_choice"]) == {"transfer", "arch", "stacked"}
+    # a device unlike every source (latency driven by columns the sources ignore): a model of the
+    # 20 samples alone (or stacked on the source) wins by leave-one-out, and on held-out archs too
+    other = (0.3 + X[:, 2] * 2.0 + X[:, 3] ** 1.0) * np.exp(0.01 * np.random.default_rng(6).standard_normal(len(X)))
+    bad = {"a": good["a"], "c": good["c"]}
+    plain = FewShotTransfer().fit(X[tr], other[tr], sources=bad)
+    chosen = FewShotTransfer(arch_columns=[2, 3]).fit(X[tr], other[tr], sources=bad)
+    assert chosen.mode_ in ("arch", "stacked")
+    choice = chosen.metadata["model_choice"]
+    assert choice[chosen.mode_]["loo_huber"] < 0.5 * choice["transfer"]["loo_huber"]
+    assert choice["transfer"]["n"] == 20 and 0 <= choice["arch"]["loo_within_10"] <= 1
+    assert chosen.n_residuals_ == 20
+    got = latency_metrics(other[te], chosen.predict(X[te]))
+    assert got["mape"] < 0.5 * latency_metrics(other[te], plain.predict(X[te]))["mape"]
+    # the chosen model travels in the JSON file
+    back = load_predictor_from_dict(chosen.to_dict())
+    assert back.mode_ == chosen.mode_
+    np.testing.assert_allclose(back.predict(X[te]), chosen.predict(X[te]), rtol=1e-12)
+
+
+def load_predictor_from_dict(doc):
+    from nas.predictors.base import Predictor
+
+    return Predictor.from_dict(json.loads(json.dumps(doc)))
+
+
 # ----------------------------------------------------------------------------------------------------
 # vectorised prediction
 

@@ -437,6 +437,41 @@ def test_import_archs_table(tiny, tmp_path):
         import_table(p, tiny, root=tmp_path / "hp3", columns=["arch"])
 
 
+def test_import_names_devices_by_column_kind_and_user_mapping(tiny, tmp_path, capsys):
+    from nas.cli import main as cli
+    from nas.profile.importer import default_profile_name, infer_column
+
+    assert default_profile_name("v100_32_ms") == "gpu-v100-b32"
+    assert default_profile_name("gold_6226_ms") == "cpu-gold-6226"  # a CPU model number, not batch 6226
+    assert infer_column("gold_6226_ms").batch is None and infer_column("epyc_b8_ms").batch == 8
+    assert default_profile_name("pixel7_ms") == "mobile-pixel7"
+    assert default_profile_name("lab_box_ms") == "device-lab-box"  # unknown kind: not called a GPU
+    archs = tiny.sample_many(6, seed=2)
+    p = tmp_path / "t.csv"
+    pd.DataFrame({"arch": [a.key for a in archs], "gold_6226_ms": np.arange(1, 7) * 2.0,
+                  "v100_1_ms": np.arange(1, 7) * 0.5}).to_csv(p, index=False)
+    done = import_table(p, tiny, root=tmp_path / "hp")
+    assert sorted(d.device for d in done) == ["cpu-gold-6226", "gpu-v100-b1"]
+    cpu = Profile.load(tmp_path / "hp" / "cpu-gold-6226")
+    assert cpu.machine["device_kind"] == "cpu" and cpu.machine["gpu_name"] is None
+    assert cpu.machine["batch"] is None and "(cpu)" in cpu.meta["description"]
+    gpu = Profile.load(tmp_path / "hp" / "gpu-v100-b1")
+    assert gpu.machine["device_kind"] == "gpu" and "V100" in gpu.machine["gpu_name"] and gpu.machine["batch"] == 1
+    # the user's own names and kinds
+    done = import_table(p, tiny, root=tmp_path / "hp2",
+                        columns=["gold_6226_ms=xeon-gold-6226:cpu", "v100_1_ms=:npu"])
+    assert [d.device for d in done] == ["xeon-gold-6226", "npu-v100-b1"]
+    mine = Profile.load(tmp_path / "hp2" / "xeon-gold-6226")
+    assert mine.machine["device_kind"] == "cpu" and mine.machine["cpu_model"] == "xeon-gold-6226"
+    assert mine.meta["source"]["column"] == "gold_6226_ms"
+    with pytest.raises(ParamError, match="kind 'tpu9' unknown; allowed: cpu, gpu"):
+        import_table(p, tiny, root=tmp_path / "hp3", columns=["gold_6226_ms=x:tpu9"])
+    code = cli.main(["profile", "import", str(p), "--space", str(tiny.source_path), "--root", str(tmp_path / "hp4"),
+                     "--column", "gold_6226_ms=bad name:cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "bad name" in err, err
+
+
 def test_unstable_entries_are_remeasured_once_and_the_tighter_kept(tiny, tmp_path, monkeypatch):
     from nas.profile.timer import Measurement
 

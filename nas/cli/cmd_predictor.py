@@ -1,12 +1,15 @@
 """`nas predictor fit | eval | show | list | predict`: latency predictors of device profiles.
 
 nas predictor fit --device D --space S [--kind auto|table|calibrated|arch] [--max-train N]
-                  [--few-shot SRC ... --shots 20]
-nas predictor eval --device D --space S [--on OTHER_DEVICE] [--split holdout] [--save]
+                  [--features units|units+position|ofa|nb201] [--few-shot SRC ... --shots 20]
+                  (the table shows the leave-one-out error on the training archs beside the held-out one;
+                  with --few-shot, which of transfer / arch-only / stacked won on the k samples)
+nas predictor eval --device D --space S [--on OTHER_DEVICE] [--split holdout] [--save] [--by mixer|kernel|stage-mixer]
 nas predictor eval --all
 nas predictor show --device D --space S      (or a JSON path)
 nas predictor list
 nas predictor predict ARCHS --device D [--space S] [--coverage 0.9]
+                  (--device may be a predictor JSON: its recorded space file gives a user space)
 """
 
 from __future__ import annotations
@@ -35,7 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["auto", "table", "calibrated", "arch"],
         help="auto: calibrated with a block table, arch without",
     )
-    q.add_argument("--features", choices=["units", "ofa"], help="arch kind: feature set (default by space)")
+    q.add_argument(
+        "--features",
+        choices=["units", "units+position", "ofa", "nb201"],
+        help="arch kind: feature set (default by space); units+position adds per-stage (mixer, kernel) counts",
+    )
     q.add_argument(
         "--variant",
         default="auto",
@@ -58,6 +65,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--on", help="evaluate on another profile's rows (transfer check)")
     q.add_argument("--split", default="holdout", choices=["holdout", "calib", "refine"])
     q.add_argument("--save", action="store_true", help="store the recomputed metrics in the file")
+    q.add_argument(
+        "--by",
+        choices=["mixer", "kernel", "stage-mixer"],
+        help="error per group: an arch counts in every mixer (kernel size; mixer in a stage) it contains",
+    )
     q.set_defaults(func=cmd_eval)
 
     q = s.add_parser("show", help="a predictor's provenance, fit and held-out metrics")
@@ -82,7 +94,7 @@ def _fmt_row(m: dict) -> dict:
     if ui.json_mode():
         return m
     out = dict(m)
-    for k in ("mape", "within_5", "within_10"):
+    for k in ("mape", "within_5", "within_10", "median_abs_err", "bias", "loo_mape", "loo_within_10"):
         if isinstance(out.get(k), float) and math.isfinite(out[k]):
             out[k] = f"{100 * out[k]:.1f}%"
     return out
@@ -110,19 +122,31 @@ def cmd_fit(args: argparse.Namespace) -> int:
             out=args.out,
         )
         fitted = pred.metadata.get("fitted_on", {})
+        loo = pred.metadata.get("loo") or {}
         rows.append(
             {
                 "predictor": pred.name,
                 "kind": pred.kind,
+                "model": pred.metadata.get("model") or pred.metadata.get("variant") or pred.estimator.kind,
                 "fitted_on": fitted.get("end_to_end", fitted.get("target")),
+                "loo_mape": loo.get("mape"),
+                "loo_within_10": loo.get("within_10"),
                 **(pred.held_out or {}),
                 "path": str(pred.path),
             }
         )
         ui.info(pred.provenance)
+        choice = pred.metadata.get("model_choice")
+        if choice and not ui.json_mode():
+            ui.print_table(
+                f"{pred.name}: few-shot model choice by leave-one-out error on the {fitted.get('target')} "
+                f"measured archs (chosen: {pred.metadata.get('model')})",
+                ["model", "loo_mape", "loo_within_10", "loo_huber"],
+                [_fmt_row({"model": m, **v}) for m, v in choice.items()],
+            )
     ui.print_table(
-        "fitted latency predictors (metrics on held-out archs)",
-        ["predictor", "kind", "fitted_on", *METRICS, "path"],
+        "fitted latency predictors (loo_*: leave-one-out on the training archs; the rest on held-out archs)",
+        ["predictor", "kind", "model", "fitted_on", "loo_mape", "loo_within_10", *METRICS, "path"],
         [_fmt_row(r) for r in rows],
     )
     return 0
@@ -144,9 +168,36 @@ def _targets(args: argparse.Namespace):
     return [LatencyModel.load(find_predictor(args.device, s)) for s in args.space]
 
 
+GROUP_METRICS = ["n", "median_abs_err", "mape", "within_10", "bias"]
+
+
+def _eval_by(args: argparse.Namespace) -> int:
+    from nas.latency.fit import evaluate_by_group
+
+    if args.save:
+        raise NASError("nas predictor eval: --save stores the overall metrics; give it without --by")
+    out = []
+    for pred in _targets(args):
+        rows = evaluate_by_group(pred, args.by, args.on, args.split)
+        base = {"predictor": pred.name, "on": args.on or pred.device, "split": args.split, "by": args.by}
+        out += [{**base, **r} for r in rows]
+        if not ui.json_mode():
+            ui.print_table(
+                f"{pred.name} on {base['on']} ({args.split} archs), error per {args.by} "
+                "(an arch counts in every group it contains; bias = median signed error)",
+                [args.by, *GROUP_METRICS],
+                [_fmt_row({args.by: r["group"], **r}) for r in rows],
+            )
+    if ui.json_mode():
+        ui.print_json(out)
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from nas.latency.fit import evaluate_latency_model
 
+    if args.by:
+        return _eval_by(args)
     rows = []
     for pred in _targets(args):
         m = evaluate_latency_model(pred, args.on, args.split)
@@ -199,6 +250,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         "data_source": meta.get("data_source"),
         "data_licence": meta.get("data_licence"),
         "few_shot_from": meta.get("few_shot_from"),
+        "few_shot_model": meta.get("model"),
+        "loo": meta.get("loo"),
         "provenance": pred.provenance,
     }
     if ui.json_mode():
@@ -248,17 +301,57 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from nas.latency.calibrate import latency_model_here
+def _arch_space(arch) -> str:
+    """The space name of an arch (a YAML-space Arch or a NAS-Bench-201 cell)."""
+    return arch.space.name if hasattr(arch, "space") else str(arch.to_dict().get("space"))
+
+
+def _read_for_predict(args: argparse.Namespace):
+    """(archs, predictor or None): a predictor JSON given as --device reads the archs in its own space
+    (a user space is found from the space file it recorded); with a device name whose archs name a
+    space that is not built in, the device's predictors of user spaces are tried."""
+    from nas.latency import LatencyModel, list_predictors
     from nas.profile.run import read_arch_file
 
-    archs = read_arch_file(args.archs, args.space)
-    spaces = {a.space.name for a in archs}
+    pred = None
+    if args.device and args.device.endswith(".json"):
+        pred = LatencyModel.load(args.device)
+        return read_arch_file(args.archs, args.space or pred.space), pred
+    try:
+        return read_arch_file(args.archs, args.space), None
+    except NASError as first:
+        if args.space or not args.device:
+            raise
+        for p in list_predictors():
+            if not p.name.startswith(f"{args.device}-"):
+                continue
+            try:
+                cand = LatencyModel.load(p)
+            except NASError:
+                continue
+            if cand.device != args.device or not cand.metadata.get("space_file"):
+                continue
+            try:
+                return read_arch_file(args.archs, cand.space), cand
+            except NASError:
+                continue
+        raise first
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from nas.latency import load_latency_model
+    from nas.latency.calibrate import latency_model_here
+
+    archs, pred = _read_for_predict(args)
+    spaces = {_arch_space(a) for a in archs}
     if len(spaces) > 1:
         raise NASError(
             f"{args.archs}: archs of several spaces ({', '.join(sorted(spaces))}); predict one at a time"
         )
-    pred = latency_model_here(args.device, archs[0].space, args.calibrate, ui.reporter())
+    if pred is None and hasattr(archs[0], "space"):  # a YAML-space arch: the profile checked against this host
+        pred = latency_model_here(args.device, archs[0].space, args.calibrate, ui.reporter())
+    elif pred is None:
+        pred = load_latency_model(args.device, _arch_space(archs[0]))
     ms, lo, hi = pred.predict_interval(archs, args.coverage)
     rows = [
         {"id": a.id, "latency_ms": float(m), "low_ms": float(lo_), "high_ms": float(hi_), "arch": str(a)}

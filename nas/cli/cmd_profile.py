@@ -3,7 +3,7 @@
 nas profile --space hybrid [--device NAME] [--backend torch-cpu] [--threads 1] [--batch 1]
             [--resolution 224 ...] [--calib 100] [--holdout 100] [--max-minutes M]
 nas profile --refine ARCHS --device NAME        measure given archs, add them, refit predictors
-nas profile import TABLE.csv [--space ofa-mbv3] [--column v100_1_ms ...] [--name NAME ...]
+nas profile import TABLE.csv [--space ofa-mbv3] [--column v100_1_ms[=NAME[:KIND]] ...] [--name NAME ...]
 nas profile list
 nas profile show NAME
 """
@@ -57,10 +57,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--space", help="space of the archs (default ofa-mbv3 for the OFA format)")
     q.add_argument("--format", default="auto", choices=["auto", "ofa", "archs", "nb201"])
     q.add_argument(
-        "--column", action="append", help="latency column(s) to import (default: every *_ms column)"
+        "--column",
+        action="append",
+        metavar="COL[=NAME[:KIND]]",
+        help="latency column to import, optionally its profile name and device kind "
+        "(cpu, gpu, npu, mobile, other), e.g. gold_6226_ms=xeon-gold-6226:cpu (repeatable; "
+        "default: every *_ms column, named and kinded from the column name)",
     )
-    q.add_argument("--name", action="append", help="profile name per column (default gpu-<device>-b<batch>)")
-    q.add_argument("--prefix", default="gpu", help="prefix of default profile names (default gpu)")
+    q.add_argument(
+        "--name", action="append", help="profile name per column (default <kind>-<device>[-b<batch>])"
+    )
+    q.add_argument("--prefix", help="prefix of default profile names (default: the device kind)")
     q.add_argument("--holdout-share", type=float, default=0.2, help="share of archs held out (by id hash)")
     q.add_argument("--source", help="where the data comes from (recorded in profile.yaml)")
     q.add_argument("--url", help="URL of the source")

@@ -3,7 +3,8 @@
 * :class:`KeyFeatures` - the unit keys of each arch (block-table estimators), optionally with per-arch
   sums of unit quantities (memory traffic) and a fast path straight to a table's key codes;
 * :class:`UnitFeatures` - analytic features summed over units (arch-level estimators);
-* :class:`OFAFeatures` - the OFA MobileNetV3 analytic features (:mod:`nas.latency.ofa_features`).
+* :class:`OFAFeatures` - the OFA MobileNetV3 analytic features (:mod:`nas.latency.ofa_features`);
+* :class:`NB201Features` - NAS-Bench-201 cells: one-hot of the 6 edge ops plus the count of each op.
 
 A featuriser is described by ``spec()`` (stored in the predictor file) and rebuilt by
 :func:`make_features`.
@@ -25,7 +26,7 @@ from nas.space import Arch, SearchSpace
 from nas.space.arch import LayerChoice
 from nas.space.resolve import ConvUnit, layer_cfg
 
-FEATURE_SETS = ("keys", "units", "ofa")
+FEATURE_SETS = ("keys", "units", "units+position", "ofa", "nb201")
 
 
 # ------------------------------------------------------------------------------------ the key index
@@ -365,14 +366,61 @@ class UnitFeatures:
     """Archs -> analytic features summed over their units: per unit type (conv, head, each mixer)
     the count, MACs, activations written and input elements, plus total MACs/params/activations.
 
-    Computed as (archs x units count matrix) @ (units x features basis): a product per batch."""
+    With ``position`` the features also say where each block sits: per stage, the number of layers
+    of each (mixer, kernel) choice. Summed costs alone cannot tell a 13-kernel gnConv in stage 3 from
+    the same MACs spread elsewhere; a device whose cost of a block depends on its stage needs them.
+
+    Computed as (archs x units count matrix) @ (units x features basis): a product per batch; the
+    position counts are one look-up per layer."""
 
     name = "units"
 
-    def __init__(self, space: SearchSpace):
+    def __init__(self, space: SearchSpace, position: bool = False):
         self.space = space
-        self.vocab, self.basis, self.names = _unit_basis(space)
+        self.vocab, self.basis, base_names = _unit_basis(space)
         self.index = KeyIndex(space, self.vocab)
+        self.position = bool(position)
+        self._pos_col: dict[tuple[int, str, int | None], int] = {}
+        names = list(base_names)
+        if self.position:
+            for si, st in enumerate(space.stages):
+                for m in st.mixers:
+                    for k in (*st.kernels, None):
+                        self._pos_col[(si, m, k)] = len(self._pos_col)
+                        names.append(f"s{si + 1}:{m}:k{k}:n" if k is not None else f"s{si + 1}:{m}:n")
+        self.names = names
+        self._layer_cols: list[dict[LayerChoice, int]] = [{} for _ in space.stages]
+
+    def _layer_col(self, si: int, lc: LayerChoice) -> int:
+        if lc.mixer == "skip":
+            c = -1
+        else:
+            c = self._pos_col.get((si, lc.mixer, None if lc.kernel is None else int(lc.kernel)), -2)
+            if c == -2:
+                raise PredictorError(
+                    f"space {self.space.name}: stage {si + 1} layer {lc.mixer}/k{lc.kernel} is not a choice of "
+                    "the space (space file changed?)"
+                )
+        self._layer_cols[si][lc] = c
+        return c
+
+    def _positions(self, archs: Sequence[Arch]) -> np.ndarray:
+        """(archs x position columns) counts: one dict look-up per layer, one bincount per batch."""
+        P = len(self._pos_col)
+        maps, make = self._layer_cols, self._layer_col
+        flat: list[int] = []
+        for i, a in enumerate(archs):
+            base = i * P
+            for si, st in enumerate(a.stages):
+                m = maps[si]
+                for lc in st.layers:
+                    c = m.get(lc)
+                    if c is None:
+                        c = make(si, lc)
+                    if c >= 0:
+                        flat.append(base + c)
+        counts = np.bincount(np.asarray(flat, dtype=np.intp), minlength=len(archs) * P)
+        return counts.reshape(len(archs), P).astype(np.float64)
 
     def __call__(self, archs: Sequence[Arch]) -> np.ndarray:
         try:
@@ -381,10 +429,11 @@ class UnitFeatures:
             raise PredictorError(
                 f"space {self.space.name}: unit {e.args[0]} is not one the space enumerates (space file changed?)"
             ) from None
-        return np.asarray((C @ self.basis).todense())
+        X = np.asarray((C @ self.basis).todense())
+        return np.hstack([X, self._positions(archs)]) if self.position else X
 
     def spec(self) -> dict[str, Any]:
-        return {"type": self.name, "names": self.names}
+        return {"type": self.name, **({"position": True} if self.position else {}), "names": self.names}
 
 
 class OFAFeatures:
@@ -438,6 +487,43 @@ class OFAFeatures:
         return {"type": self.name, "kind": self.kind, "names": names}
 
 
+class NB201Features:
+    """NAS-Bench-201 cells -> one-hot of the op on each of the 6 edges, then the count of each op.
+
+    Every edge of the cell is computed whatever the other edges are, so a cell's latency is close
+    to additive over its edges: the one-hot columns carry where each op sits, the counts what it costs
+    wherever it sits (what a few samples can pin down first)."""
+
+    name = "nb201"
+
+    def __init__(self, space: Any):
+        from nas.nb201.space import EDGES, OPS
+
+        if getattr(space, "name", None) != "nb201":
+            raise PredictorError(f"features 'nb201' need the NAS-Bench-201 space; {space.name} is not")
+        self.space = space
+        self._op = {op: i for i, op in enumerate(OPS)}
+        self._n_ops = len(OPS)
+        self.names = [f"e{i}{j}:{op}" for i, j in EDGES for op in OPS] + [f"n:{op}" for op in OPS]
+
+    def __call__(self, archs: Sequence[Any]) -> np.ndarray:
+        op = self._op
+        try:
+            codes = np.asarray([[op[o] for o in a.ops] for a in archs], dtype=np.intp).reshape(len(archs), -1)
+        except (AttributeError, KeyError):
+            raise PredictorError("features 'nb201': archs must be NAS-Bench-201 cells (6 edge ops)") from None
+        n, e = codes.shape
+        k = self._n_ops
+        X = np.zeros((n, e * k + k))
+        rows = np.repeat(np.arange(n), e)
+        X[rows, (np.arange(e) * k)[None, :].repeat(n, 0).ravel() + codes.ravel()] = 1.0
+        X[:, e * k :] = X[:, : e * k].reshape(n, e, k).sum(1)
+        return X
+
+    def spec(self) -> dict[str, Any]:
+        return {"type": self.name, "names": self.names}
+
+
 def make_features(space: SearchSpace, spec: dict[str, Any] | str):
     """The featuriser described by ``spec`` (a feature-set name or a stored spec)."""
     if isinstance(spec, str):
@@ -445,8 +531,8 @@ def make_features(space: SearchSpace, spec: dict[str, Any] | str):
     t = spec.get("type")
     if t == "keys":
         return KeyFeatures(space, spec.get("extra") or ())
-    if t == "units":
-        f = UnitFeatures(space)
+    if t in ("units", "units+position"):
+        f = UnitFeatures(space, position=t == "units+position" or bool(spec.get("position")))
         if spec.get("names") is not None and list(spec["names"]) != f.names:
             raise PredictorError(
                 f"space {space.name}: its unit types changed since the predictor was fitted; refit it"
@@ -454,12 +540,19 @@ def make_features(space: SearchSpace, spec: dict[str, Any] | str):
         return f
     if t == "ofa":
         return OFAFeatures(space, spec.get("kind", "analytic"))
+    if t == "nb201":
+        return NB201Features(space)
     raise PredictorError(f"feature set {t!r} unknown; allowed: {', '.join(FEATURE_SETS)}")
 
 
 def default_arch_features(space: SearchSpace) -> str:
-    """``ofa`` for the OFA MobileNetV3 space, else ``units``."""
+    """``ofa`` for the OFA MobileNetV3 space, ``nb201`` for the NAS-Bench-201 cells, else ``units``."""
     from nas.space.ofa import STAGES
+
+    if not hasattr(space, "stages"):
+        if space.name == "nb201":
+            return "nb201"
+        raise PredictorError(f"space {space.name}: no arch-level feature set for it; allowed: {', '.join(FEATURE_SETS)}")
 
     if len(space.stages) == STAGES + 1 and space.name.startswith("ofa"):
         return "ofa"

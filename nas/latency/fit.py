@@ -135,6 +135,8 @@ def fit_latency_model(
             raise ProfileError(
                 f"profile {prof.name}: few-shot needs at least 2 measured archs of {space.name}"
             )
+        names = (feat_spec or {}).get("names") or []
+        params.setdefault("arch_columns", few_shot_arch_columns(names, len(archs)) or None)
         model = FewShotTransfer(**params).fit(feats(archs), y, sources={n: s.estimator for n, s in sources.items()})
     else:
         feats = make_features(space, features or default_arch_features(space))
@@ -147,6 +149,7 @@ def fit_latency_model(
         model = ArchLevelRegressor(**params).fit(X, y, feature_names=names)
     kind_label = "few-shot" if few_shot_from else kind
     model.metadata.pop("held_out", None)
+    model.metadata["loo"] = {**loo_scores(model), "n": int(model.n_residuals_)}
     model.set_provenance(
         device=prof.name,
         space=space.name,
@@ -161,7 +164,7 @@ def fit_latency_model(
     if few_shot_from:
         model.metadata["few_shot_from"] = list(few_shot_from)
     if space.source_path is not None and space.source_path.stem not in _builtin_names():
-        model.metadata["space_file"] = str(space.source_path)
+        model.metadata["space_file"] = str(Path(space.source_path).resolve())
     src = prof.meta.get("source")
     if src:
         model.metadata["data_source"] = {
@@ -192,6 +195,23 @@ CALIBRATED_VARIANTS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
 """Calibrated-predictor variants: per-block-name terms (counts, or summed table times: a scale per
 block type) or a plain scale + overhead, with or without the arch's memory traffic (unit parameters
 and activations, in millions) as extra terms."""
+
+
+FEW_SHOT_ARCH_COLUMNS = ("macs_M", "res", *(f"blocks_s{i}" for i in range(1, 6)))
+"""Columns of the OFA features the few-shot arch-only and stacked models read: MACs, resolution and
+the depth of each stage (what a linear model of 20 samples can pin down)."""
+
+
+def few_shot_arch_columns(names: Sequence[str], k: int) -> list[int]:
+    """Indices of the few feature columns a few-shot arch-only / stacked model of ``k`` samples reads:
+    MACs, resolution and depths (OFA features); total MACs, params and activations plus the layer count
+    of each unit type (unit features); the op counts (NAS-Bench-201); at most ``k // 2`` of them."""
+    names = list(names)
+    want = [n for n in FEW_SHOT_ARCH_COLUMNS if n in names]
+    if not want:
+        want = [n for n in ("macs_M", "params_M", "act_M") if n in names]
+        want += [n for n in names if (n.endswith(":n") and n.count(":") == 1) or n.startswith("n:")]
+    return [names.index(n) for n in want][: max(0, k // 2)]
 
 
 def loo_scores(model) -> dict[str, float]:
@@ -252,6 +272,20 @@ def evaluate_latency_model(pred: LatencyModel, device: str | None = None, split:
     return pred.evaluate(archs, y, record=False)
 
 
+def evaluate_by_group(
+    pred: LatencyModel, by: str, device: str | None = None, split: str = "holdout"
+) -> list[dict[str, Any]]:
+    """Error of ``pred`` per group of ``by`` (mixer or kernel) on a profile's rows (default: its own
+    held-out archs); an arch counts in every group it contains (:func:`nas.latency.evaluate.group_errors`)."""
+    from nas.latency.evaluate import group_errors
+
+    prof = Profile.load(device or pred.device)
+    archs, y = _rows(prof, pred.space, split)
+    if not len(archs):
+        raise ProfileError(f"profile {prof.name} has no {split} archs of space {pred.space.name}")
+    return group_errors(archs, y, pred.predict(archs), by)
+
+
 def refit_device(device: str, spaces: Sequence[str | SearchSpace]) -> list[dict[str, Any]]:
     """Refit the saved predictors of ``device`` for ``spaces`` (same kind; a new calibrated/auto one
     where none exists), after new rows were added. Returns what was written."""
@@ -265,7 +299,10 @@ def refit_device(device: str, spaces: Sequence[str | SearchSpace]) -> list[dict[
             old = LatencyModel.load(find_predictor(device, space.name))
             if old.kind in ("table", "calibrated", "arch"):
                 kind = old.kind
-                features = (old.metadata.get("features") or {}).get("type") if kind == "arch" else None
+                spec = old.metadata.get("features") or {}
+                features = spec.get("type") if kind == "arch" else None
+                if features == "units" and spec.get("position"):
+                    features = "units+position"
             path = old.path
             if path is not None and not os.access(path.parent, os.W_OK):
                 path = None
@@ -286,6 +323,7 @@ def refit_device(device: str, spaces: Sequence[str | SearchSpace]) -> list[dict[
 __all__ = [
     "CALIBRATED_VARIANTS",
     "KINDS",
+    "evaluate_by_group",
     "evaluate_latency_model",
     "fit_latency_model",
     "loo_scores",

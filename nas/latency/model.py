@@ -75,8 +75,9 @@ class LatencyModel:
     def featurise(self, archs: Sequence[Arch] | Arch):
         archs = [archs] if isinstance(archs, Arch) else list(archs)
         for a in archs[:1]:
-            if a.space.name != self.space.name:
-                raise PredictorError(f"predictor {self.name} is for space {self.space.name}, not {a.space.name}")
+            name = a.space.name if hasattr(a, "space") else a.to_dict().get("space")
+            if name != self.space.name:
+                raise PredictorError(f"predictor {self.name} is for space {self.space.name}, not {name}")
         return self.features(archs)
 
     def predict_features(self, X) -> np.ndarray:

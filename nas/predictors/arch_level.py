@@ -14,6 +14,13 @@ and one exponent per source, shrunk towards proportional scaling (a = 1); it is 
 weights (a few of 20 measurements are usually outliers), and the source (subset) is chosen by
 leave-one-out relative error on the target samples. Fitting on the k samples alone cannot learn the per-stage cost structure; the source
 predictors carry it, the head only rescales it.
+
+When the sources are unlike the target (a CPU adapted from GPUs), that head can be worse than a
+model of the k samples alone. Given ``arch_columns`` (a few columns of the feature matrix: MACs,
+depths, resolution), the transfer also fits an arch-only ridge on them and a stacked model (the
+source prediction as one more input of a log-linear ridge), and keeps the one with the smallest
+leave-one-out loss on the k samples; another model than the transfer must beat it clearly
+(``choose_margin``), since 20 leave-one-out errors are a noisy ranking.
 """
 
 from __future__ import annotations
@@ -126,21 +133,29 @@ class FewShotTransfer(Predictor):
 
     kind = "few_shot_transfer"
 
+    MODES = ("transfer", "arch", "stacked")
+
     def __init__(
         self,
         max_sources: int = 1,
         slope_penalty: float | None = 0.3,
         robust: bool = True,
         huber_c: float = 1.345,
+        arch_columns: Sequence[int] | None = None,
+        choose_margin: float = 0.5,
     ):
         super().__init__()
         self.max_sources = max_sources
         self.slope_penalty = slope_penalty
         self.robust = robust
         self.huber_c = huber_c
+        self.arch_columns = None if arch_columns is None else [int(c) for c in arch_columns]
+        self.choose_margin = choose_margin
         self.sources_: dict[str, Predictor] = {}
         self.coef_ = np.zeros(0)
         self.selection_: dict[str, float] = {}
+        self.mode_ = "transfer"
+        self.arch_: Predictor | None = None
 
     @staticmethod
     def _named(sources: Mapping[str, Predictor] | Sequence[Predictor]) -> dict[str, Predictor]:
@@ -182,6 +197,7 @@ class FewShotTransfer(Predictor):
         self.sources_ = {names[i]: named[names[i]] for i in combo}
         labels = ["+".join(names[i] for i in c) for c in combos]
         self.selection_ = dict(sorted(zip(labels, scores.tolist()), key=lambda kv: kv[1]))
+        loo = self._choose_model(X, LP[:, list(combo)], t_y, loo)
         self.fitted_ = True
         self._set_residuals(loo)  # leave-one-out log(y / y_hat) on the target samples
         self._record_fit(target=k, sources=len(names))
@@ -189,17 +205,56 @@ class FewShotTransfer(Predictor):
         self.metadata["selection_loo_huber"] = {kk: v for kk, v in list(self.selection_.items())[:10]}
         return self
 
+    def _choose_model(self, X, LP: np.ndarray, y: np.ndarray, loo: np.ndarray) -> np.ndarray:
+        """Transfer, arch-only or stacked, by leave-one-out loss on the k samples; returns the chosen
+        model's leave-one-out log-residuals and records every candidate's in ``metadata['model_choice']``."""
+        from nas.predictors.linear import LogLinearRegressor
+
+        self.mode_, self.arch_ = "transfer", None
+        cands: dict[str, tuple[np.ndarray, Predictor | None]] = {"transfer": (loo, None)}
+        cols = self.arch_columns
+        k = LP.shape[0]
+        if cols and k >= len(cols) + 4:
+            Z = as_matrix(X, who=self.kind)[:, cols]
+            arch = ArchLevelRegressor().fit(Z, y)
+            stacked = LogLinearRegressor(robust=True).fit(np.c_[LP, Z], y)
+            for name, m in (("arch", arch), ("stacked", stacked)):
+                r = np.asarray(m.residuals_)
+                if r.size == k and np.isfinite(r).all():
+                    cands[name] = (r, m)
+        names = list(cands)
+        scores = _selection_scores([cands[n][0] for n in names], self.huber_c)
+        pick = 0
+        for j in range(1, len(names)):
+            if scores[j] < (1.0 - self.choose_margin) * scores[0] and scores[j] < scores[pick]:
+                pick = j
+        self.mode_ = names[pick]
+        chosen, self.arch_ = cands[self.mode_]
+        self.metadata["model"] = self.mode_
+        self.metadata["model_choice"] = {
+            n: {**_loo_summary(cands[n][0]), "loo_huber": float(sc)} for n, sc in zip(names, scores)
+        }
+        return chosen
+
     def predict(self, X) -> np.ndarray:
         """Target latency (ms); vectorised (each source predicts the batch once)."""
         self._check_fitted()
+        if self.mode_ == "arch":
+            return self.arch_.predict(as_matrix(X, who=self.kind)[:, self.arch_columns])
         LP = self._source_matrix(list(self.sources_.values()), X)
+        if self.mode_ == "stacked":
+            return self.arch_.predict(np.c_[LP, as_matrix(X, who=self.kind)[:, self.arch_columns]])
         return np.exp(self.coef_[0] + LP @ self.coef_[1:])
 
     def _get_state(self) -> dict[str, Any]:
-        return {
+        state: dict[str, Any] = {
             "coef": self.coef_,
             "sources": {name: s.to_dict() for name, s in self.sources_.items()},
+            "mode": self.mode_,
         }
+        if self.arch_ is not None:
+            state["arch_model"] = self.arch_.to_dict()
+        return state
 
     def _set_state(self, state: Fields) -> None:
         self.coef_ = state.array("coef")
@@ -215,6 +270,20 @@ class FewShotTransfer(Predictor):
             raise state.fail(
                 "coef", f"must have {len(self.sources_) + 1} entries (intercept + one per source)"
             )
+        self.mode_ = state.str("mode", "transfer")
+        if self.mode_ not in self.MODES:
+            raise state.fail("mode", f"'{self.mode_}' unknown; allowed: {', '.join(self.MODES)}")
+        self.arch_ = None
+        if self.mode_ != "transfer":
+            if not self.arch_columns:
+                raise state.fail("mode", f"'{self.mode_}' needs the params field arch_columns")
+            self.arch_ = Predictor.from_dict(state.raw("arch_model"), source=f"{state.where} [state.arch_model]")
+
+
+def _loo_summary(log_ratio: np.ndarray) -> dict[str, float]:
+    """MAPE and share within ±10% of leave-one-out predictions, from their log(y / y_hat)."""
+    rel = np.abs(np.expm1(-np.asarray(log_ratio, dtype=np.float64)))
+    return {"loo_mape": float(rel.mean()), "loo_within_10": float(np.mean(rel <= 0.1 + 1e-12)), "n": int(rel.size)}
 
 
 def few_shot_adapt(

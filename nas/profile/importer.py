@@ -9,6 +9,10 @@ Two table formats, one profile per latency column:
 * ``archs``: a column ``arch`` holding an arch as JSON (what ``Arch.key`` / ``Arch.to_json`` write),
   optionally ``split``, and one or more latency columns ending in ``_ms``.
 
+Profiles are named from the column (:func:`default_profile_name`: ``v100_32_ms`` -> ``gpu-v100-b32``,
+``gold_6226_ms`` -> ``cpu-gold-6226``), or as the user maps them: ``COL=NAME:KIND``. The device's kind
+(cpu, gpu, npu, mobile, other) and batch go into the profile's machine record.
+
 Each imported profile is ``kind: imported``: it holds no block table, only end-to-end rows, split
 into ``calib`` and ``holdout`` by a hash of the arch id (the same arch falls in the same split on
 every device, which few-shot transfer between devices relies on). profile.yaml records the source
@@ -155,23 +159,107 @@ def latency_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if str(c).endswith("_ms")]
 
 
-def default_profile_name(column: str, prefix: str = "gpu") -> str:
-    """``v100_32_ms -> gpu-v100-b32``; other columns -> ``<prefix>-<slug of column without _ms>``."""
-    m = _LAT_RE.match(column)
+DEVICE_KINDS = ("cpu", "gpu", "npu", "mobile", "other")
+"""What an imported latency column was measured on (``--column COL=NAME:KIND``)."""
+
+# name fragments that tell a device's kind (matched on the lower-case column name, by token)
+_KIND_HINTS: dict[str, tuple[str, ...]] = {
+    "gpu": ("gpu", "cuda", "rtx", "gtx", "titan", "tesla", "quadro", "radeon", "jetson", "2080ti", "1080ti",
+            "3090", "4090", "v100", "a100", "h100", "h200", "p100", "k80", "t4", "a10", "l4", "a6000",
+            "mi100", "mi250", "mi300"),
+    "cpu": ("cpu", "xeon", "gold", "silver", "platinum", "epyc", "ryzen", "threadripper", "core", "i3", "i5",
+            "i7", "i9", "cortex", "graviton", "neoverse", "atom", "celeron", "pentium", "arm", "x86"),
+    "npu": ("npu", "tpu", "edgetpu", "hexagon", "dsp", "ane", "vpu", "myriad"),
+    "mobile": ("pixel", "iphone", "galaxy", "snapdragon", "android", "phone", "mobile", "exynos", "kirin"),
+}
+_BATCH_RE = re.compile(r"^(?P<device>.+?)_(?:b|bs|batch)_?(?P<batch>\d+)_ms$")
+_KIND_PREFIX = {"other": "device"}
+
+
+@dataclass(frozen=True)
+class ColumnDevice:
+    """What one latency column names: the device, its kind, the batch size (None: unknown)."""
+
+    column: str
+    device: str
+    kind: str
+    batch: int | None
+    name: str | None = None  # the profile name the user gave, if any
+
+
+def _power_of_two(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+def infer_column(column: str) -> ColumnDevice:
+    """Device, kind and batch of a latency column from its name.
+
+    ``v100_32_ms`` is a V100 GPU at batch 32, ``gpu_b8_ms`` batch 8; a trailing number is a batch only
+    when it is a power of two up to 1024 (so ``gold_6226_ms`` is the device ``gold_6226``, not batch
+    6226). The kind comes from known name fragments (``xeon``, ``gold``, ``epyc`` -> cpu; ``v100``,
+    ``rtx`` -> gpu; ``pixel`` -> mobile; ...), else ``other``."""
+    stem = column[: -len("_ms")] if column.endswith("_ms") else column
+    device, batch = stem, None
+    m = _BATCH_RE.match(column)
     if m:
-        return f"{prefix}-{slug(m['device'])}-b{int(m['batch'])}"
-    return f"{prefix}-{slug(column[: -len('_ms')])}"
+        device, batch = m["device"], int(m["batch"])
+    else:
+        m = _LAT_RE.match(column)
+        if m and _power_of_two(int(m["batch"])) and int(m["batch"]) <= 1024:
+            device, batch = m["device"], int(m["batch"])
+    low = device.lower()
+    tokens = set(re.split(r"[^a-z0-9]+", low)) | {low.replace("_", "")}
+    kind = "other"
+    if low in GPU_NAMES:
+        kind = "gpu"
+    else:
+        for k, hints in _KIND_HINTS.items():
+            if any(t == h or (t.startswith(h) and t[len(h):].isdigit()) for t in tokens for h in hints):
+                kind = k
+                break
+    return ColumnDevice(column, device, kind, batch)
 
 
-def _machine(column: str) -> dict[str, Any]:
-    m = _LAT_RE.match(column)
-    device = m["device"] if m else column[: -len("_ms")]
+def parse_column_spec(spec: str) -> ColumnDevice:
+    """``COL``, ``COL=NAME``, ``COL=NAME:KIND`` or ``COL=:KIND`` -> the column's :class:`ColumnDevice`
+    (what is not given is inferred from the column name, :func:`infer_column`)."""
+    col, sep, rest = spec.partition("=")
+    col = col.strip()
+    if not col:
+        raise ParamError("column", f"{spec}: give COLUMN, COLUMN=NAME or COLUMN=NAME:KIND")
+    inferred = infer_column(col)
+    if not sep:
+        return inferred
+    name, _, kind = rest.partition(":")
+    name, kind = name.strip(), kind.strip().lower()
+    if kind and kind not in DEVICE_KINDS:
+        raise ParamError("column", f"{spec}: kind '{kind}' unknown; allowed: {', '.join(DEVICE_KINDS)}")
+    if name:
+        check_name(name)
+    return ColumnDevice(col, inferred.device, kind or inferred.kind, inferred.batch, name or None)
+
+
+def default_profile_name(column: str | ColumnDevice, prefix: str | None = None) -> str:
+    """``v100_32_ms -> gpu-v100-b32``, ``gold_6226_ms -> cpu-gold-6226``, ``pixel7_ms -> mobile-pixel7``;
+    ``prefix`` replaces the kind in front (an unknown kind gives ``device-``)."""
+    cd = column if isinstance(column, ColumnDevice) else infer_column(column)
+    head = prefix if prefix is not None else _KIND_PREFIX.get(cd.kind, cd.kind)
+    body = slug(cd.device) + (f"-b{cd.batch}" if cd.batch is not None else "")
+    if not head or body == head or body.startswith(f"{head}-"):  # cpu_1_ms -> cpu-b1, not cpu-cpu-b1
+        return body
+    return f"{head}-{body}"
+
+
+def _machine(cd: ColumnDevice) -> dict[str, Any]:
+    label = GPU_NAMES.get(cd.device, cd.name or cd.device)
     return {
-        "gpu_name": GPU_NAMES.get(device, device),
-        "cpu_model": None,
+        "device_kind": cd.kind,
+        "device_name": label,
+        "gpu_name": label if cd.kind == "gpu" else None,
+        "cpu_model": label if cd.kind == "cpu" else None,
         "backend": None,
         "threads": None,
-        "batch": int(m["batch"]) if m else None,
+        "batch": cd.batch,
         "dtype": None,
         "measured_here": False,
     }
@@ -185,7 +273,7 @@ def import_table(
     columns: Sequence[str] | None = None,
     names: Sequence[str] | None = None,
     root: Path | None = None,
-    prefix: str = "gpu",
+    prefix: str | None = None,
     holdout_share: float = 0.2,
     source: str | None = None,
     url: str | None = None,
@@ -195,7 +283,9 @@ def import_table(
 ) -> list[ImportedColumn]:
     """Import every latency column of a table (or ``columns``) into profiles under ``root``.
 
-    ``names`` gives the profile names (one per column; default :func:`default_profile_name`).
+    A column may be given as ``COL=NAME:KIND`` (:func:`parse_column_spec`: the profile name and the
+    device kind, one of :data:`DEVICE_KINDS`). ``names`` gives the profile names (one per column);
+    otherwise :func:`default_profile_name` (``prefix`` replaces the inferred kind in front).
     Existing profiles are refused unless ``force``. Returns one :class:`ImportedColumn` per profile.
     """
     from nas.profile.run import profiles_root
@@ -229,7 +319,8 @@ def import_table(
             raise ParamError("space", f": missing; {path} does not name the space of its archs")
         space = load_space(space)
     all_lat = latency_columns(df)
-    cols = list(columns) if columns else all_lat
+    specs = [parse_column_spec(c) for c in columns] if columns else [infer_column(c) for c in all_lat]
+    cols = [c.column for c in specs]
     if not cols:
         raise ProfileError(f"{path}: no latency columns (names ending in _ms)")
     bad = [c for c in cols if c not in all_lat]
@@ -239,7 +330,10 @@ def import_table(
         )
     if names is not None and len(names) != len(cols):
         raise ProfileError(f"{len(names)} profile names for {len(cols)} latency columns; give one per column")
-    names = [check_name(n) for n in names] if names else [default_profile_name(c, prefix) for c in cols]
+    if names:
+        names = [check_name(n) for n in names]
+    else:
+        names = [c.name or default_profile_name(c, prefix) for c in specs]
     if len(set(names)) != len(names):
         raise ProfileError(f"profile names repeat: {', '.join(names)}")
     root = profiles_root(root)
@@ -268,7 +362,8 @@ def import_table(
     if licence:
         prov["licence"] = licence
     out = []
-    for col, name in zip(cols, names):
+    for cd, name in zip(specs, names):
+        col = cd.column
         lat = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64)
         ok = np.isfinite(lat) & (lat > 0)
         frame = pd.DataFrame(
@@ -288,10 +383,10 @@ def import_table(
         if dup:
             med = frame.groupby(["arch_id", "split"], sort=False)["median_ms"].transform("median")
             frame = frame.assign(median_ms=med).drop_duplicates(["arch_id", "split"]).reset_index(drop=True)
-        m = _LAT_RE.match(col)
-        machine = _machine(col)
+        machine = _machine(cd)
+        batch = f"batch {cd.batch}" if cd.batch is not None else "batch not recorded"
         desc = description or (
-            f"{machine['gpu_name']}, batch {machine['batch']}: end-to-end latency of {len(frame)} "
+            f"{machine['device_name']} ({cd.kind}), {batch}: end-to-end latency of {len(frame)} "
             f"{space.name} archs imported from {path.name} (column {col})"
         )
         prof = Profile.create(
@@ -314,7 +409,7 @@ def import_table(
                 **{k: v for k, v in prov.items() if k != "licence"},
             },
             licence=prov.get("licence", "unknown"),
-            batch=int(m["batch"]) if m else None,
+            batch=cd.batch,
         )
         prof.space_meta(space.name).update(
             {
@@ -344,4 +439,15 @@ def import_table(
     return out
 
 
-__all__ = ["FORMATS", "GPU_NAMES", "ImportedColumn", "default_profile_name", "holdout_of", "import_table"]
+__all__ = [
+    "DEVICE_KINDS",
+    "FORMATS",
+    "GPU_NAMES",
+    "ColumnDevice",
+    "ImportedColumn",
+    "default_profile_name",
+    "holdout_of",
+    "import_table",
+    "infer_column",
+    "parse_column_spec",
+]
