@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import tempfile
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -102,9 +103,37 @@ def _not_found(what: str) -> HTTPException:
 
 
 # ---- auth ------------------------------------------------------------------------------------------------
-def _need(store: Store, scope: str):
+class _Recent:
+    """A small bounded memo (oldest entry dropped first), optionally with a time to live."""
+
+    def __init__(self, size: int, ttl_s: float | None = None):
+        self.size, self.ttl_s, self.data = size, ttl_s, {}
+
+    def get(self, key: Any) -> Any:
+        hit = self.data.get(key)
+        if hit is None or (self.ttl_s is not None and time.monotonic() - hit[1] > self.ttl_s):
+            return None
+        return hit[0]
+
+    def put(self, key: Any, value: Any) -> Any:
+        if len(self.data) >= self.size:
+            self.data.pop(next(iter(self.data)), None)
+        self.data[key] = (value, time.monotonic())
+        return value
+
+
+TOKEN_TTL_S = 5.0
+"""How long a looked-up token is trusted without asking the database again (a revocation takes this long)."""
+
+
+def _need(store: Store, scope: str, seen: _Recent):
     def dep(request: Request) -> dict:
-        tok = auth.lookup(store, request.headers.get("authorization"))
+        header = request.headers.get("authorization") or ""
+        tok = seen.get(header)
+        if tok is None:
+            tok = auth.lookup(store, header)
+            if tok is not None:
+                seen.put(header, tok)
         if tok is None:
             raise HTTPException(401, "a bearer token is required (Authorization: Bearer <token>; "
                                      "`nas serve token create` makes one)", headers={"WWW-Authenticate": "Bearer"})
@@ -128,7 +157,15 @@ def _view(job: dict) -> dict:
 
 # ---- routes ----------------------------------------------------------------------------------------------
 def _routes(app: FastAPI, store: Store, runner: Runner, st: Settings) -> None:  # noqa: C901 - one route table
-    read, submit, admin = (Depends(_need(store, s)) for s in auth.SCOPES)
+    seen = _Recent(256, TOKEN_TTL_S)
+    read, submit, admin = (Depends(_need(store, s, seen)) for s in auth.SCOPES)
+    results = _Recent(32)  # encoded results of finished searches (they never change)
+
+    def cached(job_id: str, what: str, make: Any) -> Response:
+        body = results.get((job_id, what))
+        if body is None:
+            body = results.put((job_id, what), make())
+        return Response(body, media_type="application/json")
 
     def job_or_404(job_id: str) -> dict:
         job = store.job(safe_name("id", job_id)) if isinstance(job_id, str) else None
@@ -158,8 +195,8 @@ def _routes(app: FastAPI, store: Store, runner: Runner, st: Settings) -> None:  
         return [_view(j) for j in store.jobs((state,) if state else None)]
 
     @app.get("/v1/searches/{job_id}")
-    def get_search(job_id: str, tok: dict = read) -> dict:
-        return _view(job_or_404(job_id))
+    def get_search(job_id: str, tok: dict = read) -> Response:
+        return Response(json.dumps(_view(job_or_404(job_id))).encode(), media_type="application/json")
 
     @app.delete("/v1/searches/{job_id}")
     def cancel_search(job_id: str, tok: dict = submit) -> dict:
@@ -203,25 +240,28 @@ def _routes(app: FastAPI, store: Store, runner: Runner, st: Settings) -> None:  
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.get("/v1/searches/{job_id}/pareto")
-    def search_pareto(job_id: str, tok: dict = read) -> dict:
-        job, _ = finished_run(job_id)
-        s = job["result"] or {}
+    def search_pareto(job_id: str, tok: dict = read) -> Response:
         keep = ("study", "space", "device", "budget", "objectives", "estimator", "latency", "trials", "evaluated",
                 "feasible", "duplicates", "hypervolume", "elapsed_s", "pareto", "prescreen")
-        return {"id": job_id, **{k: s.get(k) for k in keep}}
+
+        def make() -> bytes:
+            s = finished_run(job_id)[0]["result"] or {}
+            return json.dumps({"id": job_id, **{k: s.get(k) for k in keep}}).encode()
+        return cached(job_id, "pareto", make)
 
     @app.get("/v1/searches/{job_id}/trials")
     def search_trials(job_id: str, format: str = "json", tok: dict = read) -> Response:
-        _, run = finished_run(job_id)
-        path = run / "trials.csv"
-        if format == "csv":
-            return FileResponse(path, media_type="text/csv", filename=f"{job_id}-trials.csv")
-        if format != "json":
+        if format not in ("json", "csv"):
             raise Invalid("format", f"format {format}: choose from json, csv")
-        import pandas as pd
+        if format == "csv":
+            _, run = finished_run(job_id)
+            return FileResponse(run / "trials.csv", media_type="text/csv", filename=f"{job_id}-trials.csv")
 
-        table = pd.read_csv(path)
-        return Response(table.to_json(orient="records"), media_type="application/json")
+        def make() -> bytes:
+            import pandas as pd
+
+            return pd.read_csv(finished_run(job_id)[1] / "trials.csv").to_json(orient="records").encode()
+        return cached(job_id, "trials", make)
 
     @app.get("/v1/searches/{job_id}/plot")
     def search_plot(job_id: str, tok: dict = read) -> FileResponse:
