@@ -3,6 +3,7 @@
 1. Load: the same search runs twice on a fresh `nas serve` (127.0.0.1), once alone and once while rounds
    of CONCURRENCY concurrent status/result requests hit the server; prints the requests' p50/p99 latency,
    the error count, and the search's wall time without vs with load side by side.
+   The pairs are alternated ``--repeats`` times and the medians compared (the machine is shared).
 2. Restart: a search is killed with the server (kill -9) once TRIALS/4 trials are done; the server is
    restarted; counts completed trials lost or repeated (from the Optuna study in the service database).
 
@@ -100,40 +101,81 @@ def _wall(c: httpx.Client, job: dict) -> dict:
     return {"search_loop_s": s["elapsed_s"], "job_s": round(job["finished"] - job["started"], 2)}
 
 
+class _Conn:
+    """One keep-alive HTTP/1.1 connection on asyncio streams: a load generator far lighter than an HTTP library
+    (on 2 cores the generator's own CPU would otherwise be what slows the search)."""
+
+    def __init__(self, host: str, port: int, token: str):
+        self.host, self.port, self.token = host, port, token
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, path: str) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {self.token}\r\n\r\n"
+                          .encode())
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        if length:
+            await self.reader.readexactly(length)
+        return status
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 async def _load(url: str, token: str, running: str, finished: str, concurrency: int, max_rounds: int,
                 c: httpx.Client) -> dict:
-    """Rounds of ``concurrency`` concurrent GETs (status of the running job, result of a finished one) until the
-    running job ends; latencies and errors."""
+    """Rounds of ``concurrency`` concurrent GETs (status of the running job, results of a finished one) on as many
+    keep-alive connections, until the running job ends; latencies and errors."""
     paths = [f"/v1/searches/{running}", f"/v1/searches/{finished}/pareto", f"/v1/searches/{finished}",
              f"/v1/searches/{finished}/trials"]
+    host, port = url.split("//", 1)[1].split(":")
+    conns = [_Conn(host, int(port), token) for _ in range(concurrency)]
     lat: list[float] = []
     errors = 0
+    kinds: dict[str, int] = {}
     rounds = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60,
-                                 limits=limits) as ac:
-        async def one(path: str) -> None:
-            nonlocal errors
-            t = time.perf_counter()
-            try:
-                r = await ac.get(path)
-                if r.status_code != 200:
-                    errors += 1
-            except httpx.HTTPError:
-                errors += 1
-            lat.append(time.perf_counter() - t)
 
-        while rounds < max_rounds:
-            rounds += 1
-            await asyncio.gather(*(one(paths[i % len(paths)]) for i in range(concurrency)))
-            state = (await ac.get(f"/v1/searches/{running}")).json()["state"]
-            if state not in ("queued", "running"):
-                break
+    async def one(conn: _Conn, path: str) -> None:
+        nonlocal errors
+        t = time.perf_counter()
+        try:
+            code = await asyncio.wait_for(conn.get(path), 60)
+            if code != 200:
+                errors += 1
+                kinds[f"HTTP {code}"] = kinds.get(f"HTTP {code}", 0) + 1
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as e:
+            errors += 1
+            kinds[type(e).__name__] = kinds.get(type(e).__name__, 0) + 1
+            conn.close()
+            conn.writer = None
+        lat.append(time.perf_counter() - t)
+
+    while rounds < max_rounds:
+        rounds += 1
+        await asyncio.gather(*(one(conn, paths[i % len(paths)]) for i, conn in enumerate(conns)))
+        if c.get(f"/v1/searches/{running}").json()["state"] not in ("queued", "running"):
+            break
+    for conn in conns:
+        conn.close()
     lat.sort()
-    return {"requests": len(lat), "rounds": rounds, "errors": errors,
+    return {"requests": len(lat), "rounds": rounds, "errors": errors, "error_kinds": kinds,
             "p50_ms": round(1000 * statistics.median(lat), 1),
             "p99_ms": round(1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))], 1),
             "max_ms": round(1000 * lat[-1], 1)}
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _complete(url: str, study: str) -> dict[int, str]:
@@ -152,6 +194,7 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=200, help="concurrent requests per round (default 200)")
     p.add_argument("--max-rounds", type=int, default=500, help="bound on request rounds (default 500)")
     p.add_argument("--restart-trials", type=int, default=80, help="trials of the restart search (default 80)")
+    p.add_argument("--repeats", type=int, default=2, help="alone/under-load pairs, alternated (default 2)")
     p.add_argument("--storage", help="PostgreSQL URL (default: SQLite in a temporary service folder)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
@@ -166,13 +209,29 @@ def main() -> int:
                  "load_avg_at_start": os.getloadavg()[0], "database": "postgresql" if a.storage else "sqlite"}
     try:
         warm = _wait(c, c.post("/v1/searches", json={**SEARCH, "trials": 8, "seed": 99}).json()["id"])
-        alone = _wait(c, c.post("/v1/searches", json={**SEARCH, "trials": a.trials}).json()["id"])
-        out["alone"] = _wall(c, alone)
-        loaded = c.post("/v1/searches", json={**SEARCH, "trials": a.trials, "seed": 0}).json()
-        while c.get(f"/v1/searches/{loaded['id']}").json()["state"] == "queued":
-            time.sleep(0.05)
-        out["requests"] = asyncio.run(_load(svc.url, token, loaded["id"], warm["id"], a.concurrency, a.max_rounds, c))
-        out["under_load"] = _wall(c, _wait(c, loaded["id"]))
+        alone_runs, loaded_runs, loads = [], [], []
+        for _ in range(a.repeats):  # alternated, so the shared machine's drift hits both alike
+            alone_runs.append(_wall(c, _wait(c, c.post("/v1/searches", json={**SEARCH, "trials": a.trials}).json()["id"])))
+            loaded = c.post("/v1/searches", json={**SEARCH, "trials": a.trials}).json()
+            while c.get(f"/v1/searches/{loaded['id']}").json()["state"] == "queued":
+                time.sleep(0.05)
+            server0, me0 = _cpu_s(svc.proc.pid), time.process_time()
+            r = asyncio.run(_load(svc.url, token, loaded["id"], warm["id"], a.concurrency, a.max_rounds, c))
+            r["server_cpu_s"] = round(_cpu_s(svc.proc.pid) - server0, 1)
+            r["load_generator_cpu_s"] = round(time.process_time() - me0, 1)
+            loads.append(r)
+            loaded_runs.append(_wall(c, _wait(c, loaded["id"])))
+        out["alone_runs"], out["under_load_runs"], out["request_runs"] = alone_runs, loaded_runs, loads
+        out["alone"] = {k: round(statistics.median(x[k] for x in alone_runs), 2) for k in alone_runs[0]}
+        out["under_load"] = {k: round(statistics.median(x[k] for x in loaded_runs), 2) for k in loaded_runs[0]}
+        lat = sorted(loads, key=lambda x: x["p99_ms"])
+        out["requests"] = {"requests": sum(x["requests"] for x in loads), "rounds": sum(x["rounds"] for x in loads),
+                           "errors": sum(x["errors"] for x in loads),
+                           "error_kinds": {k: v for x in loads for k, v in x["error_kinds"].items()},
+                           "p50_ms": statistics.median(x["p50_ms"] for x in loads), "p99_ms": lat[-1]["p99_ms"],
+                           "max_ms": max(x["max_ms"] for x in loads),
+                           "server_cpu_s": round(sum(x["server_cpu_s"] for x in loads), 1),
+                           "load_generator_cpu_s": round(sum(x["load_generator_cpu_s"] for x in loads), 1)}
         out["slowdown"] = round(out["under_load"]["job_s"] / out["alone"]["job_s"], 3)
 
         job = c.post("/v1/searches", json={**SEARCH, "trials": a.restart_trials, "accuracy": "debug:sleep:0.05",
@@ -199,13 +258,18 @@ def main() -> int:
     if a.json:
         print(json.dumps(out, indent=2))
         return 0
-    r, al, ul = out["requests"], out["alone"], out["under_load"]
+    r, al, ul = out["requests"], out["alone"], out["under_load"]  # p99: the worst run's
     print(f"service load: {r['requests']} GETs in {r['rounds']} rounds of {a.concurrency} concurrent "
           f"(status of the running search, results of a finished one); {out['database']}; "
           f"{out['cores']} cores, load average {out['load_avg_at_start']:.1f} at start")
-    print(f"  latency p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms; errors {r['errors']}")
-    print(f"  search of {a.trials} trials   alone: job {al['job_s']} s (loop {al['search_loop_s']} s)   "
-          f"under load: job {ul['job_s']} s (loop {ul['search_loop_s']} s)   ratio {out['slowdown']}")
+    print(f"  latency p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms; errors {r['errors']} "
+          f"{r['error_kinds'] or ''}; CPU used meanwhile: server {r['server_cpu_s']} s, load generator "
+          f"{r['load_generator_cpu_s']} s")
+    print(f"  search of {a.trials} trials, median of {a.repeats}   alone: job {al['job_s']} s (loop "
+          f"{al['search_loop_s']} s)   under load: job {ul['job_s']} s (loop {ul['search_loop_s']} s)   ratio "
+          f"{out['slowdown']}")
+    print("  each run, job s: alone " + " ".join(str(x["job_s"]) for x in out["alone_runs"]) + "; under load "
+          + " ".join(str(x["job_s"]) for x in out["under_load_runs"]))
     rs = out["restart"]
     print(f"restart: kill -9 at {rs['completed_at_kill']}/{rs['trials']} completed trials; after restart "
           f"{rs['final_completed']} completed, {rs['lost']} lost, {rs['repeated']} repeated ({rs['state']}, "

@@ -127,7 +127,7 @@ TOKEN_TTL_S = 5.0
 
 
 def _need(store: Store, scope: str, seen: _Recent):
-    def dep(request: Request) -> dict:
+    async def dep(request: Request) -> dict:  # async: no thread hop per request (a cache hit touches nothing)
         header = request.headers.get("authorization") or ""
         tok = seen.get(header)
         if tok is None:
@@ -195,7 +195,7 @@ def _routes(app: FastAPI, store: Store, runner: Runner, st: Settings) -> None:  
         return [_view(j) for j in store.jobs((state,) if state else None)]
 
     @app.get("/v1/searches/{job_id}")
-    def get_search(job_id: str, tok: dict = read) -> Response:
+    async def get_search(job_id: str, tok: dict = read) -> Response:  # hot path: one indexed read, in the loop
         return Response(json.dumps(_view(job_or_404(job_id))).encode(), media_type="application/json")
 
     @app.delete("/v1/searches/{job_id}")
@@ -240,7 +240,7 @@ def _routes(app: FastAPI, store: Store, runner: Runner, st: Settings) -> None:  
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.get("/v1/searches/{job_id}/pareto")
-    def search_pareto(job_id: str, tok: dict = read) -> Response:
+    async def search_pareto(job_id: str, tok: dict = read) -> Response:
         keep = ("study", "space", "device", "budget", "objectives", "estimator", "latency", "trials", "evaluated",
                 "feasible", "duplicates", "hypervolume", "elapsed_s", "pareto", "prescreen")
 
@@ -250,7 +250,7 @@ def _routes(app: FastAPI, store: Store, runner: Runner, st: Settings) -> None:  
         return cached(job_id, "pareto", make)
 
     @app.get("/v1/searches/{job_id}/trials")
-    def search_trials(job_id: str, format: str = "json", tok: dict = read) -> Response:
+    async def search_trials(job_id: str, format: str = "json", tok: dict = read) -> Response:
         if format not in ("json", "csv"):
             raise Invalid("format", f"format {format}: choose from json, csv")
         if format == "csv":
