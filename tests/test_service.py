@@ -276,6 +276,8 @@ def check_queue_and_restart(tmp_path: Path, db: str | None) -> None:
 
 def test_tokens_401_403_and_422_with_the_cli_message(shared, tmp_path, capsys):
     srv, tok = shared
+    assert httpx.get(srv.url + "/docs").status_code == 200
+    assert "/v1/searches/{job_id}/events" in httpx.get(srv.url + "/openapi.json").json()["paths"]
     url = srv.url + "/v1/searches"
     body = {**TINY, "trials": 5}
     assert httpx.post(url, json=body).status_code == 401
