@@ -23,6 +23,7 @@ STAGES = [
     {"nas.supernet", "nas.nb201.supernet"},
     {"nas.search", "nas.design"},
     {"nas.zoo"},
+    {"nas.service", "nas.client"},
     {"nas.cli", "nas.__main__"},
 ]
 # The block registry loads its plugins (the mixers register themselves into it): the one allowed cycle.

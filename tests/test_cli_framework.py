@@ -182,7 +182,7 @@ def test_build_parser_rejects_a_module_without_register():
 def test_real_command_modules_register_cleanly():
     parser = cli.build_parser()
     assert parser.prog == "nas"
-    assert cli.COMMAND_MODULES[0] == "space" and len(cli.COMMAND_MODULES) == 9
+    assert cli.COMMAND_MODULES[0] == "space" and len(cli.COMMAND_MODULES) == 10
 
 
 # -------------------------------------------------------------------------------------------------- ui

@@ -54,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
                    help="measure the Pareto archs on this host afterwards; an arch over the budget when measured is "
                         "dropped, the predictor refitted and the search continued (default on; --no-verify: off)")
+    p.add_argument("--server", metavar="URL", help="submit to a design service (nas serve) instead of running here")
+    p.add_argument("--token", help="the service's bearer token (default $NAS_TOKEN)")
     p.set_defaults(func=cmd_search)
 
 
@@ -70,6 +72,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                        storage=args.storage, resume=args.resume, workers=args.workers,
                        ray_address=args.ray_address, runs_dir=args.runs, prescreen=prescreen,
                        prescreen_share=share, init=args.init, calibrate=args.calibrate, verify=args.verify)
+    if args.server:
+        return _remote(args, cfg)
     from nas.search.engine import run_search
 
     result = run_search(cfg, reporter=ui.reporter())
@@ -77,6 +81,51 @@ def cmd_search(args: argparse.Namespace) -> int:
     if ui.json_mode():
         ui.print_json({**s, "run_dir": str(result.run_dir)})
         return 0
+    _print_front(s, f"{result.run_dir}/")
+    return 0
+
+
+def _remote(args: argparse.Namespace, cfg: SearchConfig) -> int:
+    """Submit the search to a service, follow its progress, print its front (as a local run prints it)."""
+    from nas.client import Client, ServiceError
+    from nas.errors import ParamError
+
+    local_only = [f for f, on in (("--study", args.study), ("--storage", args.storage), ("--resume", args.resume),
+                                  ("--ray-address", args.ray_address)) if on]
+    if local_only:
+        raise NASError(f"{local_only[0]}: not with --server (the service names, stores and runs its jobs)")
+    fields = {k: getattr(cfg, k) for k in ("device", "accuracy", "strategy", "trials", "seed", "init", "prescreen",
+                                           "prescreen_share", "workers")}
+    fields["objectives"] = list(cfg.objectives) if cfg.objectives else None
+    with Client(args.server, args.token) as client:
+        try:
+            job = client.search(cfg.budget, cfg.space, **fields)
+        except ServiceError as e:  # the service's 422 names the field: shown as its flag, as a local run would
+            if e.status == 422 and e.field and e.message.startswith(e.field):
+                raise ParamError(e.field, e.message[len(e.field):].lstrip()) from None
+            raise
+        with ui.progress(cfg.trials, f"search {cfg.space} on {args.server} (job {job.id})") as bar:
+            seen = [0]
+
+            def on_event(ev: dict) -> None:
+                data = ev.get("data") or {}
+                if ev.get("event") == "progress" and data.get("done", 0) > seen[0]:
+                    bar.advance(data["done"] - seen[0])
+                    seen[0] = data["done"]
+                elif ev.get("event") in ("log", "warn"):
+                    ui.info(data.get("message", ""))
+
+            job.wait(on_event=on_event)
+        s = job.pareto()
+    if ui.json_mode():
+        ui.print_json({**s, "server": args.server})
+        return 0
+    _print_front(s, f"job {s['id']} on {args.server}")
+    return 0
+
+
+def _print_front(s: dict, where: str) -> None:
+    """The estimator's provenance, the Pareto table and the run's figures."""
     what = s["estimator"]["measures"]
     q = s["estimator"].get("quality")
     ui.info(f"{what}: {s['estimator']['provenance']}; "
@@ -100,7 +149,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     cols = ["id", what, *lat_col, "params", "macs", "memory", "arch"]
     ui.print_table(f"Pareto front of {s['study']} ({len(rows)} archs, budget {s['budget'] or 'none'})", cols, rows)
     print(f"{s['trials']} trials ({s['evaluated']} scored, {s['feasible']} feasible, {s['duplicates']} duplicates) "
-          f"in {s['elapsed_s']:.0f}s; hypervolume {s['hypervolume']:.4g}; results in {result.run_dir}/")
+          f"in {s['elapsed_s']:.0f}s; hypervolume {s['hypervolume']:.4g}; results in {where}")
     if ver:
         print(ver.get("line") or ver.get("note"))
     pre = s.get("prescreen")
@@ -111,7 +160,6 @@ def cmd_search(args: argparse.Namespace) -> int:
                f"{'-' if err['mae'] is None else format(err['mae'], '.4g')}")
         print(f"pre-screen: {pre['trials']} trials picked by the accuracy predictor from "
               f"{pre['candidates_per_trial']} candidates each; {how}")
-    return 0
 
 
 def _prescreen_args(k_text: str, share_text: str) -> tuple[int, float]:

@@ -23,7 +23,7 @@ from types import ModuleType
 from nas.cli import ui
 from nas.errors import NASError, ParamError
 
-COMMAND_MODULES = ["space", "build", "profile", "predictor", "supernet", "search", "design", "export", "zoo"]
+COMMAND_MODULES = ["space", "build", "profile", "predictor", "supernet", "search", "design", "export", "zoo", "serve"]
 
 PROG = "nas"
 _PARSER_KEY = "_nas_parser"
