@@ -37,6 +37,7 @@ def local_ray(monkeypatch):
 
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     tmp = tempfile.mkdtemp(prefix="nasray")  # short: Ray's socket paths must stay under 107 bytes
+    ray.shutdown()  # an earlier test's embedded Ray (searches leave theirs up for reuse) would refuse a second init
     ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tmp, log_to_driver=False, logging_level="ERROR")
     try:
         yield

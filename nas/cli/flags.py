@@ -61,7 +61,7 @@ def config_from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> A
 
 def add_calibrate_flag(parser: argparse.ArgumentParser) -> None:
     """``--calibrate``: how a command that predicts latency for this machine checks the profile first."""
-    from nas.latency.calibrate import MODES
+    from nas.latency.modes import MODES
 
     parser.add_argument("--calibrate", choices=MODES, default=None,
                         help="check the device profile against this host first (a short probe): auto (default, or "

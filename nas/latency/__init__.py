@@ -3,20 +3,23 @@
 - :class:`LatencyModel` / :func:`load_latency_model` (``model``): archs in, milliseconds out, with provenance;
 - :func:`fit_latency_model`, :func:`refit_device`, :func:`evaluate_latency_model` (``fit``);
 - :func:`find_predictor`, :func:`list_predictors` (``files``);
-- featurisers (``features``), unit keys and enumeration (``units``), OFA analytic features (``ofa_features``).
+- featurisers (``features``), unit keys and enumeration (``units``), OFA analytic features (``ofa_features``);
+- the self-calibration on this host (``calibrate``; its modes in ``modes``).
+
+Names resolve on first use, so importing a light submodule (``nas.latency.modes``) does not pull torch in.
 """
 
-from nas.latency.files import find_predictor, list_predictors, predictor_name
-from nas.latency.model import FunctionLatency, LatencyModel, load_latency_model
+from importlib import import_module
+
+_HOME = {"find_predictor": "files", "list_predictors": "files", "predictor_name": "files",
+         "FunctionLatency": "model", "LatencyModel": "model", "load_latency_model": "model",
+         "fit_latency_model": "fit", "refit_device": "fit", "evaluate_latency_model": "fit"}
 
 
 def __getattr__(name: str):
-    if name in ("fit_latency_model", "refit_device", "evaluate_latency_model"):
-        from nas.latency import fit
-
-        return getattr(fit, name)
+    if name in _HOME:
+        return getattr(import_module(f"nas.latency.{_HOME[name]}"), name)
     raise AttributeError(f"module 'nas.latency' has no attribute {name!r}")
 
 
-__all__ = ["FunctionLatency", "LatencyModel", "evaluate_latency_model", "find_predictor", "fit_latency_model",
-           "list_predictors", "load_latency_model", "predictor_name", "refit_device"]
+__all__ = sorted(_HOME)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,12 +33,12 @@ import numpy as np
 
 from nas.errors import NASError, ParamError, ProfileError
 from nas.latency.model import LatencyModel
+from nas.latency.modes import MODES, default_mode
 from nas.paths import user_dir
 from nas.profile.probe import probe_archs, probe_pool, spread_part
 from nas.reporting import Reporter, or_silent
 from nas.space import Arch, SearchSpace
 
-MODES = ("auto", "always", "never", "off")
 K_DEFAULT = 20  # archs measured to calibrate (besides the probe's)
 DRIFT = 0.05  # a re-probe this far from the cached probe (median ratio) recalibrates
 SCALE_TOL = 0.05  # the probe's median ratio this far from 1 means the profile is another host's
@@ -49,14 +48,6 @@ BUSY_WAIT_S = 120.0  # how long calibration waits for a quiet machine before it 
 
 Measure = Callable[[Sequence[Arch]], Sequence[float]]
 """Times archs on this host: archs -> ms (the default is the profile's protocol, quiet-guarded)."""
-
-
-def default_mode() -> str:
-    """``$NAS_CALIBRATE`` (auto when unset): the default of ``--calibrate``."""
-    mode = os.environ.get("NAS_CALIBRATE", "auto") or "auto"
-    if mode not in MODES:
-        raise ParamError("calibrate", f"'{mode}' (from $NAS_CALIBRATE) unknown; choose from {', '.join(MODES)}")
-    return mode
 
 
 # ----------------------------------------------------------------------------------------- the host
