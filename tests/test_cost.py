@@ -6,14 +6,16 @@ import torch
 
 import nas
 from nas.cost.reference import fvcore_macs, param_count
+from nas.profile.probe import probe_archs
 
-SPACES = {"hybrid": 50, "hybrid-s": 50, "ofa-mbv3": 50, "seq1d": 50}
+SPACES = {"hybrid": 16, "hybrid-s": 16, "ofa-mbv3": 16, "seq1d": 16}  # random archs, besides the probe's
 
 
 @pytest.mark.parametrize("name", list(SPACES))
 def test_count_matches_built_model_and_fvcore(name):
     sp = nas.load_space(name)
-    archs = sp.sample_many(SPACES[name], seed=11)
+    # every block type where it dominates an arch (the probe's reference archs), the extremes, random ones
+    archs = [*probe_archs(sp), sp.max(), sp.min(), *sp.sample_many(SPACES[name], seed=11)]
     for arch in archs:
         c = nas.count(arch)
         model = nas.build(arch)

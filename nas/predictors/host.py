@@ -92,8 +92,10 @@ class HostCalibrated(Predictor):
         t_y = as_target(y, len(X), who=self.kind)
         if len(X) < 3:
             raise PredictorError(f"{self.kind}: needs at least 3 measured archs, got {len(X)}")
-        self.names_ = (sorted({parse_key(k, typed=False)[0] for keys in X for k in keys})
-                       if self.per_name_terms else [])
+        # a block type every arch has (stem, head) would only restate the overhead b: its term makes the fit
+        # ill-conditioned (coefficients of +-600 seen), so per-type terms are for the types that vary
+        present = [{parse_key(k, typed=False)[0] for k in keys} for keys in X]
+        self.names_ = (sorted(set().union(*present) - set.intersection(*present)) if self.per_name_terms else [])
         self._name_ids = None
         enc = self._encode(X)
         self.scale_ = 1.0
