@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nas.io import atomic_write_text
 from nas.latency import calibrate as cal
 from nas.latency import load_latency_model
 from nas.latency.model import LatencyModel
@@ -78,8 +79,9 @@ def main() -> int:
         print("no shipped profile of this CPU", file=sys.stderr)
         return 2
     real = cal.quiet_measure(device, None, wait_s=600)
-    cache: dict[str, float] = json.loads(args.times.read_text())["first"] if args.times else {}
-    retest: dict[str, float] = json.loads(args.times.read_text())["retest"] if args.times else {}
+    saved = json.loads(args.times.read_text()) if args.times else {}
+    cache: dict[str, float] = saved.get("first", {})
+    retest: dict[str, float] = saved.get("retest", {})
     timed = {"n": 0, "s": 0.0}
 
     def measure(archs):
@@ -137,10 +139,10 @@ def main() -> int:
                   f"(median {100 * r['calibrated']['median_abs']:.1f}%)")
     out["timed"] = timed
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1))
+    atomic_write_text(args.out, json.dumps(out, indent=1))
     times = args.out.with_name(args.out.stem + "_times.json")
     if args.times is None or args.times.resolve() != times.resolve():
-        times.write_text(json.dumps({"host": out["host"], "date": out["date"], "first": cache, "retest": retest}))
+        atomic_write_text(times, json.dumps({"host": out["host"], "date": out["date"], "first": cache, "retest": retest}))
     print(f"{timed['n']} archs timed in {timed['s']:.0f} s; figures in {args.out}")
     return 0
 
