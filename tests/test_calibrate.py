@@ -182,3 +182,54 @@ def test_no_verify_and_a_device_that_is_not_this_machine_say_why_nothing_was_mea
                                   device="gpu-v100-b1", runs_dir=tmp_path / "b", calibrate="auto"))
     assert "not this machine" in res.summary["verify"]["note"]
     assert "not this machine" in res.summary["calibration"]["line"]
+
+
+class Log:
+    """A reporter that keeps what it was told."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def progress(self, total, description, *, completed=0):
+        from nas.reporting import SILENT
+
+        return SILENT.progress(total, description, completed=completed)
+
+    def log(self, message):
+        self.lines.append(message)
+
+    warn = log
+
+    def table(self, title, columns, rows):
+        pass
+
+
+def test_on_another_cpu_the_default_search_calibrates_the_nearest_cpu_profile_to_this_host(home, tiny, tmp_path,
+                                                                                            monkeypatch):
+    """No profile of this CPU ships: the tool starts from another CPU's profile, calibrates it here under a name
+    of this CPU, and verifies the front; a device the user names for that other CPU is left alone."""
+    import nas.profile.machine as machine
+
+    monkeypatch.setattr(machine, "cpu_model", lambda: "Intel(R) Xeon(R) Processor")
+    assert cal_mod.is_this_machine(DEVICE) is False
+    assert local_name(DEVICE).startswith("cpu-intel-xeon-1t-b1-host-")
+    log = Log()
+    assert cal_mod.host_device(tiny.space, "auto", log) == DEVICE
+    assert "no profile of this CPU" in log.lines[0] and "calibrated to this host" in log.lines[0]
+
+    fake = FakeHost(tiny, scale=0.6, slow="layer:mbconv", factor=1.4)
+    monkeypatch.setattr(cal_mod, "quiet_measure", lambda device, reporter=None: fake)  # this host's timer
+    res = run_search(SearchConfig(budget="latency:0.5ms", space="tiny", trials=30, seed=0, accuracy="proxy:params",
+                                  runs_dir=tmp_path / "a", calibrate="auto"))
+    s = res.summary
+    assert s["calibration"]["calibrated"] and s["calibration"]["local_profile"] == local_name(DEVICE)
+    prof = Profile.load(home / "hardware_profiles" / local_name(DEVICE))
+    assert prof.meta["base_device"] == DEVICE and prof.machine["cpu_model"] == "Intel(R) Xeon(R) Processor"
+    assert s["pareto"] and all(e["provenance"]["latency"].startswith("measured on this host") for e in s["pareto"])
+    assert all(e["metrics"]["latency_ms"] <= 0.5 for e in s["pareto"])
+
+    n = fake.calls
+    named = run_search(SearchConfig(budget="latency:0.5ms", space="tiny", trials=8, seed=0, accuracy="proxy:params",
+                                    device=DEVICE, runs_dir=tmp_path / "b", calibrate="auto"))
+    assert "not this machine" in named.summary["calibration"]["line"]
+    assert "not this machine" in named.summary["verify"]["note"] and fake.calls == n

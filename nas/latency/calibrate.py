@@ -186,8 +186,18 @@ def quiet_measure(device: str, reporter: Reporter | None = None, wait_s: float =
 
 
 def local_name(device: str) -> str:
-    """The local profile that holds ``device``'s calibration on this host."""
-    return f"{device}-host-{host_id()}"
+    """The local profile that holds ``device``'s calibration on this host: ``<device>-host-<id>``, or, where
+    ``device`` is another CPU model's profile, named after this CPU (``cpu-<this cpu>-<t>t-b<b>-host-<id>``)."""
+    from nas.profile.machine import cpu_model
+    from nas.profile.store import Profile, default_device_name
+
+    try:
+        m = Profile.load(device).machine
+    except NASError:
+        return f"{device}-host-{host_id()}"
+    if m.get("cpu_model") in (None, cpu_model()) or m.get("backend") != "torch-cpu":
+        return f"{device}-host-{host_id()}"
+    return f"{default_device_name(cpu_model(), int(m.get('threads') or 1), int(m.get('batch') or 1))}-host-{host_id()}"
 
 
 def _local_path(device: str) -> Path:
@@ -200,7 +210,7 @@ def _open_local(device: str):
     from nas.profile.timer import Protocol
 
     path = _local_path(device)
-    if Profile.exists(path):
+    if Profile.exists(path) and Profile.load(path).meta.get("base_device") == device:
         return Profile.load(path)
     base = Profile.load(device)
     machine = machine_info(Protocol.from_dict(base.meta.get("protocol") or {}))
@@ -220,7 +230,7 @@ def _cached(device: str, space: SearchSpace) -> tuple[dict[str, Any], LatencyMod
     try:
         prof = Profile.load(path)
         entry = (prof.meta.get("calibration") or {}).get(space.name)
-        if not entry:
+        if not entry or prof.meta.get("base_device") != device:
             return None
         boot = boot_time()
         if boot is not None and _epoch(entry.get("when")) < boot:
@@ -346,11 +356,13 @@ def _store(device: str, space: SearchSpace, archs: Sequence[Arch], measured: dic
 
 
 def host_latency(device: str, space: SearchSpace, mode: str | None = None, measure: Measure | None = None,
-                 reporter: Reporter | None = None, k: int = K_DEFAULT) -> Calibration:
+                 reporter: Reporter | None = None, k: int = K_DEFAULT, this_host: bool = False) -> Calibration:
     """The latency model to use for ``device`` on this host (see the module docstring for ``mode``).
 
-    ``measure`` times archs here (default: :func:`quiet_measure`; tests pass a fake). A machine that stays
-    busy is not measured: the shipped model is used and a warning says so."""
+    ``measure`` times archs here (default: :func:`quiet_measure`; tests pass a fake). ``this_host``: the
+    latency wanted is this machine's even though ``device`` is another CPU's profile (the tool chose it as
+    the starting point because none of this CPU exists); a device the user names for another CPU is left
+    alone. A machine that stays busy is not measured: the shipped model is used and a warning says so."""
     from nas.latency.model import load_latency_model
 
     mode = mode or default_mode()
@@ -360,7 +372,7 @@ def host_latency(device: str, space: SearchSpace, mode: str | None = None, measu
     base = load_latency_model(device, space)
     if mode == "off":
         return Calibration(base, f"latency: {base.provenance} (not checked on this host: --calibrate off)", mode)
-    if measure is None and not is_this_machine(device):
+    if measure is None and not (this_host or is_this_machine(device)):
         return Calibration(base, f"latency: {base.provenance} (device {device} is not this machine: nothing "
                                  "measured here)", mode)
     measure = measure or quiet_measure(device, rep)
@@ -448,11 +460,35 @@ def latency_model_here(device: str | None, space: SearchSpace, mode: str | None 
     """The latency model a command predicts with: a predictor file as given, else ``device``'s profile (default:
     this machine's shipped one) checked against this host by :func:`host_latency`."""
     from nas.latency.model import load_latency_model
-    from nas.profile.store import default_device
 
     if device is not None and Path(device).suffix == ".json":
         return load_latency_model(device, space)
-    device = device or default_device()
+    this_host = device is None
+    device = device or host_device(space, mode, reporter)
     if device is None:
         return load_latency_model(None, space)  # says there is no profile of this machine and what to do
-    return host_latency(device, space, mode, reporter=reporter).model
+    return host_latency(device, space, mode, reporter=reporter, this_host=this_host).model
+
+
+def host_device(space: SearchSpace, mode: str | None = None, reporter: Reporter | None = None) -> str | None:
+    """The profile this machine's latency starts from: this CPU's own measured profile; else (saying so) another
+    CPU's torch-cpu profile of ``space``, which :func:`host_latency` calibrates to this host unless ``mode`` is
+    never/off; else None."""
+    from nas.profile.machine import cpu_model
+    from nas.profile.store import Profile, default_device, other_cpu_profile
+
+    dev = default_device()
+    if dev is not None:
+        return dev
+    dev = other_cpu_profile(space.name)
+    if dev is None:
+        return None
+    rep, other = or_silent(reporter), Profile.load(dev).machine.get("cpu_model")
+    if (mode or default_mode()) in ("never", "off"):
+        rep.warn(f"no profile of this CPU ({cpu_model()}); latencies are predicted for {dev} ({other}) and not "
+                 f"corrected (--calibrate {mode or default_mode()}). Measure this machine with `nas profile --space "
+                 f"{space.name}` for figures that hold here.")
+    else:
+        rep.log(f"no profile of this CPU ({cpu_model()}): the {dev} profile ({other}) is the starting point, "
+                "calibrated to this host")
+    return dev

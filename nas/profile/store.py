@@ -173,6 +173,26 @@ def default_device(threads: int = 1, batch: int = 1, backend: str = "torch-cpu")
     return found[0] if found else None
 
 
+def other_cpu_profile(space: str, threads: int = 1, batch: int = 1) -> str | None:
+    """A measured torch-cpu profile of another CPU model that covers ``space`` (the same ``threads`` and
+    ``batch`` first), or None: where no profile of this CPU exists, this host's latency starts from it and is
+    calibrated here (:mod:`nas.latency.calibrate`)."""
+    exact, loose = [], []
+    for path in list_profiles():
+        try:
+            meta = read_yaml(path / PROFILE_FILE)
+        except Exception:  # an unreadable profile is no base
+            continue
+        if not isinstance(meta, dict) or meta.get("kind", "measured") != "measured":
+            continue
+        m = meta.get("machine") or {}
+        if m.get("backend") != "torch-cpu" or space not in (meta.get("spaces") or {}):
+            continue
+        (exact if (m.get("threads"), m.get("batch")) == (threads, batch) else loose).append(path.name)
+    found = exact or loose
+    return found[0] if found else None
+
+
 # ----------------------------------------------------------------------------------------- tables
 
 
@@ -521,6 +541,7 @@ __all__ = [
     "cpu_slug",
     "default_device",
     "default_device_name",
+    "other_cpu_profile",
     "find_profile",
     "list_profiles",
     "profile_roots",

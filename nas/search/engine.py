@@ -120,6 +120,7 @@ def run_search(cfg: SearchConfig, reporter: Reporter | None = None, evaluator: A
     rep = or_silent(reporter)
     space = load_space(cfg.space)
     budget = Budget.parse(cfg.budget)
+    this_host = cfg.device is None  # the tool picks the device: this machine's latency is wanted
     resolve_defaults(cfg, space, budget, rep)
     _check_config(cfg)
     latency_model, cal = None, None
@@ -127,8 +128,8 @@ def run_search(cfg: SearchConfig, reporter: Reporter | None = None, evaluator: A
     if "latency" in cfg.objectives or "latency" in budget.keys:
         from nas.latency.calibrate import host_latency
 
-        cfg.device = cfg.device or _default_device(space, rep)
-        cal = host_latency(cfg.device, space, cfg.calibrate, measure, rep)
+        cfg.device = cfg.device or _default_device(space, rep, cfg.calibrate)
+        cal = host_latency(cfg.device, space, cfg.calibrate, measure, rep, this_host=this_host)
         latency_model = cal.model
     check_budget_feasible(space, budget, latency_model)
     search = _Search(cfg, space, budget, latency_model)
@@ -161,8 +162,7 @@ def _verify(search: _Search, cal: Any, evaluator: Any, rep: Reporter) -> dict | 
         return {"note": f"not verified: {why}"}
     from nas.search.verify import verify
 
-    report = verify(search, cal, evaluator, rep)
-    rep.log(report.line())
+    report = verify(search, cal, evaluator, rep)  # its summary line is printed with the front
     return {**report.to_dict(), "line": report.line()}
 
 
@@ -181,7 +181,7 @@ def resolve_defaults(cfg: SearchConfig, space: SpaceFamily, budget: Budget, repo
             from nas.latency import find_predictor
 
             try:
-                device = cfg.device or _default_device(space, reporter)
+                device = cfg.device or _default_device(space, reporter, cfg.calibrate)
                 find_predictor(device, space)
                 cfg.device = device  # found once here: run_search does not look (and warn) again
             except (PredictorError, ParamError):
@@ -470,23 +470,13 @@ def _config_dict(cfg: SearchConfig, space: SearchSpace) -> dict:
             "prescreen_share": cfg.prescreen_share}
 
 
-def _default_device(space: SearchSpace, reporter: Reporter) -> str:
-    """This machine's measured CPU profile; else another CPU's (with a warning); else an error."""
-    from nas.io import read_yaml
-    from nas.profile import default_device
-    from nas.profile.machine import cpu_model
-    from nas.profile.store import PROFILE_FILE, list_profiles
+def _default_device(space: SearchSpace, reporter: Reporter, calibrate: str | None = None) -> str:
+    """This machine's measured CPU profile; else another CPU's, calibrated here (or, with ``calibrate``
+    never/off, used as it is with a warning); else an error. See :func:`nas.latency.calibrate.host_device`."""
+    from nas.latency.calibrate import host_device
 
-    dev = default_device()
+    dev = host_device(space, calibrate, reporter)
     if dev is not None:
         return dev
-    for path in list_profiles():
-        meta = read_yaml(path / PROFILE_FILE)
-        if (isinstance(meta, dict) and meta.get("kind") == "measured" and space.name in (meta.get("spaces") or {})
-                and (meta.get("machine") or {}).get("backend") == "torch-cpu"):
-            reporter.warn(f"no profile of this CPU ({cpu_model()}); latencies are predicted for {path.name} "
-                    f"({(meta.get('machine') or {}).get('cpu_model')}). Measure this machine with "
-                    f"`nas profile --space {space.name}` for figures that hold here.")
-            return path.name
     raise ParamError("device", f": no device profile matches this machine; measure one (nas profile --space {space.name}) "
                      "or name a device (nas profile list)")
