@@ -29,7 +29,7 @@ from nas.latency import load_latency_model
 from nas.latency.model import LatencyModel
 from nas.predictors import Predictor
 from nas.profile.sampling import sample_archs
-from nas.profile.store import default_device
+from nas.profile.store import default_device, other_cpu_profile
 
 
 def busiest_block(base: LatencyModel) -> str:
@@ -74,9 +74,9 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(1)
     os.environ["NAS_HOME"] = tempfile.mkdtemp(prefix="nas-calib-bench-")  # calibrations go here, not ./
-    device = default_device()
+    device = default_device() or other_cpu_profile("hybrid")  # another CPU's: what nas search starts from here
     if device is None:
-        print("no shipped profile of this CPU", file=sys.stderr)
+        print("no shipped CPU profile", file=sys.stderr)
         return 2
     real = cal.quiet_measure(device, None, wait_s=600)
     saved = json.loads(args.times.read_text()) if args.times else {}
@@ -93,7 +93,9 @@ def main() -> int:
             timed["s"] += time.perf_counter() - t0
         return [cache[a.id] for a in archs]
 
-    out = {"device": device, "host": cal.host_id(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    from nas.profile.machine import cpu_model
+
+    out = {"device": device, "host": cal.host_id(), "cpu_model": cpu_model(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "spaces": {}}
     for name in args.spaces.split(","):
         base = load_latency_model(device, name)

@@ -180,10 +180,10 @@ def resolve_defaults(cfg: SearchConfig, space: SpaceFamily, budget: Budget, repo
             from nas.errors import PredictorError
             from nas.latency import find_predictor
 
-            try:
-                device = cfg.device or _default_device(space, reporter, cfg.calibrate)
-                find_predictor(device, space)
-                cfg.device = device  # found once here: run_search does not look (and warn) again
+            from nas.reporting import SILENT
+
+            try:  # run_search resolves (and speaks of) the device itself, after the config is checked
+                find_predictor(cfg.device or _default_device(space, SILENT, cfg.calibrate), space)
             except (PredictorError, ParamError):
                 keys = tuple(k for k in budget.keys if k != "latency") or ("params",)
                 cfg.objectives = ("accuracy", *keys)
