@@ -24,7 +24,7 @@ import torch
 from nas.profile.quiet import QuietGuard, measure_quietly
 from nas.profile.run import ProfileSettings, device_name, measure_arch
 from nas.profile.store import Profile
-from nas.profile.timer import Protocol, Timer
+from nas.profile.timer import Protocol, Timer, speed_check
 
 
 def _shares(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         space = prof.load_space(name)
         archs, stored = prof.archs_of(space, "holdout")
         archs, stored = archs[: args.archs], stored[: args.archs]
-        guard = QuietGuard()
+        guard = QuietGuard(speed=speed_check(protocol))
         first = [m.median_ms for _, m in measure_quietly(archs, lambda a: measure_arch(a, timer), guard)]
         second = [m.median_ms for _, m in measure_quietly(archs, lambda a: measure_arch(a, timer), guard)]
         a, b = np.asarray(first), np.asarray(second)

@@ -156,7 +156,10 @@ def test_default_names():
 
 
 def _settings(space, root, **kw) -> ProfileSettings:
-    base = dict(spaces=[space], device="test-cpu", root=root, n_calib=3, n_holdout=3, resolutions=[32])
+    # the quiet guard (load meter and speed sentinel) is off unless a test is about it: what these tests check
+    # does not depend on timings taken at full speed, and a loaded CI machine would only make them wait
+    base = dict(spaces=[space], device="test-cpu", root=root, n_calib=3, n_holdout=3, resolutions=[32],
+                other_load_limit=None)
     base.update(kw)
     return quick_settings(**base)
 
@@ -561,6 +564,56 @@ def test_measure_quietly_discards_busy_windows_and_measures_them_again():
     assert off.discarded == 0
 
 
+class _Sentinel:
+    """A reference workload whose times (ms) follow a script (then the last value), on a fake clock."""
+
+    def __init__(self, times: list[float]):
+        self.times, self.now = list(times), 0.0
+
+    def __call__(self) -> float:
+        self.now += 0.01
+        return self.times.pop(0) if len(self.times) > 1 else self.times[0]
+
+    def clock(self) -> float:
+        return self.now
+
+
+def test_measure_quietly_throws_away_windows_in_which_the_machine_ran_slow():
+    """No other process is busy, but the machine itself runs 2x slower for a while (a shared host): the
+    reference workload notices, the window is measured again at full speed, and the wait is counted."""
+    from nas.profile.quiet import STREAK, QuietGuard, SpeedCheck, measure_quietly
+
+    # settle: fastest 1.0; window 0 starts and ends fast; window 1 ends slow (2.0); the wait sees slow, then fast
+    sent = _Sentinel([1.1, 1.0, 1.0, 1.05, 2.0, 2.1] + [1.0] * 10)
+    speed = SpeedCheck(sent, settle_s=0.02, clock=sent.clock)
+    assert speed.reference == 1.0
+    guard = QuietGuard(limit=None, speed=speed, meter_factory=lambda: _FakeMeter([]))
+    calls = []
+
+    def measure(i: int) -> int:
+        calls.append(i)
+        return 10 * i
+
+    got = list(measure_quietly(range(3), measure, guard))
+    assert got == [(0, 0), (1, 10), (2, 20)]
+    assert calls == [0, 1, 1, 2]  # item 1 was measured while the machine ran slow: measured again
+    assert guard.discarded == 1 and guard.slowed == 1 and speed.checks >= 4 + STREAK
+
+    stuck = _Sentinel([1.0, 1.0, 1.0, 1.0, 3.0])  # slow for good: one clear error
+    guard = QuietGuard(limit=None, max_wait_s=0.05, speed=SpeedCheck(stuck, settle_s=0.02, clock=stuck.clock),
+                       meter_factory=lambda: _FakeMeter([]))
+    with pytest.raises(ProfileError, match=r"stayed 3.00x slower than its fastest"):
+        list(measure_quietly(range(3), measure, guard))
+
+
+def test_the_sentinel_times_a_fixed_workload_on_the_protocols_threads():
+    from nas.profile.timer import Protocol, cpu_sentinel, speed_check
+
+    t = cpu_sentinel(1, runs=3)
+    assert 0 < t() < 1000
+    assert speed_check(Protocol(backend="torch-cuda")) is None  # the CPU's speed does not set a GPU's times
+
+
 def test_measure_quietly_gives_up_when_the_machine_stays_busy():
     from nas.profile.quiet import QuietGuard, measure_quietly
 
@@ -577,7 +630,7 @@ def test_profile_stores_nothing_measured_while_the_machine_was_busy(tiny, tmp_pa
     loads = [3.0]  # the first window is busy, every later one quiet
     monkeypatch.setattr(
         prun, "QuietGuard",
-        lambda limit: quiet.QuietGuard(limit, sleep=lambda s: None, meter_factory=lambda: _FakeMeter(loads)),
+        lambda limit, speed=None: quiet.QuietGuard(limit, sleep=lambda s: None, meter_factory=lambda: _FakeMeter(loads)),
     )
     real = prun.measure_unit
     n = {"calls": 0}

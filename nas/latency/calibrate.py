@@ -167,14 +167,15 @@ def quiet_measure(device: str, reporter: Reporter | None = None, wait_s: float =
     from nas.profile.quiet import QuietGuard, measure_quietly
     from nas.profile.run import measure_arch
     from nas.profile.store import Profile
-    from nas.profile.timer import Protocol, Timer
+    from nas.profile.timer import Protocol, Timer, speed_check
 
     rep = or_silent(reporter)
     timer = Timer(Protocol.from_dict(Profile.load(device).meta.get("protocol") or {}))
+    speed = speed_check(timer.protocol)  # one reference for every measurement of this command
 
     def measure(archs: Sequence[Arch]) -> list[float]:
         archs = list(archs)
-        guard = QuietGuard(max_wait_s=wait_s)
+        guard = QuietGuard(max_wait_s=wait_s, speed=speed)
         got = dict(measure_quietly(range(len(archs)), lambda i: measure_arch(archs[i], timer).median_ms, guard,
                                    log=rep.log))
         return [got[i] for i in range(len(archs))]

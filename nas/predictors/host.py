@@ -7,8 +7,10 @@ others). From k archs measured on this host, the correction is
     y = s * p * (1 + c_0) + b + sum_n c_n * s * T_n
 
 where ``p`` is the base predictor's latency, ``s`` the median ratio of measured to predicted (a robust
-global rescaling, fitted first), ``T_n`` the base table's time of the blocks named ``n`` in
-the arch (a per-block-type rescaling) and ``b`` an overhead. It is ridge-penalised towards the base
+global rescaling, fitted first), ``T_n`` the base table's time of the blocks in group ``n`` of the arch
+and ``b`` an overhead. The groups are the block types (``terms="type"``: a per-block-type rescaling) and,
+with ``terms="type+kernel"``, also the layers' kernel sizes: another CPU model (not just another VM) runs
+large depthwise kernels at a different speed relative to the rest. It is ridge-penalised towards the base
 (all ``c`` = 0, penalty by GCV) and fitted with Huber weights on relative errors, so with few samples
 it falls back to a global rescaling and a block type is rescaled only where the data say so.
 """
@@ -34,10 +36,15 @@ class HostCalibrated(Predictor):
 
     kind = "host_calibrated"
 
+    TERMS = ("type", "type+kernel")
+
     def __init__(self, per_name_terms: bool = True, alpha: float | None = None, robust: bool = True,
-                 huber_c: float = 1.345):
+                 huber_c: float = 1.345, terms: str = "type"):
         super().__init__()
+        if terms not in self.TERMS:
+            raise PredictorError(f"{self.kind}: terms '{terms}' unknown; choose from {', '.join(self.TERMS)}")
         self.per_name_terms = per_name_terms
+        self.terms = terms
         self.alpha = alpha
         self.robust = robust
         self.huber_c = huber_c
@@ -55,15 +62,26 @@ class HostCalibrated(Predictor):
             raise PredictorError(f"{self.kind} predictor is not fitted; call fit() or load() first")
         return self.base_.block_table()
 
+    def _groups(self, key: str) -> list[str]:
+        """The term groups a unit key belongs to: its block type, and (type+kernel) its layer's kernel size."""
+        name, fields = parse_key(key, typed=False)
+        out = [name]
+        if self.terms == "type+kernel" and name.startswith("layer:") and fields.get("k") not in (None, "", "None"):
+            out.append(f"kernel={fields['k']}")
+        return out
+
     def _ids(self, n_codes: int) -> np.ndarray:
-        # name index of every key code of the base table (-1: a block type not seen at fit time)
-        if self._name_ids is not None and self._name_ids.size >= n_codes:
+        # group indices of every key code of the base table, one column per group kind (-1: none, or a group
+        # not seen at fit time)
+        if self._name_ids is not None and self._name_ids.shape[0] >= n_codes:
             return self._name_ids
         pos = {nm: i for i, nm in enumerate(self.names_)}
         codes = self.block_table().key_codes()
-        ids = np.full(max(codes.values(), default=-1) + 1, -1, dtype=np.intp)
+        width = 2 if self.terms == "type+kernel" else 1
+        ids = np.full((max(codes.values(), default=-1) + 1, width), -1, dtype=np.intp)
         for key, c in codes.items():
-            ids[c] = pos.get(parse_key(key, typed=False)[0], -1)
+            for j, g in enumerate(self._groups(key)):
+                ids[c, j] = pos.get(g, -1)
         self._name_ids = ids
         return ids
 
@@ -73,10 +91,11 @@ class HostCalibrated(Predictor):
         cols = [p[:, None]]
         if self.names_:
             vals = self.scale_ * self.block_table().values_of(codes)
-            nid = self._ids(int(codes.max(initial=-1)) + 1)[codes]
-            ok = nid >= 0
-            t = np.bincount(rows[ok] * len(self.names_) + nid[ok], weights=vals[ok],
-                            minlength=n * len(self.names_))
+            ids = self._ids(int(codes.max(initial=-1)) + 1)[codes]
+            t = np.zeros(n * len(self.names_))
+            for nid in ids.T:
+                ok = nid >= 0
+                t += np.bincount(rows[ok] * len(self.names_) + nid[ok], weights=vals[ok], minlength=n * len(self.names_))
             cols.append(t.reshape(n, len(self.names_)))
         return np.concatenate(cols, axis=1), p
 
@@ -94,7 +113,7 @@ class HostCalibrated(Predictor):
             raise PredictorError(f"{self.kind}: needs at least 3 measured archs, got {len(X)}")
         # a block type every arch has (stem, head) would only restate the overhead b: its term makes the fit
         # ill-conditioned (coefficients of +-600 seen), so per-type terms are for the types that vary
-        present = [{parse_key(k, typed=False)[0] for k in keys} for keys in X]
+        present = [{g for k in keys for g in self._groups(k)} for keys in X]
         self.names_ = (sorted(set().union(*present) - set.intersection(*present)) if self.per_name_terms else [])
         self._name_ids = None
         enc = self._encode(X)

@@ -7,6 +7,12 @@ CPU time used by *everything but this process* over a window (``/proc/stat`` bus
 included, minus our own CPU time), and :func:`measure_quietly` keeps a window's measurements only
 when that load stayed under a limit; otherwise it waits for the machine to calm down and measures the
 window's items again. Where ``/proc/stat`` does not exist (not Linux) the guard is off.
+
+Some slow-downs leave no trace in ``/proc/stat``: on a shared VM the whole machine runs 1.6-2.4x slower
+for stretches of 10-30 s (seen on a 2-core Xeon VM with nothing else running and steal near zero). A
+:class:`SpeedCheck` times a fixed small reference workload (the sentinel) around every window; a window
+is kept only when the sentinel ran within ``tol`` of the fastest it has run, so those stretches are
+thrown away and measured again, as loaded windows are.
 """
 
 from __future__ import annotations
@@ -73,9 +79,44 @@ class LoadMeter:
         return max(0.0, (busy - mine) / wall)
 
 
+SPEED_TOL = 0.12  # a sentinel this much slower than its fastest means the machine is slowed
+SETTLE_S = 3.0  # the sentinel runs this long at the start to find the machine's full speed (slow stretches last 1-30 s)
+STREAK = 3  # consecutive full-speed sentinel runs that end a wait
+
+
+class SpeedCheck:
+    """This machine's speed now against its fastest so far, from a fixed reference workload.
+
+    ``time_once`` returns the sentinel's time in ms (one short, fixed measurement; see
+    :func:`nas.profile.timer.cpu_sentinel`). The reference is the fastest seen: the sentinel runs
+    ``settle_s`` seconds at the start (slow stretches last seconds), and a faster run later lowers it."""
+
+    def __init__(self, time_once: Callable[[], float], tol: float = SPEED_TOL, settle_s: float = SETTLE_S,
+                 clock: Callable[[], float] = time.monotonic):
+        self.time_once, self.tol, self.clock = time_once, tol, clock
+        t0 = clock()
+        self.reference = time_once()
+        while clock() - t0 < settle_s:
+            self.reference = min(self.reference, time_once())
+        self.checks = 0
+
+    def ratio(self) -> float:
+        """The sentinel's time now over the fastest seen (1.0: full speed; 2.0: the machine runs half as fast)."""
+        t = self.time_once()
+        self.checks += 1
+        self.reference = min(self.reference, t)
+        return t / self.reference
+
+    def steady(self) -> tuple[bool, float]:
+        """(whether the machine runs at full speed now, the ratio)."""
+        r = self.ratio()
+        return r <= 1.0 + self.tol, r
+
+
 @dataclass
 class QuietGuard:
-    """Settings and counters of the guard: ``limit`` CPUs (None: off), window, longest wait."""
+    """Settings and counters of the guard: ``limit`` CPUs (None: off), window, longest wait, and an optional
+    :class:`SpeedCheck` (``speed``) that also throws away windows in which the machine itself ran slow."""
 
     limit: float | None = DEFAULT_LIMIT
     window_s: float = WINDOW_S
@@ -84,9 +125,14 @@ class QuietGuard:
     waited_s: float = 0.0
     sleep: Callable[[float], None] = time.sleep
     meter_factory: Callable[[], LoadMeter] = LoadMeter
+    speed: SpeedCheck | None = None
+    slowed: int = 0  # windows thrown away because the sentinel ran slow
 
     def to_dict(self) -> dict[str, Any]:
-        return {"other_load_limit_cpus": self.limit, "window_s": self.window_s}
+        out: dict[str, Any] = {"other_load_limit_cpus": self.limit, "window_s": self.window_s}
+        if self.speed is not None:
+            out["speed_tolerance"] = self.speed.tol
+        return out
 
     def wait_quiet(self, load: float, log: Callable[[str], None], passed: Callable[[], bool]) -> bool:
         """Sleep in windows until other processes use at most ``limit`` CPUs; False if ``passed()``."""
@@ -110,6 +156,30 @@ class QuietGuard:
                     "re-run to resume, or turn the guard off (other-load limit off) to measure anyway"
                 )
 
+    def wait_full_speed(self, ratio: float, log: Callable[[str], None], passed: Callable[[], bool]) -> bool:
+        """Run the sentinel until it is back at full speed :data:`STREAK` times in a row (running, not sleeping:
+        an idle core wakes up slow); False if ``passed()``."""
+        speed = self.speed
+        assert speed is not None
+        log(f"this machine runs {ratio:.2f}x slower than its fastest (a fixed reference workload; no other "
+            "process is to blame: a shared host?); measurements discarded, waiting for its speed to come back")
+        t0 = speed.clock()
+        streak = 0
+        try:
+            while streak < STREAK:
+                if passed():
+                    return False
+                ok, ratio = speed.steady()
+                streak = streak + 1 if ok else 0
+                if speed.clock() - t0 > self.max_wait_s:
+                    raise ProfileError(
+                        f"this machine stayed {ratio:.2f}x slower than its fastest for {self.max_wait_s:.0f} s (a "
+                        "fixed reference workload, with no other process busy); what was measured is saved: re-run "
+                        "later to resume")
+            return True
+        finally:
+            self.waited_s += speed.clock() - t0
+
 
 def measure_quietly(
     items: Iterable[T],
@@ -126,13 +196,14 @@ def measure_quietly(
     """
     queue = deque(items)
     meter = guard.meter_factory()
-    if guard.limit is None or not meter.available:
+    if (guard.limit is None or not meter.available) and guard.speed is None:
         for item in queue:
             if passed():
                 return
             yield item, measure(item)
         return
     pending: list[tuple[T, R]] = []
+    started_fast = guard.speed is None or guard.speed.steady()[0]  # the sentinel around every window: before...
     meter.start()
     while queue:
         if passed():
@@ -141,13 +212,21 @@ def measure_quietly(
         pending.append((item, measure(item)))
         if meter.elapsed() < guard.window_s and queue:
             continue
-        load = meter.others()
-        if load <= guard.limit:
+        load = meter.others() if guard.limit is not None else 0.0
+        busy = guard.limit is not None and load > guard.limit
+        fast, ratio = guard.speed.steady() if guard.speed is not None and not busy else (True, 1.0)
+        if not busy and fast and started_fast:
             yield from pending
         else:
             guard.discarded += len(pending)
             queue.extendleft(it for it, _ in reversed(pending))
-            if not guard.wait_quiet(load, log, passed):
+            if busy and not guard.wait_quiet(load, log, passed):
                 return
+            if not busy and not fast:
+                guard.slowed += 1
+                if not guard.wait_full_speed(ratio, log, passed):
+                    return
+            fast = True  # the wait ended at full speed (the quiet wait: checked at the next window's end)
+        started_fast = fast
         pending = []
         meter.start()

@@ -35,7 +35,7 @@ from nas.profile.quiet import DEFAULT_LIMIT, QuietGuard, measure_quietly
 from nas.profile.sampling import CALIB_SPREADS, calib_holdout, sample_archs, spread_by_macs  # noqa: F401
 from nas.profile.settings import ARCH_PROTOCOL, BLOCK_PROTOCOL, ProfileSettings  # noqa: F401  (run's API)
 from nas.profile.store import Profile, check_name, default_device_name, space_file_ref
-from nas.profile.timer import Measurement, Protocol, Timer
+from nas.profile.timer import Measurement, Protocol, Timer, speed_check
 from nas.profile.units import Unit, space_units
 from nas.reporting import Reporter, or_silent
 from nas.space import Arch, SearchSpace, load_space
@@ -253,7 +253,8 @@ def run_profile(settings: ProfileSettings, reporter: Reporter | None = None) -> 
     prof = open_profile(path, name, arch_p, block_p, settings.description)
     flusher = _Flusher(prof, settings.flush_s, settings.flush_every)
     block_timer, arch_timer = Timer(block_p), Timer(arch_p)
-    guard = QuietGuard(settings.other_load_limit)
+    guard = QuietGuard(settings.other_load_limit,
+                       speed=speed_check(arch_p) if settings.other_load_limit is not None else None)
     prof.meta["quiet_guard"] = guard.to_dict()
     reports: list[SpaceReport] = []
     stopped = False
@@ -518,7 +519,7 @@ def refine_profile(
     deadline = _Deadline(max_minutes)
     flusher = _Flusher(prof, 10.0, 20)
     n = 0
-    guard = QuietGuard(other_load_limit)
+    guard = QuietGuard(other_load_limit, speed=speed_check(protocol) if other_load_limit is not None else None)
     try:
         with progress(len(todo), f"{prof.name} refine") as bar:
             for a, m in measure_quietly(todo, lambda a: measure_arch(a, timer), guard, deadline.passed):

@@ -390,3 +390,40 @@ class Timer:
     def clear(self) -> None:
         """Forget cached onnxruntime sessions."""
         self._sessions.clear()
+
+
+# ------------------------------------------------------------------------------------------ the sentinel
+
+
+def cpu_sentinel(threads: int = 1, runs: int = 15) -> Callable[[], float]:
+    """A fixed small reference workload (dense, depthwise and pointwise conv, a linear; about 7 MMACs, ~1 ms
+    on one thread) that times itself: one call returns the median of ``runs`` runs in ms. The quiet guard's
+    :class:`~nas.profile.quiet.SpeedCheck` calls it around every window to notice a slowed machine."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.Conv2d(32, 32, 3, padding=1, groups=32),
+        torch.nn.Conv2d(32, 64, 1), torch.nn.GELU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        torch.nn.Linear(64, 64)).eval()
+    x = torch.randn(1, 16, 32, 32)
+
+    def call() -> object:
+        with torch.inference_mode():
+            return net(x)
+
+    once = _cpu_timed(call)
+
+    def time_once() -> float:
+        with pinned_threads(threads), _no_gc():
+            once()
+            once()  # warm
+            return float(np.median([once() for _ in range(runs)]))
+
+    return time_once
+
+
+def speed_check(protocol: Protocol):
+    """The :class:`~nas.profile.quiet.SpeedCheck` for measurements under ``protocol`` (None on a GPU, whose
+    timings the CPU's speed does not set)."""
+    from nas.profile.quiet import SpeedCheck
+
+    return None if protocol.backend == "torch-cuda" else SpeedCheck(cpu_sentinel(protocol.threads))

@@ -179,7 +179,6 @@ def resolve_defaults(cfg: SearchConfig, space: SpaceFamily, budget: Budget, repo
         if "latency" not in budget.keys:
             from nas.errors import PredictorError
             from nas.latency import find_predictor
-
             from nas.reporting import SILENT
 
             try:  # run_search resolves (and speaks of) the device itself, after the config is checked
