@@ -78,7 +78,9 @@ def main() -> int:
     if device is None:
         print("no shipped CPU profile", file=sys.stderr)
         return 2
-    real = cal.quiet_measure(device, None, wait_s=600)
+    from nas.cli import ui
+
+    real = cal.quiet_measure(device, ui.reporter(), wait_s=600)  # the guard's waits are printed
     saved = json.loads(args.times.read_text()) if args.times else {}
     cache: dict[str, float] = saved.get("first", {})
     retest: dict[str, float] = saved.get("retest", {})

@@ -583,8 +583,8 @@ def test_measure_quietly_throws_away_windows_in_which_the_machine_ran_slow():
     reference workload notices, the window is measured again at full speed, and the wait is counted."""
     from nas.profile.quiet import STREAK, QuietGuard, SpeedCheck, measure_quietly
 
-    # settle: fastest 1.0; window 0 starts and ends fast; window 1 ends slow (2.0); the wait sees slow, then fast
-    sent = _Sentinel([1.1, 1.0, 1.0, 1.05, 2.0, 2.1] + [1.0] * 10)
+    # settle: full speed 1.0; window 0 starts and ends fast; window 1 ends slow (2.0); the wait sees slow, then fast
+    sent = _Sentinel([1.0, 1.0, 1.0, 1.05, 2.0, 2.1] + [1.0] * 10)
     speed = SpeedCheck(sent, settle_s=0.02, clock=sent.clock)
     assert speed.reference == 1.0
     guard = QuietGuard(limit=None, speed=speed, meter_factory=lambda: _FakeMeter([]))
@@ -602,7 +602,7 @@ def test_measure_quietly_throws_away_windows_in_which_the_machine_ran_slow():
     stuck = _Sentinel([1.0, 1.0, 1.0, 1.0, 3.0])  # slow for good: one clear error
     guard = QuietGuard(limit=None, max_wait_s=0.05, speed=SpeedCheck(stuck, settle_s=0.02, clock=stuck.clock),
                        meter_factory=lambda: _FakeMeter([]))
-    with pytest.raises(ProfileError, match=r"stayed 3.00x slower than its fastest"):
+    with pytest.raises(ProfileError, match=r"stayed 3.00x slower than its full speed"):
         list(measure_quietly(range(3), measure, guard))
 
 

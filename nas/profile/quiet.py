@@ -11,7 +11,7 @@ window's items again. Where ``/proc/stat`` does not exist (not Linux) the guard 
 Some slow-downs leave no trace in ``/proc/stat``: on a shared VM the whole machine runs 1.6-2.4x slower
 for stretches of 10-30 s (seen on a 2-core Xeon VM with nothing else running and steal near zero). A
 :class:`SpeedCheck` times a fixed small reference workload (the sentinel) around every window; a window
-is kept only when the sentinel ran within ``tol`` of the fastest it has run, so those stretches are
+is kept only when the sentinel ran within ``tol`` of its full-speed time, so those stretches are
 thrown away and measured again, as loaded windows are.
 """
 
@@ -79,32 +79,42 @@ class LoadMeter:
         return max(0.0, (busy - mine) / wall)
 
 
-SPEED_TOL = 0.12  # a sentinel this much slower than its fastest means the machine is slowed
+SPEED_TOL = 0.2  # a sentinel this much slower than its full-speed time means the machine is slowed (slow: 1.6-2.4x)
 SETTLE_S = 3.0  # the sentinel runs this long at the start to find the machine's full speed (slow stretches last 1-30 s)
 STREAK = 3  # consecutive full-speed sentinel runs that end a wait
+HISTORY = 1000  # sentinel times the full-speed reference is taken from
+QUANTILE = 10  # ... as this percentile: robust to the rare outlier-fast run, and to slow stretches (< 90% of the time)
 
 
 class SpeedCheck:
-    """This machine's speed now against its fastest so far, from a fixed reference workload.
+    """This machine's speed now against its full speed, from a fixed reference workload.
 
     ``time_once`` returns the sentinel's time in ms (one short, fixed measurement; see
-    :func:`nas.profile.timer.cpu_sentinel`). The reference is the fastest seen: the sentinel runs
-    ``settle_s`` seconds at the start (slow stretches last seconds), and a faster run later lowers it."""
+    :func:`nas.profile.timer.cpu_sentinel`). Full speed is the 10th percentile of the sentinel's recent times:
+    it runs ``settle_s`` seconds at the start (slow stretches last seconds), and every check adds to it."""
 
     def __init__(self, time_once: Callable[[], float], tol: float = SPEED_TOL, settle_s: float = SETTLE_S,
                  clock: Callable[[], float] = time.monotonic):
         self.time_once, self.tol, self.clock = time_once, tol, clock
+        self._seen: deque[float] = deque(maxlen=HISTORY)
         t0 = clock()
-        self.reference = time_once()
+        self._seen.append(time_once())
         while clock() - t0 < settle_s:
-            self.reference = min(self.reference, time_once())
+            self._seen.append(time_once())
         self.checks = 0
 
+    @property
+    def reference(self) -> float:
+        """The sentinel's time at full speed (ms)."""
+        import numpy as np
+
+        return float(np.percentile(np.fromiter(self._seen, float), QUANTILE))
+
     def ratio(self) -> float:
-        """The sentinel's time now over the fastest seen (1.0: full speed; 2.0: the machine runs half as fast)."""
+        """The sentinel's time now over its full-speed time (1.0: full speed; 2.0: the machine runs half as fast)."""
         t = self.time_once()
         self.checks += 1
-        self.reference = min(self.reference, t)
+        self._seen.append(t)
         return t / self.reference
 
     def steady(self) -> tuple[bool, float]:
@@ -161,7 +171,7 @@ class QuietGuard:
         an idle core wakes up slow); False if ``passed()``."""
         speed = self.speed
         assert speed is not None
-        log(f"this machine runs {ratio:.2f}x slower than its fastest (a fixed reference workload; no other "
+        log(f"this machine runs {ratio:.2f}x slower than its full speed (a fixed reference workload; no other "
             "process is to blame: a shared host?); measurements discarded, waiting for its speed to come back")
         t0 = speed.clock()
         streak = 0
@@ -173,7 +183,7 @@ class QuietGuard:
                 streak = streak + 1 if ok else 0
                 if speed.clock() - t0 > self.max_wait_s:
                     raise ProfileError(
-                        f"this machine stayed {ratio:.2f}x slower than its fastest for {self.max_wait_s:.0f} s (a "
+                        f"this machine stayed {ratio:.2f}x slower than its full speed for {self.max_wait_s:.0f} s (a "
                         "fixed reference workload, with no other process busy); what was measured is saved: re-run "
                         "later to resume")
             return True
