@@ -110,16 +110,20 @@ class SpeedCheck:
 
         return float(np.percentile(np.fromiter(self._seen, float), QUANTILE))
 
-    def ratio(self) -> float:
-        """The sentinel's time now over its full-speed time (1.0: full speed; 2.0: the machine runs half as fast)."""
+    def ratio(self, remember: bool = True) -> float:
+        """The sentinel's time now over its full-speed time (1.0: full speed; 2.0: the machine runs half as fast).
+        ``remember=False`` (the checks of a wait, many a second) keeps the time out of the reference, which a
+        long slow stretch would otherwise take over."""
         t = self.time_once()
         self.checks += 1
-        self._seen.append(t)
-        return t / self.reference
+        ref = self.reference
+        if remember:
+            self._seen.append(t)
+        return t / ref
 
-    def steady(self) -> tuple[bool, float]:
+    def steady(self, remember: bool = True) -> tuple[bool, float]:
         """(whether the machine runs at full speed now, the ratio)."""
-        r = self.ratio()
+        r = self.ratio(remember)
         return r <= 1.0 + self.tol, r
 
 
@@ -179,7 +183,7 @@ class QuietGuard:
             while streak < STREAK:
                 if passed():
                     return False
-                ok, ratio = speed.steady()
+                ok, ratio = speed.steady(remember=False)
                 streak = streak + 1 if ok else 0
                 if speed.clock() - t0 > self.max_wait_s:
                     raise ProfileError(
