@@ -79,7 +79,8 @@ class LoadMeter:
         return max(0.0, (busy - mine) / wall)
 
 
-SPEED_TOL = 0.2  # a sentinel this much slower than its full-speed time means the machine is slowed (slow: 1.6-2.4x)
+SPEED_TOL = 0.4  # a sentinel this much slower than at full speed: the machine is slowed (slow stretches: 1.6-2.4x;
+# right after a large network the sentinel itself runs up to 1.35x slower, caches and clocks not yet back)
 SETTLE_S = 3.0  # the sentinel runs this long at the start to find the machine's full speed (slow stretches last 1-30 s)
 STREAK = 3  # consecutive full-speed sentinel runs that end a wait
 HISTORY = 1000  # sentinel times the full-speed reference is taken from
