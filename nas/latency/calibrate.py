@@ -211,8 +211,10 @@ def _open_local(device: str):
     from nas.profile.timer import Protocol
 
     path = _local_path(device)
-    if Profile.exists(path) and Profile.load(path).meta.get("base_device") == device:
-        return Profile.load(path)
+    if Profile.exists(path):
+        prof = Profile.load(path)
+        if prof.meta.get("base_device") == device:
+            return prof
     base = Profile.load(device)
     machine = machine_info(Protocol.from_dict(base.meta.get("protocol") or {}))
     return Profile.create(path, local_name(device), kind="calibrated", machine=machine,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +148,17 @@ def find_profile(name_or_path: str | Path) -> Path:
     raise ProfileError(f"device profile '{name_or_path}': not found; available: {shown}")
 
 
+def _measured_profiles() -> Iterator[tuple[str, dict[str, Any]]]:
+    """(name, metadata) of every readable measured profile, in :func:`list_profiles` order."""
+    for path in list_profiles():
+        try:
+            meta = read_yaml(path / PROFILE_FILE)
+        except Exception:  # an unreadable profile is nobody's
+            continue
+        if isinstance(meta, dict) and meta.get("kind", "measured") == "measured":
+            yield path.name, meta
+
+
 def default_device(threads: int = 1, batch: int = 1, backend: str = "torch-cpu") -> str | None:
     """Name of the profile measured on this machine's CPU model (``threads``, ``batch``, ``backend``
     as given; a profile with other settings of the same CPU if there is no exact one), or None."""
@@ -155,20 +166,11 @@ def default_device(threads: int = 1, batch: int = 1, backend: str = "torch-cpu")
 
     here = cpu_model()
     exact, loose = [], []
-    for path in list_profiles():
-        try:
-            meta = read_yaml(path / PROFILE_FILE)
-        except Exception:  # an unreadable profile is not this machine's
-            continue
-        if not isinstance(meta, dict) or meta.get("kind", "measured") != "measured":
-            continue
+    for name, meta in _measured_profiles():
         m = meta.get("machine") or {}
-        if m.get("cpu_model") != here:
-            continue
-        if (m.get("threads"), m.get("batch"), m.get("backend")) == (threads, batch, backend):
-            exact.append(path.name)
-        else:
-            loose.append(path.name)
+        if m.get("cpu_model") == here:
+            (exact if (m.get("threads"), m.get("batch"), m.get("backend")) == (threads, batch, backend)
+             else loose).append(name)
     found = exact or loose
     return found[0] if found else None
 
@@ -178,17 +180,10 @@ def other_cpu_profile(space: str, threads: int = 1, batch: int = 1) -> str | Non
     ``batch`` first), or None: where no profile of this CPU exists, this host's latency starts from it and is
     calibrated here (:mod:`nas.latency.calibrate`)."""
     exact, loose = [], []
-    for path in list_profiles():
-        try:
-            meta = read_yaml(path / PROFILE_FILE)
-        except Exception:  # an unreadable profile is no base
-            continue
-        if not isinstance(meta, dict) or meta.get("kind", "measured") != "measured":
-            continue
+    for name, meta in _measured_profiles():
         m = meta.get("machine") or {}
-        if m.get("backend") != "torch-cpu" or space not in (meta.get("spaces") or {}):
-            continue
-        (exact if (m.get("threads"), m.get("batch")) == (threads, batch) else loose).append(path.name)
+        if m.get("backend") == "torch-cpu" and space in (meta.get("spaces") or {}):
+            (exact if (m.get("threads"), m.get("batch")) == (threads, batch) else loose).append(name)
     found = exact or loose
     return found[0] if found else None
 
