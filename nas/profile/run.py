@@ -240,6 +240,11 @@ def profiles_root(root: Path | None = None) -> Path:
 # ---------------------------------------------------------------------------------------- the job
 
 
+def _guard(other_load_limit: float | None, protocol: Protocol) -> QuietGuard:
+    """The quiet guard of a profiling job: the load meter and the speed sentinel, both off with the limit off."""
+    return QuietGuard(other_load_limit, speed=speed_check(protocol) if other_load_limit is not None else None)
+
+
 def run_profile(settings: ProfileSettings, reporter: Reporter | None = None) -> RunReport:
     """Profile every space of ``settings`` (resuming what exists); see the module docstring.
 
@@ -253,8 +258,7 @@ def run_profile(settings: ProfileSettings, reporter: Reporter | None = None) -> 
     prof = open_profile(path, name, arch_p, block_p, settings.description)
     flusher = _Flusher(prof, settings.flush_s, settings.flush_every)
     block_timer, arch_timer = Timer(block_p), Timer(arch_p)
-    guard = QuietGuard(settings.other_load_limit,
-                       speed=speed_check(arch_p) if settings.other_load_limit is not None else None)
+    guard = _guard(settings.other_load_limit, arch_p)
     prof.meta["quiet_guard"] = guard.to_dict()
     reports: list[SpaceReport] = []
     stopped = False
@@ -519,7 +523,7 @@ def refine_profile(
     deadline = _Deadline(max_minutes)
     flusher = _Flusher(prof, 10.0, 20)
     n = 0
-    guard = QuietGuard(other_load_limit, speed=speed_check(protocol) if other_load_limit is not None else None)
+    guard = _guard(other_load_limit, protocol)
     try:
         with progress(len(todo), f"{prof.name} refine") as bar:
             for a, m in measure_quietly(todo, lambda a: measure_arch(a, timer), guard, deadline.passed):

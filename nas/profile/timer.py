@@ -25,13 +25,16 @@ import io
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from nas.errors import ProfileError
 from nas.profile.protocol import BACKENDS, ONNX_DTYPES, ONNX_EXPORTERS, Protocol  # noqa: F401
+
+if TYPE_CHECKING:
+    from nas.profile.quiet import SpeedCheck
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 OUTLIER_MADS = 5.0
@@ -421,7 +424,7 @@ def cpu_sentinel(threads: int = 1, runs: int = 15) -> Callable[[], float]:
     return time_once
 
 
-def speed_check(protocol: Protocol):
+def speed_check(protocol: Protocol) -> SpeedCheck | None:
     """The :class:`~nas.profile.quiet.SpeedCheck` for measurements under ``protocol`` (None on a GPU, whose
     timings the CPU's speed does not set)."""
     from nas.profile.quiet import SpeedCheck
