@@ -49,7 +49,8 @@ PROXIES = ["entropy", "zen", "nwot", "synflow", "grad_norm", "params", "macs"]
 # The supernet recipe: the ground truth's optimiser settings, 10 epochs of sandwich steps (1 largest,
 # 1 smallest, 2 random archs per batch, the children distilled from the largest). About 1 s of CPU per
 # step on this machine, 94 steps an epoch: ~16 min on one core.
-SUPERNET = {"epochs": 10, "n_random": 2, "kd_alpha": 1.0, "calib_batches": 10, "eval_batch_size": 250}
+SUPERNET = {"epochs": 10, "n_random": 2, "kd_alpha": 1.0, "calib_batches": 10, "eval_batch_size": 250,
+            "sandwich_mixers": "fixed"}
 
 
 def top_overlap(est: np.ndarray, truth: np.ndarray, k: int = 10) -> float:
@@ -86,6 +87,7 @@ def supernet_config(recipe: dict, sn: dict):
         weight_decay=recipe["weight_decay"], warmup_epochs=recipe["warmup_epochs"],
         label_smoothing=recipe["label_smoothing"], grad_clip=recipe["grad_clip"], shift=recipe["shift"],
         flip=recipe["flip"], n_random=sn["n_random"], kd_alpha=sn["kd_alpha"], calib_batches=sn["calib_batches"],
+        sandwich_mixers=sn.get("sandwich_mixers", "fixed"),
         eval_batch_size=sn["eval_batch_size"], eval_every=0, seed=0, device="cpu",
     )
 
@@ -97,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default=str(ROOT / "runs" / "estimator-fidelity"), help="supernet run folder")
     ap.add_argument("--out", default=None, help="result JSON (default bench/results/estimators_...json)")
     ap.add_argument("--epochs", type=int, default=SUPERNET["epochs"], help="supernet epochs")
+    ap.add_argument("--sandwich-mixers", choices=("fixed", "random"), default=SUPERNET["sandwich_mixers"],
+                    help="mixers of the sandwich's largest/smallest subnets (nas.supernet.TrainConfig)")
     ap.add_argument("--train-only", action="store_true",
                     help="train (or resume) the supernet and stop; the scoring needs the finished table")
     ap.add_argument("--as-is", action="store_true",
@@ -130,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = read_json(sidecar)
     recipe = meta["recipe"]
     space = load_space(recipe["space"])
-    sn_recipe = dict(SUPERNET, epochs=1 if args.smoke else args.epochs)
+    sn_recipe = dict(SUPERNET, epochs=1 if args.smoke else args.epochs, sandwich_mixers=args.sandwich_mixers)
     data = subset(load_data(args.data, space), recipe["train_subset"], recipe["val_subset"], recipe["subset_seed"])
     cfg = supernet_config(recipe, sn_recipe)
     work = Path(args.work)

@@ -67,6 +67,34 @@ def test_sandwich_is_seeded_per_step():
     assert out.stdout.strip() == f"{a} {step_seed(0, 5, 3, 1)}"
 
 
+def test_random_sandwich_mixers_give_every_mixer_its_turn_at_the_extremes():
+    """With ``sandwich_mixers=random`` the step's largest/smallest keep their extreme sizes but their mixers
+    vary per step (seeded), so over an epoch every mixer of a layer is trained at the extremes; the random
+    archs of a step are the same as with fixed mixers."""
+    space = load_space("hybrid-s")
+    big, small = space.max(), space.min()
+    seen: set[str] = set()
+    for step in range(60):
+        fixed = sandwich(space, 0, step, 2)
+        rnd = sandwich(space, 0, step, 2, mixers="random")
+        assert [a.id for a in rnd] == [a.id for a in sandwich(space, 0, step, 2, mixers="random")]
+        assert [a.id for a in rnd[2:]] == [a.id for a in fixed[2:]]
+        for a, ref in ((rnd[0], big), (rnd[1], small)):
+            assert (a.resolution, a.stem) == (ref.resolution, ref.stem)
+            assert [(s.depth, s.width) for s in a.stages] == [(s.depth, s.width) for s in ref.stages]
+            assert space.count(a).params > 0
+        assert all(lc.mixer != "skip" for s in rnd[0].stages for lc in s.layers)
+        seen |= {lc.mixer for lc in rnd[0].stages[0].layers}
+    assert seen == set(space.stages[0].mixers) - {"skip"}
+    assert space.count(big).macs >= max(space.count(sandwich(space, 0, s, 0, mixers="random")[0]).macs
+                                         for s in range(20))
+    cfg = TrainConfig.from_dict(dataclasses.asdict(TrainConfig()) | {"sandwich_mixers": "random"})
+    assert cfg.sandwich_mixers == "random"
+    old = dataclasses.asdict(TrainConfig())
+    old.pop("sandwich_mixers")
+    assert TrainConfig.from_dict(old).sandwich_mixers == "fixed"  # a checkpoint from before the option
+
+
 def test_workers_agree_on_archs_and_take_their_own_shard(tmp_path):
     data = load_data("digits", load_space("tiny"))
     cfg = TrainConfig(**FAST)

@@ -223,11 +223,13 @@ class NB201Space:
     def sample_many(self, n: int, seed: int = 0) -> list[NB201Arch]:
         return [NB201Arch(ops) for ops in sample_archs(n, seed, replace=True)]
 
-    def min(self) -> NB201Arch:
-        return NB201Arch(("none",) * NUM_EDGES)
+    def min(self, rng: random.Random | None = None) -> NB201Arch:
+        """All edges 'none'; with ``rng`` a random cell (an edge's op is its only choice, so none is smaller)."""
+        return self.sample(rng=rng) if rng is not None else NB201Arch(("none",) * NUM_EDGES)
 
-    def max(self) -> NB201Arch:
-        return NB201Arch(("nor_conv_3x3",) * NUM_EDGES)
+    def max(self, rng: random.Random | None = None) -> NB201Arch:
+        """All edges 3x3 conv; with ``rng`` a random cell (as :meth:`min`)."""
+        return self.sample(rng=rng) if rng is not None else NB201Arch(("nor_conv_3x3",) * NUM_EDGES)
 
     def make_arch(self, data: dict, source: str = "<arch>") -> NB201Arch:
         try:

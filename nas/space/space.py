@@ -257,7 +257,7 @@ class SearchSpace:
         rng = random.Random(seed)
         return [self.sample(rng=rng) for _ in range(n)]
 
-    def _extreme(self, largest: bool) -> Arch:
+    def _extreme(self, largest: bool, rng: random.Random | None = None) -> Arch:
         from nas.blocks.layer import layer_cost
         from nas.space.resolve import resolve
 
@@ -280,6 +280,18 @@ class SearchSpace:
             stages.append([depth, pick(st.widths), layers, kw])
         base = [StageChoice(d, w, ls) for d, w, ls, _ in stages]
         res, stem = pick(self.spec.resolutions), pick(self.spec.stem_widths)
+        if rng is not None:  # mixers drawn uniformly (never 'skip' in the largest), numeric choices extreme
+            for si, st in enumerate(self.stages):
+                d, w, _, kw = stages[si]
+
+                def draw(i: int, st: StageSpec = st) -> str:
+                    ms = [m for m in st.mixer_choices(i) if not (largest and m == "skip")] or [st.mixer_choices(i)[0]]
+                    return ms[int(rng.random() * len(ms))]
+
+                shared = draw(0) if "mixer" not in st.per_layer else None
+                base[si] = StageChoice(d, w, tuple(
+                    self._canon_layer(st, shared or draw(i), *self._layer_kw(st, kw, i)) for i in range(d)))
+            return Arch(self, res, stem, tuple(base))
         # mixers: per stage, the one with the fewest (most) MACs; 'skip' where allowed for the smallest
         for si, st in enumerate(self.stages):
             d, w, _, kw = stages[si]
@@ -306,13 +318,15 @@ class SearchSpace:
             out.append(vals[i] if vals is not None else kw[k])
         return tuple(out)
 
-    def min(self) -> Arch:
-        """The smallest arch: minimum depth, width, kernel, ratio, resolution and the cheapest mixers."""
-        return self._extreme(False)
+    def min(self, rng: random.Random | None = None) -> Arch:
+        """The smallest arch: minimum depth, width, kernel, ratio, resolution and the cheapest mixers
+        (``rng``: each layer's mixer drawn uniformly instead, for a sandwich whose mixers take turns)."""
+        return self._extreme(False, rng)
 
-    def max(self) -> Arch:
-        """The largest arch: maximum of every numeric choice and the most expensive mixers."""
-        return self._extreme(True)
+    def max(self, rng: random.Random | None = None) -> Arch:
+        """The largest arch: maximum of every numeric choice and the most expensive mixers
+        (``rng``: each layer's mixer drawn uniformly instead, never 'skip')."""
+        return self._extreme(True, rng)
 
     # ---- evolution -------------------------------------------------------------------------------
     def mutate(self, arch: Arch, prob: float = 0.1, seed: int | None = None,

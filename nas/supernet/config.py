@@ -33,6 +33,10 @@ class TrainConfig:
     weight_decay: float = _f(5e-5)
     warmup_epochs: float = _f(1.0)
     n_random: int = _f(2, "random subnets per step besides max/min")
+    sandwich_mixers: str = _f(
+        "fixed", "mixers of the step's largest/smallest subnets: fixed = the most/least expensive ones; random = "
+        "drawn per layer each step (their depth, width, kernel and ratio stay extreme), so every mixer's weights "
+        "get the same share of training", choices=("fixed", "random"))
     kd_alpha: float = _f(1.0, "distillation weight of the children's loss (the rest: labels)")
     kd_temperature: float = _f(1.0)
     label_smoothing: float = _f(0.1)
@@ -54,6 +58,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
+        d = {"sandwich_mixers": "fixed", **d}  # a checkpoint from before the field trained with fixed mixers
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def check(self) -> None:
@@ -63,5 +68,7 @@ class TrainConfig:
             raise ParamError("optimizer", f"{self.optimizer}: choose from sgd, adamw")
         if self.amp not in ("auto", "on", "off"):
             raise ParamError("amp", f"{self.amp}: choose from auto, on, off")
+        if self.sandwich_mixers not in ("fixed", "random"):
+            raise ParamError("sandwich_mixers", f"{self.sandwich_mixers}: choose from fixed, random")
         if self.n_random < 0:
             raise ParamError("n_random", f"{self.n_random}: must be >= 0")

@@ -64,9 +64,18 @@ def sandwich(
     n_random: int,
     largest: Arch | None = None,
     smallest: Arch | None = None,
+    mixers: str = "fixed",
 ) -> list[Arch]:
-    """The archs of a training step: largest, smallest, then ``n_random`` random archs seeded by (seed, step)."""
+    """The archs of a training step: largest, smallest, then ``n_random`` random archs seeded by (seed, step).
+
+    ``mixers="random"``: the largest and smallest keep their extreme depths, widths, kernels and ratios but
+    draw each layer's mixer per step (seeded apart from the random archs, which stay the same). With fixed
+    mixers half of a step's subnets train the most and least expensive mixer only; in a space whose mixers
+    do not nest that biases the shared weights towards archs built of those two."""
     rng = random.Random(step_seed(seed, step, 1))
+    if mixers == "random":
+        ext = random.Random(step_seed(seed, step, 4))
+        largest, smallest = space.max(rng=ext), space.min(rng=ext)
     return [largest or space.max(), smallest or space.min()] + [
         space.sample(rng=rng) for _ in range(n_random)
     ]
@@ -238,7 +247,8 @@ class SupernetTrainer:
 
     def archs(self, step: int) -> list[Arch]:
         """The sandwich of a step (identical on every worker)."""
-        return sandwich(self.space, self.cfg.seed, step, self.cfg.n_random, self.largest, self.smallest)
+        return sandwich(self.space, self.cfg.seed, step, self.cfg.n_random, self.largest, self.smallest,
+                        self.cfg.sandwich_mixers)
 
     def _autocast(self):
         if self.amp_dtype is None:
