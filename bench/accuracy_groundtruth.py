@@ -192,11 +192,19 @@ def seed_tau(rows: list[dict]) -> dict:
     if len(pairs) < 3:
         return {"pairs": len(pairs)}
     a, b = np.array(pairs).T
+    r = float(np.corrcoef(a, b)[0, 1])
+    # What a perfect estimator (one that knows each arch's seed-averaged accuracy) would reach, if seed noise
+    # is normal and independent of the arch: its correlation with one seed is sqrt(r), with the mean of two
+    # seeds sqrt(2r / (1 + r)) (Spearman-Brown); Kendall tau = 2/pi * arcsin(correlation) for normal data.
+    rel = max(r, 0.0)
     return {
         "pairs": len(pairs),
         "kendall_tau": float(kendalltau(a, b).statistic),
         "spearman": float(spearmanr(a, b).statistic),
+        "pearson": r,
         "mean_abs_diff": float(np.mean(np.abs(a - b))),
+        "perfect_estimator_tau_vs_one_seed": float(2 / np.pi * np.arcsin(np.sqrt(rel))),
+        "perfect_estimator_tau_vs_two_seed_mean": float(2 / np.pi * np.arcsin(np.sqrt(2 * rel / (1 + rel)))),
     }
 
 

@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default=str(ROOT / "runs" / "estimator-fidelity"), help="supernet run folder")
     ap.add_argument("--out", default=None, help="result JSON (default bench/results/estimators_...json)")
     ap.add_argument("--epochs", type=int, default=SUPERNET["epochs"], help="supernet epochs")
+    ap.add_argument("--kd-alpha", type=float, default=SUPERNET["kd_alpha"],
+                    help="distillation weight of the children's loss (the rest: labels)")
     ap.add_argument("--sandwich-mixers", choices=("fixed", "random"), default=SUPERNET["sandwich_mixers"],
                     help="mixers of the sandwich's largest/smallest subnets (nas.supernet.TrainConfig)")
     ap.add_argument("--train-only", action="store_true",
@@ -134,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = read_json(sidecar)
     recipe = meta["recipe"]
     space = load_space(recipe["space"])
-    sn_recipe = dict(SUPERNET, epochs=1 if args.smoke else args.epochs, sandwich_mixers=args.sandwich_mixers)
+    sn_recipe = dict(SUPERNET, epochs=1 if args.smoke else args.epochs, sandwich_mixers=args.sandwich_mixers,
+                     kd_alpha=args.kd_alpha)
     data = subset(load_data(args.data, space), recipe["train_subset"], recipe["val_subset"], recipe["subset_seed"])
     cfg = supernet_config(recipe, sn_recipe)
     work = Path(args.work)
