@@ -234,6 +234,40 @@ def test_shared_parts_are_shared_across_mixers_and_mixers_own_theirs():
     assert "s0.l0|shared|mlp.fc1.weight" in keys and "s0.l0|mbconv|dw.conv.weight" in keys
 
 
+def test_sharing_none_gives_every_mixer_its_own_layer_and_keeps_parity():
+    """``sharing="none"``: the parts around a mixer (norms, MLP) are per mixer type, so training one mixer's
+    layer leaves another's alone; extraction still equals the supernet's output, and re-sorting still keeps
+    the largest arch's function."""
+    space = load_space("tiny")
+    sn = Supernet(space, seed=1, sharing="none")
+    _perturb(sn, seed=3)
+    sn.eval()
+    keys = sn.bank_keys()
+    assert "s0.l0|shared@pool|mlp.fc1.weight" in keys and "s0.l0|shared@dwconv|norm1.weight" in keys
+    assert not any(k.split("|")[1] == "shared" for k in keys)
+    assert "s0.l0|mbconv|dw.conv.weight" in keys  # a self-contained mixer owns its layer in both modes
+
+    def arch(mixer):
+        return space.make_arch({"resolution": 8, "stem": 16, "stages": [
+            {"depth": 1, "width": 24, "layers": [{"mixer": mixer, "kernel": 3, "ratio": 2}]},
+            {"depth": 1, "width": 48, "layers": [{"mixer": "dwconv", "kernel": 3, "ratio": 2}]}]})
+
+    a, b = sn.subnet_state(arch("pool")), sn.subnet_state(arch("dwconv"))
+    assert not torch.equal(a["stages.0.1.mlp.fc1.weight"], b["stages.0.1.mlp.fc1.weight"])
+    assert torch.equal(a["stages.1.1.mlp.fc1.weight"], b["stages.1.1.mlp.fc1.weight"])  # the same mixer there
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 1, 8, 8, generator=g)
+    with torch.no_grad():
+        for arch_ in [space.max(), space.min()] + space.sample_many(20, seed=4):
+            assert float((sn(x, arch_) - sn.extract(arch_).eval()(x)).abs().max()) <= TOL
+        before = sn(x, space.max())
+        assert sn.reorder_channels() > 0
+        assert float((sn(x, space.max()) - before).abs().max()) <= 1e-4
+    assert Supernet(space, sharing="mlp").describe()["bank_params"] < sn.describe()["bank_params"]
+    with pytest.raises(NASError, match="sharing 'all' unknown"):
+        Supernet(space, sharing="all")
+
+
 @pytest.mark.parametrize("name", ["tiny", "ofa-mbv3"])
 def test_reorder_channels_keeps_the_largest_function(name):
     space = load_space(name)

@@ -168,6 +168,20 @@ def test_tiny_training_run_lowers_the_loss(tmp_path):
     assert (tmp_path / "eval.csv").is_file() and (tmp_path / "state.json").is_file()
 
 
+def test_a_run_without_shared_mlps_resumes_and_loads_as_one(tmp_path):
+    """``--sharing none`` is recorded in the checkpoint: a resumed run and ``load_supernet`` rebuild the same
+    per-mixer layers (a supernet of the other mode would not fit the saved bank)."""
+    cfg = TrainConfig(epochs=1, lr=0.1, sharing="none", sandwich_mixers="random", **{**FAST, "max_steps": 2})
+    tr = SupernetTrainer(cfg, tmp_path, quiet=True)
+    tr.fit()
+    assert tr.supernet.sharing == "none" and tr.step == 2
+    sn, state = load_supernet(tmp_path)
+    assert sn.sharing == "none" and state["config"]["sharing"] == "none"
+    assert set(sn.state_dict()) == set(tr.supernet.state_dict())
+    again = SupernetTrainer(TrainConfig(), tmp_path, resume=True, quiet=True)
+    assert (again.cfg.sharing, again.cfg.sandwich_mixers, again.step) == ("none", "random", 2)
+
+
 def test_amp_on_cpu_trains_in_bfloat16_and_lowers_the_loss(tmp_path):
     cfg = TrainConfig(epochs=3, lr=0.1, amp="on", **{**FAST, "log_every": 11, "eval_every": 0, "calib_batches": 2})
     tr = SupernetTrainer(cfg, tmp_path, quiet=True)

@@ -307,8 +307,11 @@ class NB201Space:
         """Params, MACs and memory of the cell network of ``arch`` (nas.nb201.network.count_arch)."""
         return load_part("nas.nb201.network:count_arch")(arch, self.num_classes)
 
-    def supernet(self, seed: int = 0, init: bool = True) -> Any:
-        """One-shot weight sharing per edge op (nas.nb201.supernet.NB201Supernet)."""
+    def supernet(self, seed: int = 0, init: bool = True, sharing: str = "mlp") -> Any:
+        """One-shot weight sharing per edge op (nas.nb201.supernet.NB201Supernet). Every op of an edge owns its
+        weights and a cell has no channel mixer around them, so both ``sharing`` modes build the same net."""
+        if sharing not in ("mlp", "none"):
+            raise SpaceError(f"supernet: sharing {sharing!r} unknown; choose from mlp, none")
         return load_part("nas.nb201.supernet:NB201Supernet")(self, seed=seed, init=init)
 
     def checkpoint_state(self) -> dict[str, Any]:

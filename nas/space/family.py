@@ -53,8 +53,9 @@ class SpaceFamily(Protocol):
         """Params, MACs and memory of ``arch``, analytically (what ``nas.count`` returns)."""
         ...
 
-    def supernet(self, seed: int = 0, init: bool = True) -> nn.Module:
-        """A weight-sharing supernet over every arch of the space (``init=False``: zeroed, to load into)."""
+    def supernet(self, seed: int = 0, init: bool = True, sharing: str = "mlp") -> nn.Module:
+        """A weight-sharing supernet over every arch of the space (``init=False``: zeroed, to load into;
+        ``sharing``: what the choices of a layer slot share, ``mlp`` or ``none``)."""
         ...
 
     def checkpoint_state(self) -> dict[str, Any]:

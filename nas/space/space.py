@@ -63,9 +63,10 @@ class SearchSpace:
         """Params, MACs and memory of ``arch`` (nas.cost.count, memoised per unit in this space)."""
         return load_part("nas.cost.count:count_arch")(arch)
 
-    def supernet(self, seed: int = 0, init: bool = True) -> Any:
-        """The weight-sharing supernet over the space (nas.supernet.Supernet)."""
-        return load_part("nas.supernet.supernet:Supernet")(self, seed=seed, init=init)
+    def supernet(self, seed: int = 0, init: bool = True, sharing: str = "mlp") -> Any:
+        """The weight-sharing supernet over the space (nas.supernet.Supernet; ``sharing``: what the mixers
+        of a layer slot share, ``mlp`` or ``none``)."""
+        return load_part("nas.supernet.supernet:Supernet")(self, seed=seed, init=init, sharing=sharing)
 
     def checkpoint_state(self) -> dict[str, Any]:
         """The YAML content itself, so a checkpoint rebuilds the space without the file."""

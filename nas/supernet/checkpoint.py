@@ -137,7 +137,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
 def load_supernet(path: str | os.PathLike, device: str | torch.device = "cpu"):
     """(Supernet with the checkpoint's weights, state) — for evaluation and extraction."""
     ck = load_checkpoint(path)
-    sn = ck.space.supernet(init=False)
+    sn = ck.space.supernet(init=False, sharing=str((ck.state.get("config") or {}).get("sharing", "mlp")))
     missing, unexpected = sn.load_state_dict(ck.model, strict=False)
     if missing or unexpected:
         raise NASError(

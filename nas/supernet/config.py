@@ -33,6 +33,10 @@ class TrainConfig:
     weight_decay: float = _f(5e-5)
     warmup_epochs: float = _f(1.0)
     n_random: int = _f(2, "random subnets per step besides max/min")
+    sharing: str = _f(
+        "mlp", "what the mixers of a layer slot share: mlp = the norms and channel MLP around them (fewer weights); "
+        "none = nothing, each mixer owns a whole layer, so a self-contained one (mbconv) is not trained less "
+        "than the rest", choices=("mlp", "none"))
     sandwich_mixers: str = _f(
         "fixed", "mixers of the step's largest/smallest subnets: fixed = the most/least expensive ones; random = "
         "drawn per layer each step (their depth, width, kernel and ratio stay extreme), so every mixer's weights "
@@ -58,7 +62,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
-        d = {"sandwich_mixers": "fixed", **d}  # a checkpoint from before the field trained with fixed mixers
+        d = {"sandwich_mixers": "fixed", "sharing": "mlp", **d}  # what a checkpoint from before these fields did
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def check(self) -> None:
@@ -68,6 +72,8 @@ class TrainConfig:
             raise ParamError("optimizer", f"{self.optimizer}: choose from sgd, adamw")
         if self.amp not in ("auto", "on", "off"):
             raise ParamError("amp", f"{self.amp}: choose from auto, on, off")
+        if self.sharing not in ("mlp", "none"):
+            raise ParamError("sharing", f"{self.sharing}: choose from mlp, none")
         if self.sandwich_mixers not in ("fixed", "random"):
             raise ParamError("sandwich_mixers", f"{self.sandwich_mixers}: choose from fixed, random")
         if self.n_random < 0:

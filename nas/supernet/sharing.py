@@ -29,11 +29,26 @@ from nas.blocks.registry import get_mixer
 Segs = tuple[int, ...]
 SHARED = "shared"
 """The owner of a layer's own tensors (norms, channel mixer, layer scales) around its mixer."""
+SHARINGS = ("mlp", "none")
+"""What the mixers of a layer slot share: ``mlp`` = the parts around the mixer (norms, channel mixer, layer
+scales), owned by :data:`SHARED`; ``none`` = nothing: each mixer owns a whole layer (``shared@<mixer>``
+owns its parts around the mixer), so every choice of a slot gets the same share of training, as a
+self-contained mixer (mbconv) always does."""
+
+
+def is_shared(owner: str) -> bool:
+    """Whether ``owner`` holds the parts around a mixer (:data:`SHARED`, or ``shared@<mixer>``)."""
+    return owner == SHARED or owner.startswith(SHARED + "@")
+
+
+def around_owner(mixer: str, mode: str) -> str:
+    """The owner of the parts around ``mixer`` in a slot under sharing ``mode`` (see :data:`SHARINGS`)."""
+    return SHARED if mode == "mlp" else f"{SHARED}@{mixer}"
 
 
 def bank_name(cfg: LayerCfg | None, owner: str, name: str) -> str:
     """The bank tensor (within the slot and owner) that tensor ``name`` of this configuration reads."""
-    if cfg is None or owner == SHARED:
+    if cfg is None or is_shared(owner):
         return name
     hook = get_mixer(owner).bank_name
     return hook(cfg, name) if hook is not None else name
@@ -45,7 +60,7 @@ def segments(
     """Per axis, the sizes of the blocks concatenated along it (None: one block), or None for all axes."""
     if cfg is None or not shape:
         return None
-    if owner == SHARED:
+    if is_shared(owner):
         rows = mlp_segments(cfg, name)
     else:
         hook = get_mixer(owner).segments

@@ -6,7 +6,8 @@ bank: one tensor per distinct tensor name of the standard modules that can sit t
 elementwise-maximum shape over every configuration the space allows at the slot. In a layer slot the
 parts around the token mixer (norms, MLP, layer scale) are owned by ``shared`` and used by every mixer
 type; each mixer type owns its own tensors (``<slot>|<mixer>|<name>``); a self-contained mixer (mbconv)
-owns the whole layer.
+owns the whole layer. With ``sharing="none"`` each mixer type also owns the parts around it
+(``<slot>|shared@<mixer>|<name>``): no mixer's layer is trained more often than another's.
 
 Forward. For the active arch, ``resolve(arch)`` gives every unit's configuration; each unit runs as
 ``functional_call(template, tensors, x)`` where the template is the *standard* module of that
@@ -52,7 +53,7 @@ from nas.space.resolve import ConvUnit, layer_cfg, resolve
 from nas.space.space import SearchSpace, load_space
 from nas.supernet import sharing
 from nas.supernet.meta import meta_build
-from nas.supernet.sharing import SHARED
+from nas.supernet.sharing import SHARINGS, around_owner, is_shared
 
 UNIT = "unit"
 
@@ -160,9 +161,10 @@ def _centre(t: torch.Tensor, kshape: tuple[int, ...]) -> torch.Tensor:
     return t
 
 
-def make_supernet(space: Any, seed: int = 0, init: bool = True) -> nn.Module:
-    """The weight-sharing supernet of any space family (a name, a YAML path or a space): its ``supernet()``."""
-    return load_space(space).supernet(seed=seed, init=init)
+def make_supernet(space: Any, seed: int = 0, init: bool = True, sharing: str = "mlp") -> nn.Module:
+    """The weight-sharing supernet of any space family (a name, a YAML path or a space): its ``supernet()``
+    (``sharing``: what the mixers of a layer slot share, see :data:`nas.supernet.sharing.SHARINGS`)."""
+    return load_space(space).supernet(seed=seed, init=init, sharing=sharing)
 
 
 class Supernet(nn.Module):
@@ -172,8 +174,11 @@ class Supernet(nn.Module):
     leaves the bank zeroed (faster, for loading a checkpoint over it).
     """
 
-    def __init__(self, space: SearchSpace | str, seed: int = 0, init: bool = True):
+    def __init__(self, space: SearchSpace | str, seed: int = 0, init: bool = True, sharing: str = "mlp"):
         super().__init__()
+        if sharing not in SHARINGS:
+            raise NASError(f"supernet: sharing {sharing!r} unknown; choose from {', '.join(SHARINGS)}")
+        self.sharing = sharing
         self.space = load_space(space)
         if not isinstance(self.space, SearchSpace):
             raise NASError(f"supernet: {space!r} is not a YAML search space (make_supernet serves every family)")
@@ -234,7 +239,8 @@ class Supernet(nn.Module):
                     else:
                         items = [
                             ("mixer", dataclasses.replace(cfg, ratio=0.0)),
-                            ("shared", dataclasses.replace(cfg, mixer="identity", kernel=0, opts=())),
+                            (around_owner(m, self.sharing),
+                             dataclasses.replace(cfg, mixer="identity", kernel=0, opts=())),
                         ]
                     for item in items:
                         if item not in seen:
@@ -261,14 +267,14 @@ class Supernet(nn.Module):
         with meta_build():
             if kind == "mixer":
                 mod, owner, lcfg = get_mixer(cfg.mixer).build(cfg), cfg.mixer, cfg
-            elif kind == "shared":
-                mod, owner, lcfg = Layer(cfg), SHARED, cfg
+            elif is_shared(kind):  # the parts around a mixer; the kind names their owner
+                mod, owner, lcfg = Layer(cfg), kind, cfg
             elif kind == "layer":
                 mod, owner, lcfg = build_layer(cfg), cfg.mixer, cfg
             else:
                 mod, owner, lcfg = self._make_template(kind, cfg), UNIT, None
         for name, t in itertools.chain(mod.named_parameters(), mod.named_buffers()):
-            if kind == "shared" and name.startswith("mixer."):
+            if is_shared(kind) and name.startswith("mixer."):
                 continue
             yield owner, name, t, lcfg
 
@@ -341,7 +347,7 @@ class Supernet(nn.Module):
                 t.fill_(flat[0].item())
             else:
                 t.normal_(0.0, float(flat.std()) if flat.numel() > 1 else 0.02)
-        lcfg = cfg if kind in ("layer", "mixer", "shared") else None
+        lcfg = cfg if kind in ("layer", "mixer") or is_shared(kind) else None
         e = _Entry(
             name,
             b.key,
@@ -355,7 +361,7 @@ class Supernet(nn.Module):
     def _real_module(self, kind: str, cfg: Any) -> nn.Module:
         if kind == "mixer":
             return get_mixer(cfg.mixer).build(cfg)
-        if kind == "shared":
+        if is_shared(kind):
             return Layer(cfg)
         if kind == "layer":
             return build_layer(cfg)
@@ -508,7 +514,7 @@ class Supernet(nn.Module):
             elif name.startswith("mixer."):
                 owner, local = lcfg.mixer, name[len("mixer.") :]
             else:
-                owner, local = SHARED, name
+                owner, local = around_owner(lcfg.mixer, self.sharing), name
             key = f"{step.slot}|{owner}|{sharing.bank_name(lcfg, owner, local)}"
             b = self._banks.get(key)
             shape = tuple(ten.shape)
@@ -612,15 +618,17 @@ class Supernet(nn.Module):
     def _reorder_groups(self) -> list[tuple[tuple[str, int], list[tuple[str, int]]]]:
         groups = []
         slots = sorted({k.split("|", 1)[0] for k in self._banks})
+        owners = sorted({k.split("|")[1] for k in self._banks if is_shared(k.split("|")[1])})
         for slot in slots:
-            mlp = f"{slot}|{SHARED}|mlp.fc2.weight"
-            if mlp in self._banks:
-                members = [
-                    (f"{slot}|{SHARED}|mlp.fc1.weight", 0),
-                    (f"{slot}|{SHARED}|mlp.fc1.bias", 0),
-                    (mlp, 1),
-                ]
-                groups.append(((mlp, 1), [m for m in members if m[0] in self._banks]))
+            for owner in owners:
+                mlp = f"{slot}|{owner}|mlp.fc2.weight"
+                if mlp in self._banks:
+                    members = [
+                        (f"{slot}|{owner}|mlp.fc1.weight", 0),
+                        (f"{slot}|{owner}|mlp.fc1.bias", 0),
+                        (mlp, 1),
+                    ]
+                    groups.append(((mlp, 1), [m for m in members if m[0] in self._banks]))
             for mixer, cfgs in sorted(self._slot_cfgs.get(slot, {}).items()):
                 hook = get_mixer(mixer).reorder  # a self-contained layer's own channel groups (mbconv)
                 if hook is None:
@@ -666,6 +674,7 @@ class Supernet(nn.Module):
         n_par = sum(p.numel() for p in self.bank.parameters())
         return {
             "space": self.space.name,
+            "sharing": self.sharing,
             "bank_tensors": len(self._banks),
             "bank_params": n_par,
             "kernel_transforms": len(self.kt._parameters),

@@ -205,7 +205,7 @@ class SupernetTrainer:
         space = space_from_state(ck.state) if ck else load_space(cfg.space)
         self.data = data if data is not None else load_data(cfg.data, space, cfg.seed)
         self.space = with_classes(space, self.data.classes)
-        self.supernet = self.space.supernet(seed=cfg.seed, init=ck is None).to(self.device)
+        self.supernet = self.space.supernet(seed=cfg.seed, init=ck is None, sharing=cfg.sharing).to(self.device)
         self.optimizer = make_optimizer(self.supernet, cfg)
         self.amp_dtype = None
         if self.device.type == "cuda" and cfg.amp in ("auto", "on"):
