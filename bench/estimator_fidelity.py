@@ -23,7 +23,9 @@ standalone seeds of the same archs: the ceiling of any estimator). Writes
     python bench/estimator_fidelity.py --smoke --table /tmp/gt/groundtruth_hybrid-s_fashion-mnist.csv
 
 The supernet run folder (``--work``, default runs/estimator-fidelity) holds its checkpoint, so an
-interrupted run resumes and a finished one is reused.
+interrupted run resumes and a finished one is reused. ``--epochs``, ``--sharing``, ``--sandwich-mixers`` and
+``--kd-alpha`` change the supernet's recipe (``nas.supernet.TrainConfig``); give each its own ``--work``
+folder and ``--out`` file.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ PROXIES = ["entropy", "zen", "nwot", "synflow", "grad_norm", "params", "macs"]
 # 1 smallest, 2 random archs per batch, the children distilled from the largest). About 1 s of CPU per
 # step on this machine, 94 steps an epoch: ~16 min on one core.
 SUPERNET = {"epochs": 10, "n_random": 2, "kd_alpha": 1.0, "calib_batches": 10, "eval_batch_size": 250,
-            "sandwich_mixers": "fixed", "sharing": "mlp"}
+            "sandwich_mixers": "fixed", "sandwich_resolution": "extreme", "sharing": "mlp"}
 
 
 def top_overlap(est: np.ndarray, truth: np.ndarray, k: int = 10) -> float:
@@ -88,6 +90,7 @@ def supernet_config(recipe: dict, sn: dict):
         label_smoothing=recipe["label_smoothing"], grad_clip=recipe["grad_clip"], shift=recipe["shift"],
         flip=recipe["flip"], n_random=sn["n_random"], kd_alpha=sn["kd_alpha"], calib_batches=sn["calib_batches"],
         sandwich_mixers=sn.get("sandwich_mixers", "fixed"), sharing=sn.get("sharing", "mlp"),
+        sandwich_resolution=sn.get("sandwich_resolution", "extreme"),
         eval_batch_size=sn["eval_batch_size"], eval_every=0, seed=0, device="cpu",
     )
 
@@ -103,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="distillation weight of the children's loss (the rest: labels)")
     ap.add_argument("--sharing", choices=("mlp", "none"), default=SUPERNET["sharing"],
                     help="what the mixers of a layer slot share (nas.supernet.TrainConfig)")
+    ap.add_argument("--sandwich-resolution", choices=("extreme", "random"), default=SUPERNET["sandwich_resolution"],
+                    help="input resolution of the sandwich's largest/smallest subnets (nas.supernet.TrainConfig)")
     ap.add_argument("--sandwich-mixers", choices=("fixed", "random"), default=SUPERNET["sandwich_mixers"],
                     help="mixers of the sandwich's largest/smallest subnets (nas.supernet.TrainConfig)")
     ap.add_argument("--train-only", action="store_true",
@@ -139,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     recipe = meta["recipe"]
     space = load_space(recipe["space"])
     sn_recipe = dict(SUPERNET, epochs=1 if args.smoke else args.epochs, sandwich_mixers=args.sandwich_mixers,
-                     kd_alpha=args.kd_alpha, sharing=args.sharing)
+                     kd_alpha=args.kd_alpha, sharing=args.sharing,
+                     sandwich_resolution=args.sandwich_resolution)
     data = subset(load_data(args.data, space), recipe["train_subset"], recipe["val_subset"], recipe["subset_seed"])
     cfg = supernet_config(recipe, sn_recipe)
     work = Path(args.work)

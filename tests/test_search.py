@@ -448,7 +448,10 @@ def test_every_search_says_how_good_its_estimator_is(tmp_path):
     truth = read_json(files[0])["results"]
     q = estimator_quality("proxy:nwot")
     assert q["kendall_tau"] == truth["nwot"]["kendall_tau"] and "Kendall tau" in q["line"]
-    assert estimator_quality("supernet:any")["kendall_tau"] == truth["supernet"]["kendall_tau"]
+    sq = estimator_quality("supernet:any")
+    assert sq["kendall_tau"] == truth["supernet"]["kendall_tau"]
+    rec = read_json(files[0])["supernet"]["recipe"]
+    assert f"that supernet: {rec['epochs']} epochs" in sq["line"]
     assert estimator_quality("debug:sleep:0") is None
     res = run_search(cfg(tmp_path, Path(__file__).resolve().parents[1] / "search_spaces" / "tiny.yaml", trials=4,
                          accuracy="proxy:entropy", objectives=("accuracy", "params")))

@@ -70,10 +70,12 @@ def test_sandwich_is_seeded_per_step():
 def test_random_sandwich_mixers_give_every_mixer_its_turn_at_the_extremes():
     """With ``sandwich_mixers=random`` the step's largest/smallest keep their extreme sizes but their mixers
     vary per step (seeded), so over an epoch every mixer of a layer is trained at the extremes; the random
-    archs of a step are the same as with fixed mixers."""
+    archs of a step are the same as with fixed mixers. ``resolution="random"`` changes only the extremes'
+    input size, and every size of the space comes up."""
     space = load_space("hybrid-s")
     big, small = space.max(), space.min()
     seen: set[str] = set()
+    sizes: set[int] = set()
     for step in range(60):
         fixed = sandwich(space, 0, step, 2)
         rnd = sandwich(space, 0, step, 2, mixers="random")
@@ -85,14 +87,20 @@ def test_random_sandwich_mixers_give_every_mixer_its_turn_at_the_extremes():
             assert space.count(a).params > 0
         assert all(lc.mixer != "skip" for s in rnd[0].stages for lc in s.layers)
         seen |= {lc.mixer for lc in rnd[0].stages[0].layers}
+        both = sandwich(space, 0, step, 2, mixers="random", resolution="random")
+        assert [a.stages for a in both] == [a.stages for a in rnd]  # only the extremes' input size differs
+        sizes.update(a.resolution for a in both[:2])
     assert seen == set(space.stages[0].mixers) - {"skip"}
+    assert sizes == set(space.spec.resolutions)
     assert space.count(big).macs >= max(space.count(sandwich(space, 0, s, 0, mixers="random")[0]).macs
                                          for s in range(20))
     cfg = TrainConfig.from_dict(dataclasses.asdict(TrainConfig()) | {"sandwich_mixers": "random"})
     assert cfg.sandwich_mixers == "random"
     old = dataclasses.asdict(TrainConfig())
-    old.pop("sandwich_mixers")
-    assert TrainConfig.from_dict(old).sandwich_mixers == "fixed"  # a checkpoint from before the option
+    for k in ("sandwich_mixers", "sandwich_resolution", "sharing"):
+        old.pop(k)
+    old = TrainConfig.from_dict(old)  # a checkpoint from before these options trained as they did then
+    assert (old.sandwich_mixers, old.sandwich_resolution, old.sharing) == ("fixed", "extreme", "mlp")
 
 
 def test_workers_agree_on_archs_and_take_their_own_shard(tmp_path):

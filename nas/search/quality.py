@@ -48,6 +48,10 @@ def estimator_quality(estimator: str) -> dict | None:
         line = (f"Kendall tau {r['kendall_tau']:.2f} vs trained accuracy on the {bench} benchmark "
                 f"({r.get('n')} archs; seed-to-seed ceiling {ceiling:.2f})" if ceiling is not None else
                 f"Kendall tau {r['kendall_tau']:.2f} vs trained accuracy on the {bench} benchmark ({r.get('n')} archs)")
+        rec = (doc.get("supernet") or {}).get("recipe") if key == "supernet" else None
+        if isinstance(rec, dict):  # a supernet's figure holds for its recipe: say which one was measured
+            line += (f"; that supernet: {rec.get('epochs')} epochs, sharing {rec.get('sharing', 'mlp')}, "
+                     f"sandwich mixers {rec.get('sandwich_mixers', 'fixed')}")
         return {"kendall_tau": r["kendall_tau"], "spearman": r.get("spearman"), "n": r.get("n"), "ceiling": ceiling,
                 "benchmark": f.name, "line": line}
     return None

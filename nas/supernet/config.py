@@ -41,6 +41,9 @@ class TrainConfig:
         "fixed", "mixers of the step's largest/smallest subnets: fixed = the most/least expensive ones; random = "
         "drawn per layer each step (their depth, width, kernel and ratio stay extreme), so every mixer's weights "
         "get the same share of training", choices=("fixed", "random"))
+    sandwich_resolution: str = _f(
+        "extreme", "input resolution of the step's largest/smallest subnets: extreme = the largest/smallest; "
+        "random = drawn per step", choices=("extreme", "random"))
     kd_alpha: float = _f(1.0, "distillation weight of the children's loss (the rest: labels)")
     kd_temperature: float = _f(1.0)
     label_smoothing: float = _f(0.1)
@@ -62,7 +65,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
-        d = {"sandwich_mixers": "fixed", "sharing": "mlp", **d}  # what a checkpoint from before these fields did
+        d = {"sandwich_mixers": "fixed", "sandwich_resolution": "extreme", "sharing": "mlp", **d}  # what a checkpoint from before these fields did
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def check(self) -> None:
@@ -74,6 +77,8 @@ class TrainConfig:
             raise ParamError("amp", f"{self.amp}: choose from auto, on, off")
         if self.sharing not in ("mlp", "none"):
             raise ParamError("sharing", f"{self.sharing}: choose from mlp, none")
+        if self.sandwich_resolution not in ("extreme", "random"):
+            raise ParamError("sandwich_resolution", f"{self.sandwich_resolution}: choose from extreme, random")
         if self.sandwich_mixers not in ("fixed", "random"):
             raise ParamError("sandwich_mixers", f"{self.sandwich_mixers}: choose from fixed, random")
         if self.n_random < 0:

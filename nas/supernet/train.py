@@ -65,20 +65,27 @@ def sandwich(
     largest: Arch | None = None,
     smallest: Arch | None = None,
     mixers: str = "fixed",
+    resolution: str = "extreme",
 ) -> list[Arch]:
     """The archs of a training step: largest, smallest, then ``n_random`` random archs seeded by (seed, step).
 
     ``mixers="random"``: the largest and smallest keep their extreme depths, widths, kernels and ratios but
     draw each layer's mixer per step (seeded apart from the random archs, which stay the same). With fixed
     mixers half of a step's subnets train the most and least expensive mixer only; in a space whose mixers
-    do not nest that biases the shared weights towards archs built of those two."""
+    do not nest that biases the shared weights towards archs built of those two.
+
+    ``resolution="random"``: the largest and smallest take a resolution drawn per step (of the space's input
+    resolutions) instead of the largest and smallest: the teacher then shapes the shared filters at every
+    input size, not at the largest only."""
     rng = random.Random(step_seed(seed, step, 1))
+    ext = random.Random(step_seed(seed, step, 4))
     if mixers == "random":
-        ext = random.Random(step_seed(seed, step, 4))
         largest, smallest = space.max(rng=ext), space.min(rng=ext)
-    return [largest or space.max(), smallest or space.min()] + [
-        space.sample(rng=rng) for _ in range(n_random)
-    ]
+    out = [largest or space.max(), smallest or space.min()]
+    sizes = tuple(getattr(getattr(space, "spec", None), "resolutions", ()))
+    if resolution == "random" and len(sizes) > 1:
+        out = [space.make_arch({**a.to_dict(), "resolution": sizes[int(ext.random() * len(sizes))]}) for a in out]
+    return out + [space.sample(rng=rng) for _ in range(n_random)]
 
 
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -248,7 +255,7 @@ class SupernetTrainer:
     def archs(self, step: int) -> list[Arch]:
         """The sandwich of a step (identical on every worker)."""
         return sandwich(self.space, self.cfg.seed, step, self.cfg.n_random, self.largest, self.smallest,
-                        self.cfg.sandwich_mixers)
+                        self.cfg.sandwich_mixers, self.cfg.sandwich_resolution)
 
     def _autocast(self):
         if self.amp_dtype is None:
