@@ -33,12 +33,14 @@ class TrainConfig:
     weight_decay: float = _f(5e-5)
     warmup_epochs: float = _f(1.0)
     n_random: int = _f(2, "random subnets per step besides max/min")
+    # sharing and sandwich_mixers: the defaults ranked hybrid-s archs best against standalone training
+    # (bench/README.md, "Why the supernet misranks"); a checkpoint from before them keeps mlp/fixed.
     sharing: str = _f(
-        "mlp", "what the mixers of a layer slot share: mlp = the norms and channel MLP around them (fewer weights); "
+        "none", "what the mixers of a layer slot share: mlp = the norms and channel MLP around them (fewer weights); "
         "none = nothing, each mixer owns a whole layer, so a self-contained one (mbconv) is not trained less "
         "than the rest", choices=("mlp", "none"))
     sandwich_mixers: str = _f(
-        "fixed", "mixers of the step's largest/smallest subnets: fixed = the most/least expensive ones; random = "
+        "random", "mixers of the step's largest/smallest subnets: fixed = the most/least expensive ones; random = "
         "drawn per layer each step (their depth, width, kernel and ratio stay extreme), so every mixer's weights "
         "get the same share of training", choices=("fixed", "random"))
     sandwich_resolution: str = _f(
