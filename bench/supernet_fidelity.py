@@ -104,6 +104,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--n-random", type=int, default=2, help="random subnets per supernet step")
     ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--sharing", choices=("mlp", "none"), default=TrainConfig.sharing,
+                    help="what the mixers of a layer slot share (the figures of 2026-12-03: mlp)")
+    ap.add_argument("--sandwich-mixers", choices=("fixed", "random"), default=TrainConfig.sandwich_mixers,
+                    help="mixers of the sandwich's extremes (the figures of 2026-12-03: fixed)")
     ap.add_argument("--procs", type=int, default=2, help="parallel standalone trainings")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--smoke", action="store_true")
@@ -130,6 +134,8 @@ def main(argv: list[str] | None = None) -> dict:
         batch_size=args.batch_size,
         lr=args.lr,
         n_random=args.n_random,
+        sharing=args.sharing,
+        sandwich_mixers=args.sandwich_mixers,
         eval_every=max(1, args.epochs // 4),
         calib_batches=10,
         seed=0,
