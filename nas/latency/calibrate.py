@@ -176,8 +176,12 @@ def quiet_measure(device: str, reporter: Reporter | None = None, wait_s: float =
     def measure(archs: Sequence[Arch]) -> list[float]:
         archs = list(archs)
         guard = QuietGuard(max_wait_s=wait_s, speed=speed)
-        got = dict(measure_quietly(range(len(archs)), lambda i: measure_arch(archs[i], timer).median_ms, guard,
-                                   log=rep.log))
+        got: dict[int, float] = {}
+        with rep.progress(len(archs), f"measuring {len(archs)} archs on this host") as bar:
+            for i, ms in measure_quietly(range(len(archs)), lambda i: measure_arch(archs[i], timer).median_ms, guard,
+                                         log=rep.log):
+                got[i] = ms
+                bar.advance()
         return [got[i] for i in range(len(archs))]
 
     return measure

@@ -103,11 +103,7 @@ def verify(search: Any, cal: Any, evaluator: Any, reporter: Reporter, rounds: in
         if not todo:
             break
         rep.rounds += 1
-        ms = []
-        with reporter.progress(len(todo), f"verify: measuring {len(todo)} Pareto archs here") as bar:
-            for r in todo:  # one at a time, so the bar moves
-                ms.append(float(list(cal.measure([r.arch]))[0]))
-                bar.advance()
+        ms = [float(m) for m in cal.measure([r.arch for r in todo])]  # one quiet-guarded run (with its own bar)
         measured.update({r.arch_id: float(m) for r, m in zip(todo, ms)})
         rep.measured += len(todo)
         record_measurements(search.cfg.device, search.space, [r.arch for r in todo], ms)
