@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nas.errors import NASError, ParamError
+from nas.supernet.sharing import SHARINGS
 
 DATA_HELP = ("digits | fashion-mnist[:DIR] | mnist1d[:N] | synthetic[:N] | cifar10:DIR | cifar100:DIR | folder:DIR | "
              "npy:X.npy,y.npy | npz:FILE | csv:FILE")
@@ -38,7 +39,7 @@ class TrainConfig:
     sharing: str = _f(
         "none", "what the mixers of a layer slot share: mlp = the norms and channel MLP around them (fewer weights); "
         "none = nothing, each mixer owns a whole layer, so a self-contained one (mbconv) is not trained less "
-        "than the rest", choices=("mlp", "none"))
+        "than the rest", choices=SHARINGS)
     sandwich_mixers: str = _f(
         "random", "mixers of the step's largest/smallest subnets: fixed = the most/least expensive ones; random = "
         "drawn per layer each step (their depth, width, kernel and ratio stay extreme), so every mixer's weights "
@@ -67,21 +68,16 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
-        d = {"sandwich_mixers": "fixed", "sandwich_resolution": "extreme", "sharing": "mlp", **d}  # what a checkpoint from before these fields did
+        # a checkpoint from before these fields trained as they then did
+        d = {"sandwich_mixers": "fixed", "sandwich_resolution": "extreme", "sharing": "mlp", **d}
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def check(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise NASError(f"epochs ({self.epochs}) and batch size ({self.batch_size}) must be at least 1")
-        if self.optimizer not in ("sgd", "adamw"):
-            raise ParamError("optimizer", f"{self.optimizer}: choose from sgd, adamw")
-        if self.amp not in ("auto", "on", "off"):
-            raise ParamError("amp", f"{self.amp}: choose from auto, on, off")
-        if self.sharing not in ("mlp", "none"):
-            raise ParamError("sharing", f"{self.sharing}: choose from mlp, none")
-        if self.sandwich_resolution not in ("extreme", "random"):
-            raise ParamError("sandwich_resolution", f"{self.sandwich_resolution}: choose from extreme, random")
-        if self.sandwich_mixers not in ("fixed", "random"):
-            raise ParamError("sandwich_mixers", f"{self.sandwich_mixers}: choose from fixed, random")
+        for f in dataclasses.fields(self):  # every field with a choice list: optimizer, sharing, amp, ...
+            choices, value = f.metadata.get("choices"), getattr(self, f.name)
+            if choices is not None and value not in choices:
+                raise ParamError(f.name, f"{value}: choose from {', '.join(choices)}")
         if self.n_random < 0:
             raise ParamError("n_random", f"{self.n_random}: must be >= 0")
