@@ -10,6 +10,9 @@ same archs with:
 - the training-free scores ``entropy``, ``zen``, ``nwot``, ``synflow``, ``grad_norm``, ``params`` and
   ``macs``, computed as the search computes them (``nas.search.estimators.ProxyEstimator``), and their
   equal-weight rank average (``nas.proxies.rank_ensemble``, ``rank-ensemble``);
+- ``train:E`` for each ``--short-train`` E: each arch trained alone from scratch for E epochs on the same
+  training subset and scored by minus its validation loss, as ``nas search --accuracy train:E:fashion-mnist``
+  runs it (``nas.search.estimators.ShortTrainEstimator``);
 - ``prescreen``: the search's pre-screen accuracy predictor (``nas.search.prescreen.Prescreener``: ridge on
   the space encoding + log params + log MACs), fitted on the ground truth itself and scored leave-one-out
   (each arch predicted by a fit on all the others).
@@ -119,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
                          "(the step reached is recorded)")
     ap.add_argument("--whole-val", action="store_true",
                     help="evaluate the supernet on the whole validation split, not the table's subset")
+    ap.add_argument("--short-train", default="1,2",
+                    help="comma list of epoch counts E: score each arch by E epochs of training from scratch "
+                         "(train:E:DATA, ~12 s of CPU an arch an epoch on hybrid-s); '' = none")
+    ap.add_argument("--supernet-at", type=int, action="append", default=[], metavar="PX",
+                    help="also score every arch by the supernet at this input size instead of its own (a "
+                         "diagnosis of the resolution choice; repeatable)")
     ap.add_argument("--smoke", action="store_true", help="1 supernet epoch on the smoke table's recipe")
     args = ap.parse_args(argv)
 
@@ -131,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     from nas.errors import NASError
     from nas.io import read_json, sha256_file, write_json
     from nas.proxies import rank_ensemble
-    from nas.search.estimators import ProxyEstimator
+    from nas.search.estimators import ProxyEstimator, make_estimator
     from nas.search.prescreen import Prescreener
     from nas.space import load_space
     from nas.supernet.checkpoint import FILENAME, load_checkpoint
@@ -198,6 +207,13 @@ def main(argv: list[str] | None = None) -> int:
             sn_acc.append(ev.evaluate(trainer.space.arch_from_dict(a.to_dict()))["accuracy"])
             bar.advance()
     scores["supernet"] = sn_acc
+    for r in args.supernet_at:  # a diagnosis: the same subnets, every one fed images of r px
+        with ui.progress(len(archs), f"inherited accuracy at {r} px") as bar:
+            vals = []
+            for a in archs:
+                vals.append(ev.evaluate(trainer.space.arch_from_dict(dict(a.to_dict(), resolution=r)))["accuracy"])
+                bar.advance()
+        scores[f"supernet (every arch at {r} px)"] = vals
     eval_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -214,6 +230,19 @@ def main(argv: list[str] | None = None) -> int:
             scores[name] = vals
     scores["rank-ensemble"] = rank_ensemble({n: scores[n] for n in PROXIES})
     proxy_s = time.perf_counter() - t0
+
+    short: dict[str, dict] = {}  # low-fidelity training, as the search runs it
+    for e in [int(x) for x in args.short_train.split(",") if x.strip()]:
+        est = make_estimator(f"train:{e}:{args.data}", space)
+        t0, c0 = time.perf_counter(), time.process_time()
+        with ui.progress(len(archs), f"train:{e} (short training)") as bar:
+            vals = []
+            for a in archs:
+                vals.append(est.evaluate(a))
+                bar.advance()
+        scores[f"train:{e}"] = vals
+        short[f"train:{e}"] = {"provenance": est.provenance, "wall_s": round(time.perf_counter() - t0, 1),
+                               "cpu_s": round(time.process_time() - c0, 1)}
 
     # the pre-screen predictor, leave-one-out: each arch predicted by a fit on all the others
     loo, feats = [], []
@@ -251,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         "proxies": {"names": PROXIES, "seconds": round(proxy_s, 1),
                     "how": "nas.search.estimators.ProxyEstimator (untrained model, batch 8, seed 0); "
                            "rank-ensemble = nas.proxies.rank_ensemble over all seven, equal weights"},
+        "short_training": short,
         "prescreen": {"how": "nas.search.prescreen.Prescreener fitted on n-1 ground-truth archs, predicting the "
                              "held-out one", "feature_sets_chosen": {f: feats.count(f) for f in set(feats)}},
         "results": results,

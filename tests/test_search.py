@@ -456,3 +456,36 @@ def test_every_search_says_how_good_its_estimator_is(tmp_path):
     res = run_search(cfg(tmp_path, Path(__file__).resolve().parents[1] / "search_spaces" / "tiny.yaml", trials=4,
                          accuracy="proxy:entropy", objectives=("accuracy", "params")))
     assert res.summary["estimator"]["quality"]["kendall_tau"] == truth["entropy"]["kendall_tau"]
+
+
+def test_short_training_scores_by_validation_loss_and_drives_a_search(tmp_path, capsys):
+    """train:EPOCHS:DATA trains each arch alone from scratch (seeded, so a re-score agrees) and ranks by minus
+    its validation loss: more epochs lower that loss. A search with it names its column a score and says how
+    it was made; a malformed spec is one line and exit 2."""
+    import math
+
+    from nas.cli import main as cli
+    from nas.search.estimators import make_estimator
+
+    space = Path(__file__).resolve().parents[1] / "search_spaces" / "tiny.yaml"
+    sp = nas.load_space(space)
+    arch = sp.sample(3)
+    short, longer = make_estimator("train:2:digits", sp), make_estimator("train:8:digits", sp)
+    s = short.evaluate(arch)
+    assert s == short.evaluate(arch)
+    assert -math.log(10) < s < longer.evaluate(arch) < 0
+    assert "short training from scratch: 2 epoch(s)" in short.provenance and "not an accuracy" in short.provenance
+
+    res = run_search(cfg(tmp_path, space, trials=3, accuracy="train:1:digits", objectives=("accuracy", "params")))
+    est = res.summary["estimator"]
+    assert est["measures"] == "score" and est["provenance"].startswith("short training from scratch")
+    assert "accuracy" not in res.trials.columns and (res.trials["score"] < 0).all()
+    assert all(math.isfinite(p.accuracy) for p in res.pareto)
+
+    capsys.readouterr()
+    for spec, says in [("train:0:digits", "train:EPOCHS:DATA"), (f"train:1:fashion-mnist:{tmp_path / 'none'}", "none")]:
+        code = cli.main(["search", "--space", str(space), "--budget", "params:60K", "--objectives", "accuracy,params",
+                         "--accuracy", spec, "--trials", "2", "--runs", str(tmp_path / "bad")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and says in err[0], err
+        assert not (tmp_path / "bad").exists()  # refused before the run folder or the study was written

@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--space", default="hybrid", help="built-in space or YAML (default: hybrid)")
     p.add_argument("--device", help="device profile for latency (default: this machine's shipped CPU profile)")
     p.add_argument("--accuracy", default=None,
-                   help="supernet:CKPT | predictor:FILE | proxy:NAME (default: proxy:entropy, training-free; "
+                   help="supernet:CKPT | predictor:FILE | train:EPOCHS:DATA (each arch trained briefly from "
+                        "scratch, e.g. train:1:fashion-mnist) | proxy:NAME (default: proxy:entropy, training-free; "
                         "proxy:nwot on nb201)")
     p.add_argument("--objectives", default=None,
                    help="comma list: accuracy plus any of latency, params, macs, memory (default: accuracy,latency; "

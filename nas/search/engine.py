@@ -122,7 +122,7 @@ def run_search(cfg: SearchConfig, reporter: Reporter | None = None, evaluator: A
     budget = Budget.parse(cfg.budget)
     this_host = cfg.device is None  # the tool picks the device: this machine's latency is wanted
     resolve_defaults(cfg, space, budget, rep)
-    _check_config(cfg)
+    _check_config(cfg, space)
     latency_model, cal = None, None
     t_start = time.perf_counter()
     if "latency" in cfg.objectives or "latency" in budget.keys:
@@ -132,12 +132,12 @@ def run_search(cfg: SearchConfig, reporter: Reporter | None = None, evaluator: A
         cal = host_latency(cfg.device, space, cfg.calibrate, measure, rep, this_host=this_host)
         latency_model = cal.model
     check_budget_feasible(space, budget, latency_model)
-    search = _Search(cfg, space, budget, latency_model)
     own_evaluator = evaluator is None
-    evaluator = evaluator or _evaluator(cfg, space)
-    search.start(evaluator)
+    evaluator = evaluator or _evaluator(cfg, space)  # first: data or a checkpoint it cannot load writes nothing
     verified = None
     try:
+        search = _Search(cfg, space, budget, latency_model)
+        search.start(evaluator)
         with rep.progress(cfg.trials, f"search {space.name}", completed=len(search.rows)) as bar:
             while len(search.rows) < cfg.trials:
                 for row in search.step(evaluator, min(search.batch_size, cfg.trials - len(search.rows))):
@@ -190,7 +190,11 @@ def resolve_defaults(cfg: SearchConfig, space: SpaceFamily, budget: Budget, repo
                              f"{','.join(cfg.objectives)}")
 
 
-def _check_config(cfg: SearchConfig) -> None:
+def _check_config(cfg: SearchConfig, space: SearchSpace) -> None:
+    """Refuse a bad setting before anything is written (no run folder, no study)."""
+    from nas.search.estimators import check_spec
+
+    check_spec(cfg.accuracy, space)
     if cfg.strategy not in STRATEGIES:
         raise ParamError("strategy", f"{cfg.strategy}: choose from {', '.join(STRATEGIES)}")
     bad = [o for o in cfg.objectives if o not in METRICS]

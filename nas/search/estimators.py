@@ -1,7 +1,8 @@
-"""Accuracy estimators a search scores archs with: supernet, accuracy predictor, training-free proxy.
+"""Accuracy estimators a search scores archs with: supernet, accuracy predictor, short training, training-free
+proxy.
 
-An accuracy estimator is created from a spec string (``proxy:zen``, ``supernet:CKPT``, ``predictor:FILE``)
-so Ray workers can rebuild it from plain text and keep it resident. Every estimator states its
+An accuracy estimator is created from a spec string (``proxy:zen``, ``supernet:CKPT``, ``predictor:FILE``,
+``train:EPOCHS:DATA``) so Ray workers can rebuild it from plain text and keep it resident. Every estimator states its
 provenance, which the tables, the summary and the model cards print next to its figures.
 """
 from __future__ import annotations
@@ -123,6 +124,65 @@ class SupernetEstimator:
         return float(self._ev.evaluate(arch, limit_batches=self.limit_batches)["accuracy"])
 
 
+SHORT_TRAIN = {"train_subset": 12000, "val_subset": 3000, "subset_seed": 0, "batch_size": 128, "optimizer": "sgd",
+               "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-5, "warmup_epochs": 0.5, "label_smoothing": 0.1,
+               "grad_clip": 5.0, "seed": 0}
+"""The recipe of ``train:EPOCHS:DATA``: the optimiser settings and data subsets of the hybrid-s ground truth
+(bench/accuracy_groundtruth.py), run for a few epochs; random shifts of 1/8 of the input size. Its rank
+agreement with that ground truth is measured by bench/estimator_fidelity.py running this estimator."""
+
+
+@dataclass
+class ShortTrainEstimator:
+    """Low-fidelity training: each arch trained alone from scratch for a few epochs on a fixed subset of the
+    data, scored by minus its validation loss (the loss ranks archs better than top-1 of a short run,
+    bench/README.md). Costs seconds per arch, not a supernet's hours up front; never looks at a test split."""
+
+    epochs: int
+    data: str
+    space: SearchSpace | None = None
+
+    def __post_init__(self) -> None:
+        import dataclasses as dc
+
+        from nas.data import load_data, subset
+        from nas.supernet.config import TrainConfig
+
+        r = SHORT_TRAIN
+        self._data = None
+        self._cfg = TrainConfig(data=self.data, epochs=self.epochs, batch_size=r["batch_size"],
+                                optimizer=r["optimizer"], lr=r["lr"], momentum=r["momentum"],
+                                weight_decay=r["weight_decay"], warmup_epochs=r["warmup_epochs"],
+                                label_smoothing=r["label_smoothing"], grad_clip=r["grad_clip"], seed=r["seed"],
+                                device="cpu")
+        self._load = lambda space: dc.replace(  # the test split stays unread: a search never looks at it
+            subset(load_data(self.data, space, seed=r["subset_seed"]), r["train_subset"], r["val_subset"],
+                   r["subset_seed"]), test=None)
+        if self.space is not None:
+            self._data = self._load(self.space)
+
+    @property
+    def name(self) -> str:
+        return f"train:{self.epochs}:{self.data}"
+
+    @property
+    def provenance(self) -> str:
+        r = SHORT_TRAIN
+        n = f"{len(self._data.train):,}" if self._data is not None else f"up to {r['train_subset']:,}"
+        v = f"{len(self._data.val):,}" if self._data is not None else f"up to {r['val_subset']:,}"
+        return (f"short training from scratch: {self.epochs} epoch(s) on {n} {self.data} training samples "
+                f"(SGD lr {r['lr']:g}, cosine, batch {r['batch_size']}, seed {r['seed']}); score = minus the "
+                f"cross-entropy on {v} validation samples (ranks archs; not an accuracy)")
+
+    def evaluate(self, arch: Arch) -> float:
+        from nas.supernet.train import train_standalone
+
+        space = self.space if self.space is not None else arch.space
+        if self._data is None:
+            self._data = self._load(space)
+        return -float(train_standalone(arch, self._data, self._cfg, space=space)["loss"])
+
+
 @dataclass
 class PredictorEstimator:
     """An accuracy predictor (JSON, nas.predictors) fitted on (arch, accuracy) pairs."""
@@ -204,8 +264,9 @@ class SleepEstimator:
         return float(count(arch).params)
 
 
-def make_estimator(spec: str, space: SearchSpace | None = None) -> AccuracyEstimator:
-    """Build an accuracy estimator from its spec string; errors list the allowed forms."""
+def check_spec(spec: str, space: SearchSpace | None = None) -> tuple[str, str]:
+    """Check an estimator spec without building it (no checkpoint or data is loaded), so a search can refuse a
+    bad one before it writes anything; returns ``(kind, argument)``. Errors list the allowed forms."""
     kind, _, arg = spec.partition(":")
     if kind == "proxy":
         names = proxy_names()
@@ -216,21 +277,40 @@ def make_estimator(spec: str, space: SearchSpace | None = None) -> AccuracyEstim
             model_based = sorted(set(names) - structural)
             raise ParamError("accuracy", f"{spec}: an analytic score of YAML spaces; for {space.name} choose from "
                                          f"{', '.join(model_based)}")
-        return ProxyEstimator(arg, space=space)
-    if kind == "supernet":
+    elif kind == "supernet":
         if not arg or not Path(arg).exists():
             raise ParamError("accuracy", f"{spec}: no supernet checkpoint at '{arg}'")
-        return SupernetEstimator(arg)
-    if kind == "predictor":
+    elif kind == "train":
+        from nas.data.loaders import DATA_KINDS
+
+        epochs, _, data = arg.partition(":")
+        if not epochs.isdigit() or int(epochs) < 1 or data.partition(":")[0] not in DATA_KINDS:
+            raise ParamError("accuracy", f"{spec}: give train:EPOCHS:DATA, e.g. train:1:fashion-mnist (EPOCHS a "
+                                         "whole number >= 1; DATA as for nas supernet train --data)")
+    elif kind == "predictor":
         if not arg or not Path(arg).is_file():
             raise ParamError("accuracy", f"{spec}: no accuracy predictor file at '{arg}'")
+    elif not (kind == "debug" and arg.startswith(("crash-once:", "die-after:", "sleep:"))):
+        raise ParamError("accuracy", f"{spec}: choose from supernet:CKPT, predictor:FILE, train:EPOCHS:DATA, "
+                                     f"proxy:NAME ({', '.join(proxy_names())})")
+    return kind, arg
+
+
+def make_estimator(spec: str, space: SearchSpace | None = None) -> AccuracyEstimator:
+    """Build an accuracy estimator from its spec string (checked by :func:`check_spec`)."""
+    kind, arg = check_spec(spec, space)
+    if kind == "proxy":
+        return ProxyEstimator(arg, space=space)
+    if kind == "supernet":
+        return SupernetEstimator(arg)
+    if kind == "train":
+        epochs, _, data = arg.partition(":")
+        return ShortTrainEstimator(int(epochs), data, space=space)
+    if kind == "predictor":
         return PredictorEstimator(arg)
-    if kind == "debug" and arg.startswith("crash-once:"):
+    if arg.startswith("crash-once:"):
         return CrashOnceEstimator(arg.split(":", 1)[1])
-    if kind == "debug" and arg.startswith("die-after:"):
+    if arg.startswith("die-after:"):
         n, _, marker = arg[len("die-after:"):].partition(":")
         return DieAfterEstimator(int(n), marker)
-    if kind == "debug" and arg.startswith("sleep:"):
-        return SleepEstimator(float(arg.split(":", 1)[1]))
-    raise ParamError("accuracy", f"{spec}: choose from supernet:CKPT, predictor:FILE, proxy:NAME "
-                   f"({', '.join(proxy_names())})")
+    return SleepEstimator(float(arg.split(":", 1)[1]))

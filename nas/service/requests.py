@@ -138,10 +138,10 @@ def check_search(req: dict[str, Any]) -> dict[str, Any]:
 
     validate_prescreen(cfg.prescreen, cfg.prescreen_share)
     _step("device", engine.resolve_defaults, cfg, space, budget, SILENT)
-    engine._check_config(cfg)
     from nas.search.estimators import make_estimator
 
     _step("accuracy", make_estimator, cfg.accuracy, space)
+    engine._check_config(cfg, space)
     latency = None
     if "latency" in cfg.objectives or "latency" in budget.keys:
         from nas.latency import load_latency_model
