@@ -136,7 +136,7 @@ estimator; the ground truth's 2 px shifts ranked better than 1/8 of the size (3 
 class ShortTrainEstimator:
     """Low-fidelity training: each arch trained alone from scratch for a few epochs on a fixed subset of the
     data, scored by minus its validation loss (the loss ranks archs better than top-1 of a short run,
-    bench/README.md). Costs seconds per arch, not a supernet's hours up front; never looks at a test split."""
+    bench/README.md). Costs seconds per arch an epoch instead of a supernet's training up front."""
 
     epochs: int
     data: str
@@ -145,22 +145,22 @@ class ShortTrainEstimator:
     def __post_init__(self) -> None:
         import dataclasses as dc
 
-        from nas.data import load_data, subset
         from nas.supernet.config import TrainConfig
 
+        fields = {f.name for f in dc.fields(TrainConfig)}  # the recipe minus its data subsets
+        self._cfg = TrainConfig(data=self.data, epochs=self.epochs, device="cpu",
+                                **{k: v for k, v in SHORT_TRAIN.items() if k in fields})
+        self._data = self._load(self.space) if self.space is not None else None
+
+    def _load(self, space: SearchSpace):
+        """The recipe's training and validation subsets; the test split stays unread (a search never sees it)."""
+        import dataclasses as dc
+
+        from nas.data import load_data, subset
+
         r = SHORT_TRAIN
-        self._data = None
-        self._cfg = TrainConfig(data=self.data, epochs=self.epochs, batch_size=r["batch_size"],
-                                optimizer=r["optimizer"], lr=r["lr"], momentum=r["momentum"],
-                                weight_decay=r["weight_decay"], warmup_epochs=r["warmup_epochs"],
-                                label_smoothing=r["label_smoothing"], grad_clip=r["grad_clip"], shift=r["shift"],
-                                seed=r["seed"],
-                                device="cpu")
-        self._load = lambda space: dc.replace(  # the test split stays unread: a search never looks at it
-            subset(load_data(self.data, space, seed=r["subset_seed"]), r["train_subset"], r["val_subset"],
-                   r["subset_seed"]), test=None)
-        if self.space is not None:
-            self._data = self._load(self.space)
+        d = load_data(self.data, space, seed=r["subset_seed"])
+        return dc.replace(subset(d, r["train_subset"], r["val_subset"], r["subset_seed"]), test=None)
 
     @property
     def name(self) -> str:
@@ -282,7 +282,7 @@ def check_spec(spec: str, space: SearchSpace | None = None) -> tuple[str, str]:
         if not arg or not Path(arg).exists():
             raise ParamError("accuracy", f"{spec}: no supernet checkpoint at '{arg}'")
     elif kind == "train":
-        from nas.data.loaders import DATA_KINDS
+        from nas.data import DATA_KINDS
 
         epochs, _, data = arg.partition(":")
         if not epochs.isdigit() or int(epochs) < 1 or data.partition(":")[0] not in DATA_KINDS:
