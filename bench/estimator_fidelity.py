@@ -202,18 +202,24 @@ def main(argv: list[str] | None = None) -> int:
                              cfg.seed, "cpu", write_back=False)
     t0 = time.perf_counter()
     with ui.progress(len(archs), "inherited accuracy") as bar:
-        sn_acc = []
+        sn_acc, sn_loss = [], []
         for a in archs:
-            sn_acc.append(ev.evaluate(trainer.space.arch_from_dict(a.to_dict()))["accuracy"])
+            r = ev.evaluate(trainer.space.arch_from_dict(a.to_dict()))
+            sn_acc.append(r["accuracy"])
+            sn_loss.append(-r["loss"])
             bar.advance()
     scores["supernet"] = sn_acc
+    scores["supernet (-val loss)"] = sn_loss
     for r in args.supernet_at:  # a diagnosis: the same subnets, every one fed images of r px
         with ui.progress(len(archs), f"inherited accuracy at {r} px") as bar:
-            vals = []
+            vals, losses = [], []
             for a in archs:
-                vals.append(ev.evaluate(trainer.space.arch_from_dict(dict(a.to_dict(), resolution=r)))["accuracy"])
+                o = ev.evaluate(trainer.space.arch_from_dict(dict(a.to_dict(), resolution=r)))
+                vals.append(o["accuracy"])
+                losses.append(-o["loss"])
                 bar.advance()
         scores[f"supernet (every arch at {r} px)"] = vals
+        scores[f"supernet (every arch at {r} px, -val loss)"] = losses
     eval_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
