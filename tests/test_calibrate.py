@@ -233,3 +233,21 @@ def test_on_another_cpu_the_default_search_calibrates_the_nearest_cpu_profile_to
                                     device=DEVICE, runs_dir=tmp_path / "b", calibrate="auto"))
     assert "not this machine" in named.summary["calibration"]["line"]
     assert "not this machine" in named.summary["verify"]["note"] and fake.calls == n
+
+
+def test_a_reranked_front_is_measured_here_too(home, tiny, tmp_path):
+    """After --rerank chooses a new front, its archs not yet measured are measured and held to the budget."""
+    limit = 0.5
+    fake = NearLimitSlower(tiny, limit)
+    res = run_search(SearchConfig(budget=f"latency:{limit}ms", space="tiny", trials=40, seed=1,
+                                  accuracy="proxy:params", runs_dir=tmp_path / "runs", calibrate="auto",
+                                  rerank="proxy:nwot", rerank_top=40), measure=fake)
+    s = res.summary
+    rr, front = s["rerank"], {e["id"] for e in s["pareto"]}
+    assert front and rr["scored"] == len(rr["candidates"]) > len(rr["front_before"])
+    assert front - set(rr["front_before"])  # the re-rank brought in archs the first verification never measured
+    for e in s["pareto"]:
+        assert e["id"] in rr["candidates"]
+        assert e["provenance"]["latency"].startswith("measured on this host")
+        assert e["metrics"]["latency_ms"] <= limit
+    assert s["verify"]["measured"] >= len(front | set(rr["front_before"]))

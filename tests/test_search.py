@@ -489,3 +489,62 @@ def test_short_training_scores_by_validation_loss_and_drives_a_search(tmp_path, 
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and says in err[0], err
         assert not (tmp_path / "bad").exists()  # refused before the run folder or the study was written
+
+
+def test_nondominated_order_takes_fronts_in_turn_and_a_fronts_extremes_first():
+    from nas.search.pareto import nondominated_order
+
+    v = np.array([[0.9, 5], [0.8, 3], [0.85, 4], [0.7, 1], [0.6, 2], [0.84, 4.5], [0.5, 0.5]])
+    order = nondominated_order(v, ["max", "min"])
+    assert sorted(order) == list(range(7))
+    assert set(order[:5]) == {0, 1, 2, 3, 6} and set(order[5:]) == {4, 5}  # the first front, then the rest
+    assert set(order[:2]) == {0, 6}  # the front's extremes (most accurate, cheapest) before its middle
+
+
+def test_rerank_scores_the_best_archs_again_and_chooses_the_front_by_that_score(tmp_path, tiny_space, capsys):
+    """--rerank: the search's best archs (non-dominated sorting, distinct, feasible) are scored by a second
+    estimator, the front is the Pareto set of those archs by that score, the table has the column, and a
+    resumed run reuses the stored scores instead of paying again."""
+    from nas.cli import main as cli
+    from nas.search.pareto import pareto_mask
+
+    run = cfg(tmp_path, tiny_space, trials=30, accuracy="proxy:params", rerank="proxy:nwot", rerank_top=6)
+    res = run_search(run)
+    rr = res.summary["rerank"]
+    assert rr["name"] == "proxy:nwot" and rr["measures"] == "score" and rr["scored"] == 6 and rr["reused"] == 0
+    cand = rr["candidates"]
+    assert len(cand) == len(set(cand)) == 6
+    t = res.trials.drop_duplicates("arch_id")
+    got = t[t["rerank_score"].notna()]
+    assert set(got["arch_id"]) == set(cand) and got["feasible"].all()
+    # the candidates are the search's own first front (as far as it goes): no non-candidate dominates one
+    feas = t[t["feasible"]]
+    front0 = feas[pareto_mask(feas[["score", "macs"]].to_numpy(float), ["max", "min"])]
+    assert set(front0["arch_id"]) <= set(cand) or set(cand) <= set(front0["arch_id"])
+    # the reported front: exactly the Pareto set of the candidates by (re-rank score, MACs), best score first
+    keep = got[pareto_mask(got[["rerank_score", "macs"]].to_numpy(float), ["max", "min"])]
+    ids = [e["id"] for e in res.summary["pareto"]]
+    assert set(ids) == set(keep["arch_id"])
+    second = [e["metrics"]["rerank_score"] for e in res.summary["pareto"]]
+    assert second == sorted(second, reverse=True)
+    assert res.summary["pareto"][0]["provenance"]["rerank_score"].startswith("training-free score 'nwot'")
+    assert "re-ranked: the 6 best archs" in rr["line"]
+
+    again = run_search(cfg(tmp_path, tiny_space, trials=30, accuracy="proxy:params", rerank="proxy:nwot",
+                           rerank_top=6, resume=True))
+    assert again.summary["rerank"]["scored"] == 0 and again.summary["rerank"]["reused"] == 6
+    assert [e["id"] for e in again.summary["pareto"]] == ids
+
+    capsys.readouterr()
+    code = cli.main(["search", "--space", str(tiny_space), "--budget", "params:60K", "--objectives", "accuracy,macs",
+                     "--accuracy", "proxy:params", "--rerank", "proxy:nwot", "--rerank-top", "4", "--trials", "12",
+                     "--runs", str(tmp_path / "cli")])
+    out = capsys.readouterr()
+    assert code == 0 and "re-rank score" in out.out and "re-ranked: the 4 best archs" in out.out
+    for flags, says in [(["--rerank", "proxy:nope"], "--rerank proxy:nope"), (["--rerank", "proxy:nwot",
+                                                                                 "--rerank-top", "0"], "--rerank-top 0")]:
+        code = cli.main(["search", "--space", str(tiny_space), "--budget", "params:60K", "--trials", "2",
+                         "--objectives", "accuracy,macs", "--runs", str(tmp_path / "bad"), *flags])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and says in err[0], err
+        assert not (tmp_path / "bad").exists()

@@ -55,6 +55,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
                    help="measure the Pareto archs on this host afterwards; an arch over the budget when measured is "
                         "dropped, the predictor refitted and the search continued (default on; --no-verify: off)")
+    p.add_argument("--rerank", metavar="SPEC",
+                   help="two-stage ranking: after the search, score its best archs again with this estimator (e.g. "
+                        "train:2:fashion-mnist, which ranks trained accuracy far better than a training-free score) "
+                        "and choose the front by that score")
+    p.add_argument("--rerank-top", type=int, default=20, metavar="N",
+                   help="archs the re-rank scores: the N best by non-dominated sorting, spread over each front "
+                        "(default 20)")
     p.add_argument("--server", metavar="URL", help="submit to a design service (nas serve) instead of running here")
     p.add_argument("--token", help="the service's bearer token (default $NAS_TOKEN)")
     p.set_defaults(func=cmd_search)
@@ -72,7 +79,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                        strategy=args.strategy, trials=args.trials, seed=args.seed, study=args.study,
                        storage=args.storage, resume=args.resume, workers=args.workers,
                        ray_address=args.ray_address, runs_dir=args.runs, prescreen=prescreen,
-                       prescreen_share=share, init=args.init, calibrate=args.calibrate, verify=args.verify)
+                       prescreen_share=share, init=args.init, calibrate=args.calibrate, verify=args.verify,
+                       rerank=args.rerank, rerank_top=args.rerank_top)
     if args.server:
         return _remote(args, cfg)
     from nas.search.engine import run_search
@@ -93,6 +101,9 @@ def _remote(args: argparse.Namespace, cfg: SearchConfig) -> int:
 
     local_only = [f for f, on in (("--study", args.study), ("--storage", args.storage), ("--resume", args.resume),
                                   ("--ray-address", args.ray_address)) if on]
+    if args.rerank:
+        raise NASError("--rerank: not with --server (the service's searches score with training-free estimators "
+                       "only); run the search here to re-rank its front")
     if local_only:
         raise NASError(f"{local_only[0]}: not with --server (the service names, stores and runs its jobs)")
     fields = {k: getattr(cfg, k) for k in ("device", "accuracy", "strategy", "trials", "seed", "init", "prescreen",
@@ -131,6 +142,10 @@ def _print_front(s: dict, where: str) -> None:
     q = s["estimator"].get("quality")
     ui.info(f"{what}: {s['estimator']['provenance']}; "
             + (q["line"] if q else "not yet measured against trained accuracy (bench/estimator_fidelity.py)"))
+    rr = s.get("rerank")
+    if rr:
+        ui.info(f"re-rank {rr['measures']}: {rr['provenance']}; "
+                + (rr["quality"]["line"] if rr.get("quality") else "not yet measured against trained accuracy"))
     if s["latency"]["provenance"]:
         ui.info(f"latency: {s['latency']['provenance']}")
     ver = s.get("verify") or {}
@@ -141,16 +156,22 @@ def _print_front(s: dict, where: str) -> None:
     for e in s["pareto"]:
         m = e["metrics"]
         lat = fmt_ms(m["latency_ms"]) if m["latency_ms"] is not None else "-"
-        row = {"id": e["id"], what: "-" if m[what] is None else f"{m[what]:.4g}", lat_col[0]: lat}
+        row = {"id": e["id"]}
+        if rr:
+            v = m.get(f"rerank_{rr['measures']}")
+            row[f"re-rank {rr['measures']}"] = "-" if v is None else f"{v:.4g}"
+        row.update({what: "-" if m[what] is None else f"{m[what]:.4g}", lat_col[0]: lat})
         if measured:
             row["predicted"] = fmt_ms(m["latency_predicted_ms"]) if m.get("latency_predicted_ms") is not None else "-"
         row.update({"params": fmt_params(m["params"]), "macs": fmt_macs(m["macs"]), "memory": fmt_bytes(m["memory"]),
                     "arch": e["arch"]})
         rows.append(row)
-    cols = ["id", what, *lat_col, "params", "macs", "memory", "arch"]
+    cols = ["id", *([f"re-rank {rr['measures']}"] if rr else []), what, *lat_col, "params", "macs", "memory", "arch"]
     ui.print_table(f"Pareto front of {s['study']} ({len(rows)} archs, budget {s['budget'] or 'none'})", cols, rows)
     print(f"{s['trials']} trials ({s['evaluated']} scored, {s['feasible']} feasible, {s['duplicates']} duplicates) "
           f"in {s['elapsed_s']:.0f}s; hypervolume {s['hypervolume']:.4g}; results in {where}")
+    if rr:
+        print(rr["line"])
     if ver:
         print(ver.get("line") or ver.get("note"))
     pre = s.get("prescreen")

@@ -45,6 +45,8 @@ class SearchConfig:
     prescreen_share: float = 0.5  # share of each batch filled with pre-screened archs (the rest: the strategy)
     calibrate: str | None = None  # auto | always | never | off (None: $NAS_CALIBRATE, else auto); nas.latency.calibrate
     verify: bool = True  # measure the Pareto archs here afterwards (when the device is this machine)
+    rerank: str | None = None  # a second estimator for the best archs afterwards (nas.search.rerank); None: off
+    rerank_top: int = 20  # how many archs the re-rank scores
 
 
 @dataclass

@@ -134,8 +134,13 @@ def run_search(cfg: SearchConfig, reporter: Reporter | None = None, evaluator: A
     check_budget_feasible(space, budget, latency_model)
     own_evaluator = evaluator is None
     evaluator = evaluator or _evaluator(cfg, space)  # first: data or a checkpoint it cannot load writes nothing
-    verified = None
+    second = None
+    verified = reranked = None
     try:
+        if cfg.rerank:  # likewise the re-rank's (built again where it runs, after the search's workers are gone)
+            from nas.search.estimators import make_estimator
+
+            make_estimator(cfg.rerank, space)
         search = _Search(cfg, space, budget, latency_model)
         search.start(evaluator)
         with rep.progress(cfg.trials, f"search {space.name}", completed=len(search.rows)) as bar:
@@ -144,10 +149,19 @@ def run_search(cfg: SearchConfig, reporter: Reporter | None = None, evaluator: A
                     bar.advance()
                     bar.set_description(f"search {space.name} hv={row.hypervolume:.3g}")
         verified = _verify(search, cal, evaluator, rep)
+        if cfg.rerank:
+            if own_evaluator:  # its Ray actors hand their CPUs to the re-rank's
+                evaluator.close()
+            second = _evaluator(cfg, space, cfg.rerank)
+            reranked = _rerank(search, cal, second, rep)
+            if search.verify_report is not None:  # it measured the new front: the report counts that too
+                verified = {**search.verify_report.to_dict(), "line": search.verify_report.line()}
     finally:
         if own_evaluator:
             evaluator.close()
-    return search.finish(evaluator, time.perf_counter() - t_start, cal, verified)
+        if second is not None:
+            second.close()
+    return search.finish(evaluator, time.perf_counter() - t_start, cal, verified, reranked)
 
 
 def _verify(search: _Search, cal: Any, evaluator: Any, rep: Reporter) -> dict | None:
@@ -162,8 +176,21 @@ def _verify(search: _Search, cal: Any, evaluator: Any, rep: Reporter) -> dict | 
         return {"note": f"not verified: {why}"}
     from nas.search.verify import verify
 
-    report = verify(search, cal, evaluator, rep)  # its summary line is printed with the front
-    return {**report.to_dict(), "line": report.line()}
+    search.verify_report = verify(search, cal, evaluator, rep)  # its summary line is printed with the front
+    return {**search.verify_report.to_dict(), "line": search.verify_report.line()}
+
+
+def _rerank(search: _Search, cal: Any, second: Any, rep: Reporter) -> Any:
+    """Score the best archs again with the second estimator (nas.search.rerank); the front they make is
+    measured here like the first one was, without more search (the scores would not compare)."""
+    from nas.search.rerank import rerank
+    from nas.search.verify import row_front, verify
+
+    before = [r.arch_id for r in row_front(search.rows, search.columns, search.senses)]
+    report = rerank(search, second, rep, before)
+    if search.verify_report is not None:
+        search.verify_report = verify(search, cal, None, rep, rounds=0, report=search.verify_report)
+    return report
 
 
 def resolve_defaults(cfg: SearchConfig, space: SpaceFamily, budget: Budget, reporter: Reporter) -> None:
@@ -195,6 +222,10 @@ def _check_config(cfg: SearchConfig, space: SearchSpace) -> None:
     from nas.search.estimators import check_spec
 
     check_spec(cfg.accuracy, space)
+    if cfg.rerank is not None:
+        check_spec(cfg.rerank, space, "rerank")
+        if cfg.rerank_top < 1:
+            raise ParamError("rerank_top", f"{cfg.rerank_top}: must be at least 1 (archs the re-rank scores)")
     if cfg.strategy not in STRATEGIES:
         raise ParamError("strategy", f"{cfg.strategy}: choose from {', '.join(STRATEGIES)}")
     bad = [o for o in cfg.objectives if o not in METRICS]
@@ -208,12 +239,14 @@ def _check_config(cfg: SearchConfig, space: SearchSpace) -> None:
         raise ParamError("init", f"{cfg.init}: choose from {', '.join(INITS)}")
 
 
-def _evaluator(cfg: SearchConfig, space: SearchSpace) -> Any:
+def _evaluator(cfg: SearchConfig, space: SearchSpace, spec: str | None = None) -> Any:
+    """Where ``spec`` (default: the search's estimator) runs: this process, or Ray actors with --workers."""
     from nas.search.evaluators import LocalEvaluator, RayEvaluator
 
+    spec = spec or cfg.accuracy
     if cfg.workers > 1 or cfg.ray_address:
-        return RayEvaluator(cfg.accuracy, space, cfg.workers, cfg.ray_address, cfg.threads)
-    return LocalEvaluator(cfg.accuracy, space, cfg.threads)
+        return RayEvaluator(spec, space, cfg.workers, cfg.ray_address, cfg.threads)
+    return LocalEvaluator(spec, space, cfg.threads)
 
 
 class _Search:
@@ -242,6 +275,7 @@ class _Search:
         self.prescreen: Prescreener | None = None
         self.batch_size = 0
         self.acc_provenance = ""
+        self.verify_report: Any = None  # nas.search.verify's report, once the front was measured here
 
     # ---- the study -----------------------------------------------------------------------------------
     def _open_study(self) -> optuna.Study:
@@ -382,17 +416,21 @@ class _Search:
         return told
 
     # ---- the end -------------------------------------------------------------------------------------
-    def finish(self, evaluator: Any, elapsed: float, cal: Any = None, verified: dict | None = None) -> SearchResult:
+    def finish(self, evaluator: Any, elapsed: float, cal: Any = None, verified: dict | None = None,
+               reranked: Any = None) -> SearchResult:
         """Write the run folder (nas.search.report) and return the result."""
         import pandas as pd
 
         from nas.search.report import write_run
         from nas.search.verify import row_front
 
-        table = pd.DataFrame([r.record(self.measure) for r in self.rows])
         pareto = row_front(self.rows, self.columns, self.senses)
+        rm = measures(self.cfg.rerank) if self.cfg.rerank else "score"
+        table = pd.DataFrame([r.record(self.measure, rm) for r in self.rows])
         extra = {"prescreen": self._prescreen_summary(), "calibration": cal.to_dict() if cal is not None else None,
-                 "verify": verified}
+                 "verify": verified,
+                 "rerank": None if reranked is None else {**reranked.to_dict(),
+                                                          "line": reranked.line([r.arch_id for r in pareto])}}
         summary = write_run(self.run_dir, self.cfg, self.space, table, pareto, self.budget, self.acc_provenance,
                             self.latency.provenance if self.latency else None, elapsed,
                             getattr(evaluator, "retried", 0), extra=extra)
@@ -470,7 +508,8 @@ def _config_dict(cfg: SearchConfig, space: SearchSpace) -> dict:
     return {"space": space.name, "device": cfg.device, "budget": cfg.budget if isinstance(cfg.budget, str)
             else ",".join(cfg.budget), "accuracy": cfg.accuracy, "objectives": list(cfg.objectives),
             "strategy": cfg.strategy, "trials": cfg.trials, "seed": cfg.seed, "prescreen": cfg.prescreen, "init": cfg.init,
-            "prescreen_share": cfg.prescreen_share}
+            "prescreen_share": cfg.prescreen_share,
+            "rerank": cfg.rerank, "rerank_top": cfg.rerank_top if cfg.rerank else None}
 
 
 def _default_device(space: SearchSpace, reporter: Reporter, calibrate: str | None = None) -> str:

@@ -265,34 +265,35 @@ class SleepEstimator:
         return float(count(arch).params)
 
 
-def check_spec(spec: str, space: SearchSpace | None = None) -> tuple[str, str]:
+def check_spec(spec: str, space: SearchSpace | None = None, param: str = "accuracy") -> tuple[str, str]:
     """Check an estimator spec without building it (no checkpoint or data is loaded), so a search can refuse a
-    bad one before it writes anything; returns ``(kind, argument)``. Errors list the allowed forms."""
+    bad one before it writes anything; returns ``(kind, argument)``. Errors name ``param`` (the setting that gave
+    the spec: accuracy, rerank) and list the allowed forms."""
     kind, _, arg = spec.partition(":")
     if kind == "proxy":
         names = proxy_names()
         if arg not in names:
-            raise ParamError("accuracy", f"{spec}: unknown proxy '{arg}'; choose from {', '.join(names)}")
+            raise ParamError(param, f"{spec}: unknown proxy '{arg}'; choose from {', '.join(names)}")
         structural = set(_analytic_proxies()) - {"params", "macs"}  # read a YAML space's structure
         if space is not None and not isinstance(space, SearchSpace) and arg in structural:
             model_based = sorted(set(names) - structural)
-            raise ParamError("accuracy", f"{spec}: an analytic score of YAML spaces; for {space.name} choose from "
+            raise ParamError(param, f"{spec}: an analytic score of YAML spaces; for {space.name} choose from "
                                          f"{', '.join(model_based)}")
     elif kind == "supernet":
         if not arg or not Path(arg).exists():
-            raise ParamError("accuracy", f"{spec}: no supernet checkpoint at '{arg}'")
+            raise ParamError(param, f"{spec}: no supernet checkpoint at '{arg}'")
     elif kind == "train":
         from nas.data import DATA_KINDS
 
         epochs, _, data = arg.partition(":")
         if not epochs.isdigit() or int(epochs) < 1 or data.partition(":")[0] not in DATA_KINDS:
-            raise ParamError("accuracy", f"{spec}: give train:EPOCHS:DATA, e.g. train:1:fashion-mnist (EPOCHS a "
+            raise ParamError(param, f"{spec}: give train:EPOCHS:DATA, e.g. train:1:fashion-mnist (EPOCHS a "
                                          "whole number >= 1; DATA as for nas supernet train --data)")
     elif kind == "predictor":
         if not arg or not Path(arg).is_file():
-            raise ParamError("accuracy", f"{spec}: no accuracy predictor file at '{arg}'")
+            raise ParamError(param, f"{spec}: no accuracy predictor file at '{arg}'")
     elif not (kind == "debug" and arg.startswith(("crash-once:", "die-after:", "sleep:"))):
-        raise ParamError("accuracy", f"{spec}: choose from supernet:CKPT, predictor:FILE, train:EPOCHS:DATA, "
+        raise ParamError(param, f"{spec}: choose from supernet:CKPT, predictor:FILE, train:EPOCHS:DATA, "
                                      f"proxy:NAME ({', '.join(proxy_names())})")
     return kind, arg
 

@@ -39,3 +39,32 @@ def hypervolume(values: np.ndarray, senses: Sequence[str], reference: Sequence[f
         return 0.0
     v = v[pareto_mask(v, ["min"] * v.shape[1])]
     return float(compute_hypervolume(v, ref, assume_pareto=True))
+
+
+def nondominated_order(values: np.ndarray, senses: Sequence[str]) -> list[int]:
+    """Row indices best first: by non-dominated front (NSGA-II's sorting), and within a front by crowding
+    distance, largest first, so that taking the first N keeps a front's extremes and spreads over it."""
+    v = to_minimisation(values, senses)
+    left = list(range(len(v)))
+    order: list[int] = []
+    while left:
+        front = [left[i] for i in np.flatnonzero(pareto_mask(v[left], ["min"] * v.shape[1]))]
+        order += [front[i] for i in np.argsort(-_crowding(v[front]), kind="stable")]
+        taken = set(front)
+        left = [i for i in left if i not in taken]
+    return order
+
+
+def _crowding(v: np.ndarray) -> np.ndarray:
+    """Crowding distance of each row of one front (infinite at each column's extremes)."""
+    n = len(v)
+    d = np.zeros(n)
+    if n <= 2:
+        return np.full(n, np.inf)
+    for j in range(v.shape[1]):
+        idx = np.argsort(v[:, j], kind="stable")
+        span = v[idx[-1], j] - v[idx[0], j]
+        d[idx[0]] = d[idx[-1]] = np.inf
+        if span > 0:
+            d[idx[1:-1]] += (v[idx[2:], j] - v[idx[:-2], j]) / span
+    return d

@@ -26,6 +26,8 @@ def write_run(run_dir: Path, cfg: Any, space: Any, table: Any, pareto: list[Tria
               extra: dict | None = None) -> dict:
     """Write every file of the run folder and return the summary dict (``extra`` adds summary entries)."""
     measure = measures(cfg.accuracy)
+    rerank = getattr(cfg, "rerank", None)  # the second estimator's value, named like the first's (nas.search.rerank)
+    second = f"rerank_{measures(rerank)}" if rerank else None
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(run_dir / "trials.csv") as tmp:
         table.to_csv(tmp, index=False)
@@ -40,9 +42,11 @@ def write_run(run_dir: Path, cfg: Any, space: Any, table: Any, pareto: list[Tria
         measured = r.measured_latency_ms is not None
         entries.append({
             "id": arch.id, "arch_file": rel, "arch": str(arch), "trial": r.number,
-            "metrics": {measure: r.accuracy, "latency_ms": r.value("latency_ms"), "params": r.params,
+            "metrics": {**({second: r.rerank_score} if second else {}), measure: r.accuracy,
+                        "latency_ms": r.value("latency_ms"), "params": r.params,
                         "macs": r.macs, "memory": r.memory, "latency_predicted_ms": r.latency_ms},
-            "provenance": {measure: acc_provenance,
+            "provenance": {**({second: ((extra or {}).get("rerank") or {}).get("provenance")} if second else {}),
+                           measure: acc_provenance,
                            "latency": (f"measured on this host ({cfg.device}'s end-to-end protocol, quiet-guarded)"
                                        if measured else lat_provenance),
                            "latency_predicted": lat_provenance,
@@ -84,22 +88,26 @@ def _plot(run_dir: Path, table: Any, pareto: list[TrialRow], budget: Budget, cfg
 
     xcol = "latency_ms" if table["latency_ms"].notna().any() else "macs"
     xlabel = "latency (ms, predicted)" if xcol == "latency_ms" else "MACs (counted)"
-    col = measures(cfg.accuracy)
+    col, spec = measures(cfg.accuracy), cfg.accuracy
+    rerank = getattr(cfg, "rerank", None)
+    if rerank and f"rerank_{measures(rerank)}" in table:  # the front was chosen by the re-rank's score: show that
+        col, spec = f"rerank_{measures(rerank)}", rerank
     ev = table[table[col].notna()]
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
     infeas = table[~table["feasible"]]
     feas = ev[ev["feasible"]]
     ax.scatter(infeas[xcol], [feas[col].min() if len(feas) else 0] * len(infeas), marker="x", s=10,
                color="0.7", label=f"infeasible ({len(infeas)}, not scored)")
-    ax.scatter(feas[xcol], feas[col], s=12, color="tab:blue", alpha=0.6, label=f"feasible ({len(feas)})")
+    what = "re-ranked" if spec != cfg.accuracy else "feasible"
+    ax.scatter(feas[xcol], feas[col], s=12, color="tab:blue", alpha=0.6, label=f"{what} ({len(feas)})")
     if pareto:
-        px = sorted((r.value(xcol), r.accuracy) for r in pareto)
+        px = sorted((r.value(xcol), r.rerank_score if spec != cfg.accuracy else r.accuracy) for r in pareto)
         ax.plot([p[0] for p in px], [p[1] for p in px], "-o", color="tab:red", ms=4, label=f"Pareto ({len(px)})")
     lim = budget.get("latency") if xcol == "latency_ms" else budget.get("macs")
     if lim is not None:
         ax.axvline(lim.limit, ls="--", color="k", lw=1, label=f"budget {lim}")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(f"{col} ({cfg.accuracy})")
+    ax.set_ylabel(f"{col} ({spec})")
     ax.set_title(f"{run_dir.name}: {len(table)} trials")
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)

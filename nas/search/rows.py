@@ -5,6 +5,7 @@ trials.csv/.parquet; its keys and order are the trials table's columns.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ class TrialRow:
     worker: str | None = None
     hypervolume: float = 0.0
     measured_latency_ms: float | None = None  # measured on this host by the verification (nas.search.verify)
+    rerank_score: float | None = None  # the second estimator's value, for the archs re-ranked (nas.search.rerank)
 
     @property
     def arch_id(self) -> str:
@@ -66,9 +68,9 @@ class TrialRow:
         """The budget's view of the arch: latency (measured where it was, else predicted), params, MACs, memory."""
         return {"latency": self.value("latency_ms"), "params": self.params, "macs": self.macs, "memory": self.memory}
 
-    def record(self, measure: str = "accuracy") -> dict[str, Any]:
+    def record(self, measure: str = "accuracy", rerank_measure: str = "score") -> dict[str, Any]:
         """The plain form (trials table row, stored on the trial); the estimator's value is named ``measure``
-        (``accuracy`` or ``score``, see :func:`nas.search.config.measures`)."""
+        (``accuracy`` or ``score``, see :func:`nas.search.config.measures`), the re-rank's ``rerank_<measure>``."""
         out = {"number": self.number, "arch_id": self.arch_id, "arch": str(self.arch), measure: self.accuracy,
                "latency_ms": self.latency_ms, "params": self.params, "macs": self.macs, "memory": self.memory,
                "feasible": self.feasible, "violation": self.violation, "evaluated": self.evaluated,
@@ -77,6 +79,8 @@ class TrialRow:
         out.update({f"violation_{k}": v for k, v in self.violations.items()})
         out["hypervolume"] = self.hypervolume
         out["measured_latency_ms"] = self.measured_latency_ms
+        if self.rerank_score is not None:  # a column only in re-ranked searches' tables
+            out[f"rerank_{rerank_measure}"] = self.rerank_score
         return out
 
     @classmethod
@@ -90,3 +94,12 @@ class TrialRow:
                    eval_s=float(rec.get("eval_s") or 0.0), worker=rec.get("worker"),
                    hypervolume=float(rec.get("hypervolume") or 0.0),
                    measured_latency_ms=rec.get("measured_latency_ms"))
+
+
+def distinct_feasible(rows: Sequence[TrialRow], columns: Sequence[str]) -> list[TrialRow]:
+    """The first feasible row of each arch that has a value in every one of ``columns`` (scored archs, once each)."""
+    first: dict[str, TrialRow] = {}
+    for r in rows:
+        if r.feasible and all(r.value(c) is not None for c in columns):
+            first.setdefault(r.arch_id, r)
+    return list(first.values())

@@ -18,7 +18,7 @@ import numpy as np
 from nas.cost.budget import Budget
 from nas.reporting import Reporter
 from nas.search.pareto import pareto_mask
-from nas.search.rows import TrialRow
+from nas.search.rows import TrialRow, distinct_feasible
 
 ROUNDS = 3  # refit-and-search rounds at most
 MAX_PASSES = 12  # measuring passes at most (the last rounds only measure and filter)
@@ -26,17 +26,15 @@ MAX_PASSES = 12  # measuring passes at most (the last rounds only measure and fi
 
 def row_front(rows: Sequence[TrialRow], columns: Sequence[str], senses: Sequence[str]) -> list[TrialRow]:
     """The feasible, scored, non-dominated rows (one per arch), best estimator value first; latency is the
-    measured one where the arch was measured."""
-    first: dict[str, TrialRow] = {}
-    for r in rows:
-        if r.feasible and r.accuracy is not None:
-            first.setdefault(r.arch_id, r)
-    cand = list(first.values())
+    measured one where the arch was measured. The estimator's column is the maximised one (accuracy, or the
+    re-rank's score after :func:`nas.search.rerank.rerank`)."""
+    cand = distinct_feasible(rows, columns)
     if not cand:
         return []
     vals = np.array([[r.value(c) for c in columns] for r in cand], dtype=float)
     keep = pareto_mask(vals, senses)
-    return sorted((r for r, k in zip(cand, keep) if k), key=lambda r: (-(r.accuracy or 0.0), r.number))
+    best = columns[list(senses).index("max")]
+    return sorted((r for r, k in zip(cand, keep) if k), key=lambda r: (-(r.value(best) or 0.0), r.number))
 
 
 def restate(rows: Sequence[TrialRow], budget: Budget, measured: dict[str, float],
@@ -85,13 +83,16 @@ def _order(front: list[TrialRow], latency: Any, limit: float | None) -> list[Tri
     return [r for r, s in zip(front, straddle) if s] + [r for r, s in zip(front, straddle) if not s]
 
 
-def verify(search: Any, cal: Any, evaluator: Any, reporter: Reporter, rounds: int = ROUNDS) -> VerifyReport:
+def verify(search: Any, cal: Any, evaluator: Any, reporter: Reporter, rounds: int = ROUNDS,
+           report: VerifyReport | None = None) -> VerifyReport:
     """Measure ``search``'s front on this host until it holds (see the module docstring); ``cal`` is the
-    :class:`~nas.latency.calibrate.Calibration` the search predicted with (its ``measure`` times archs)."""
+    :class:`~nas.latency.calibrate.Calibration` the search predicted with (its ``measure`` times archs).
+    Given the ``report`` of an earlier call, it goes on counting there (a front chosen again, by a re-rank)."""
     from nas.latency.calibrate import record_measurements, refit
 
-    rep = VerifyReport(device=cal.local or search.cfg.device)
+    rep = report or VerifyReport(device=cal.local or search.cfg.device)
     measured: dict[str, float] = dict(cal.measured)
+    measured.update({r.arch_id: r.measured_latency_ms for r in search.rows if r.measured_latency_ms is not None})
     limit_c = search.budget.get("latency")
     limit = limit_c.limit if limit_c is not None else None
     base = None

@@ -1,0 +1,93 @@
+"""Two-stage ranking: search with a cheap estimator, then score its best archs again with a better one.
+
+``nas search --rerank train:2:fashion-mnist --rerank-top 20``: after the search (and its verification), the
+20 best distinct feasible archs by non-dominated sorting on the search's objectives (within a front, the
+most spread first) are scored by the second estimator, and the reported front is chosen by that score
+among them. A cheap score finds the region; the second one, which ranks trained accuracy far better (its
+measured Kendall tau is printed), picks within it. Each second score is stored on the study as it arrives,
+so a resumed run does not pay for it again.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nas.reporting import Reporter
+from nas.search.config import measures
+from nas.search.pareto import nondominated_order
+from nas.search.quality import estimator_quality
+from nas.search.rows import TrialRow, distinct_feasible
+
+COLUMN = "rerank_score"
+"""The TrialRow field (and front column) of the second score."""
+
+
+def candidates(rows: Sequence[TrialRow], columns: Sequence[str], senses: Sequence[str], top: int) -> list[TrialRow]:
+    """The ``top`` best distinct feasible scored archs (one row each) by non-dominated sorting on ``columns``."""
+    cand = distinct_feasible(rows, columns)
+    if not cand:
+        return []
+    vals = np.array([[r.value(c) for c in columns] for r in cand], dtype=float)
+    return [cand[i] for i in nondominated_order(vals, senses)[:top]]
+
+
+@dataclass
+class RerankReport:
+    """What the re-rank did (summary.json ``rerank``)."""
+
+    name: str
+    provenance: str
+    top: int
+    scored: int = 0
+    reused: int = 0
+    eval_s: float = 0.0
+    candidates: list[str] = field(default_factory=list)
+    front_before: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "measures": measures(self.name), "provenance": self.provenance,
+                "quality": estimator_quality(self.name), "top": self.top, "scored": self.scored,
+                "reused": self.reused, "eval_s": round(self.eval_s, 2), "candidates": self.candidates,
+                "front_before": self.front_before}
+
+    def line(self, front_after: Sequence[str]) -> str:
+        kept = len(set(front_after) & set(self.front_before))
+        return (f"re-ranked: the {len(self.candidates)} best archs by the search's score re-scored by {self.name} "
+                f"({self.scored} scored in {self.eval_s:.0f}s, {self.reused} stored); the front has "
+                f"{len(front_after)} archs, {kept} of them on the search's own front of {len(self.front_before)}")
+
+
+def rerank(search: Any, evaluator: Any, reporter: Reporter, front_before: Sequence[str] = ()) -> RerankReport:
+    """Score ``search``'s best archs with ``evaluator`` (a second estimator) and make that score the front's:
+    afterwards only re-ranked archs can be on it (``search.columns`` names :data:`COLUMN` instead of the
+    accuracy column), so call it after the search has stopped asking trials."""
+    spec = search.cfg.rerank
+    rep = RerankReport(name=spec, provenance=evaluator.provenance, top=search.cfg.rerank_top,
+                       front_before=list(front_before))
+    cand = candidates(search.rows, search.columns, search.senses, search.cfg.rerank_top)
+    rep.candidates = [r.arch_id for r in cand]
+    attrs = search.study.user_attrs
+    scores: dict[str, float | None] = {}
+    for r in cand:
+        saved = attrs.get(f"rerank:{r.arch_id}")
+        if isinstance(saved, dict) and saved.get("spec") == spec:
+            scores[r.arch_id] = saved.get("score")
+            rep.reused += 1
+    todo = [(r.arch_id, r.arch) for r in cand if r.arch_id not in scores]
+    with reporter.progress(len(todo), f"re-rank by {spec}") as bar:
+        for arch_id, score, secs, worker in evaluator.run(todo):
+            score = float(score) if np.isfinite(score) else None
+            scores[arch_id] = score
+            rep.scored += 1
+            rep.eval_s += secs
+            # stored at once: a run killed during the re-rank keeps what it paid for
+            search.study.set_user_attr(f"rerank:{arch_id}",
+                                       {"spec": spec, "score": score, "eval_s": secs, "worker": worker})
+            bar.advance()
+    for r in search.rows:
+        r.rerank_score = scores.get(r.arch_id)
+    search.columns = [COLUMN if c == "accuracy" else c for c in search.columns]
+    return rep
