@@ -86,6 +86,15 @@ def test_calibration_meets_the_target_on_fresh_archs(home, tiny, host):
     assert "calibrated on this host" in cal.model.provenance and "leave-one-out MAPE" in cal.model.provenance
 
 
+def test_a_calibration_that_holds_on_few_archs_points_to_measuring_a_profile(home, tiny):
+    """A host the correction cannot carry (here: +-25% per arch that no term explains) gets its calibration
+    line with the way to figures that hold (`nas profile`); one it carries does not."""
+    rough = host_latency(DEVICE, tiny.space, "always", FakeHost(tiny, scale=1.3, noise=0.25))
+    assert rough.calibrated and "nas profile --space tiny" in rough.line, rough.line
+    smooth = host_latency(DEVICE, tiny.space, "always", FakeHost(tiny, scale=1.3, noise=0.01))
+    assert smooth.calibrated and "nas profile" not in smooth.line, smooth.line
+
+
 def test_calibration_is_cached_reused_and_redone_after_drift_or_reboot(home, tiny, monkeypatch):
     fake = FakeHost(tiny, scale=1.3)
     first = host_latency(DEVICE, tiny.space, "auto", fake)

@@ -41,6 +41,7 @@ from nas.space import Arch, SearchSpace
 
 K_DEFAULT = 20  # archs measured to calibrate (besides the probe's)
 DRIFT = 0.05  # a re-probe this far from the cached probe (median ratio) recalibrates
+LOO_HINT = 0.9  # a calibration with fewer of its archs within ±10% (leave-one-out) points to `nas profile`
 SCALE_TOL = 0.05  # the probe's median ratio this far from 1 means the profile is another host's
 ARCH_TOL_MEASURED = 0.10  # one reference arch this far from the profile's own probe timing
 ARCH_TOL_PREDICTED = 0.15  # ... from the profile's prediction (which has its own error)
@@ -432,6 +433,9 @@ def _host_latency(base: LatencyModel, device: str, space: SearchSpace, mode: str
     line = (f"latency: {probe.describe(device)}; calibrated on {c['archs']} archs measured here "
             f"(leave-one-out MAPE {100 * c['loo_mape']:.1f}%, {100 * c['loo_within_10']:.0f}% within ±10%), cached as "
             f"{local_name(device)}")
+    if c["loo_within_10"] < LOO_HINT:  # e.g. another CPU model's profile: a few terms cannot carry it all
+        line += (f"; for predictions that hold on more archs, measure this machine's own profile "
+                 f"(nas profile --space {space.name})")
     return Calibration(model, line, mode, calibrated=True, probe=probe, measured=measured)
 
 
