@@ -87,12 +87,14 @@ def test_calibration_meets_the_target_on_fresh_archs(home, tiny, host):
 
 
 def test_a_calibration_that_holds_on_few_archs_points_to_measuring_a_profile(home, tiny):
-    """A host the correction cannot carry (here: +-25% per arch that no term explains) gets its calibration
-    line with the way to figures that hold (`nas profile`); one it carries does not."""
+    """A host the correction cannot carry (here: +-25% per arch that no term explains) is measured on k more
+    archs, then its calibration line gives the way to figures that hold (`nas profile`); one it carries is not."""
     rough = host_latency(DEVICE, tiny.space, "always", FakeHost(tiny, scale=1.3, noise=0.25))
     assert rough.calibrated and "nas profile --space tiny" in rough.line, rough.line
     smooth = host_latency(DEVICE, tiny.space, "always", FakeHost(tiny, scale=1.3, noise=0.01))
     assert smooth.calibrated and "nas profile" not in smooth.line, smooth.line
+    # before pointing there, the rough one measured k more archs (once): more archs is what helps
+    assert len(rough.measured) == len(smooth.measured) + cal_mod.K_DEFAULT * cal_mod.GROW
 
 
 def test_calibration_is_cached_reused_and_redone_after_drift_or_reboot(home, tiny, monkeypatch):

@@ -530,6 +530,12 @@ def test_rerank_scores_the_best_archs_again_and_chooses_the_front_by_that_score(
     assert res.summary["pareto"][0]["provenance"]["rerank_score"].startswith("training-free score 'nwot'")
     assert "re-ranked: the 6 best archs" in rr["line"]
 
+    from nas.zoo.export import export
+
+    rec = export(res.run_dir, pick=[ids[0]], zoo=tmp_path / "zoo")[0]  # its card says how the front was chosen
+    card = (tmp_path / "zoo" / rec["name"] / "card.md").read_text()
+    assert "chosen by a re-rank of the search's best archs: `proxy:nwot`" in card
+
     again = run_search(cfg(tmp_path, tiny_space, trials=30, accuracy="proxy:params", rerank="proxy:nwot",
                            rerank_top=6, resume=True))
     assert again.summary["rerank"]["scored"] == 0 and again.summary["rerank"]["reused"] == 6

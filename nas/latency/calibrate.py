@@ -41,7 +41,8 @@ from nas.space import Arch, SearchSpace
 
 K_DEFAULT = 20  # archs measured to calibrate (besides the probe's)
 DRIFT = 0.05  # a re-probe this far from the cached probe (median ratio) recalibrates
-LOO_HINT = 0.9  # a calibration with fewer of its archs within ±10% (leave-one-out) points to `nas profile`
+LOO_HINT = 0.9  # a calibration with fewer of its archs within ±10% (leave-one-out) grows, then points to `nas profile`
+GROW = 1  # times a calibration that holds on too few archs measures k more
 SCALE_TOL = 0.05  # the probe's median ratio this far from 1 means the profile is another host's
 ARCH_TOL_MEASURED = 0.10  # one reference arch this far from the profile's own probe timing
 ARCH_TOL_PREDICTED = 0.15  # ... from the profile's prediction (which has its own error)
@@ -309,19 +310,27 @@ def calibrate(base: LatencyModel, device: str, measure: Measure, probe: Probe | 
               k: int = K_DEFAULT, extra: dict[str, float] | None = None,
               reporter: Reporter | None = None) -> tuple[LatencyModel, dict[str, float]]:
     """Measure ``k`` archs spread over the space's latency range (besides the probe's and ``extra``'s, which
-    count too), fit the host correction and cache it; returns (model, arch id -> measured ms)."""
+    count too), fit the host correction and cache it; returns (model, arch id -> measured ms). A correction
+    that holds on under :data:`LOO_HINT` of its archs (leave-one-out) gets ``k`` more, up to :data:`GROW` times:
+    from another CPU model's profile, more archs is what helps (bench/README.md), not more terms."""
     space = base.space
     pool = probe_pool(space)
     measured: dict[str, float] = dict(extra or {})
     if probe is not None:
         measured.update(zip(probe.arch_ids, probe.measured_ms.tolist()))
-    todo = [a for a in latency_spread(base, pool, k) if a.id not in measured]
-    with or_silent(reporter).progress(len(todo), f"calibrating {space.name} on this host") as bar:
-        for a in todo:  # one at a time, so the progress bar moves
-            measured[a.id] = float(list(measure([a]))[0])
-            bar.advance()
-    archs = _archs_of(space, measured, pool)
-    model = fit_host(base, archs, [measured[a.id] for a in archs], device)
+    for round_ in range(GROW + 1):
+        # first k spread over the whole pool (the set bench/host_terms.py rebuilds), then k over what is left
+        spread = latency_spread(base, pool if round_ == 0 else [a for a in pool if a.id not in measured], k)
+        todo = [a for a in spread if a.id not in measured]
+        more = f" ({len(measured)} so far did not hold well enough)" if round_ else ""
+        with or_silent(reporter).progress(len(todo), f"calibrating {space.name} on this host{more}") as bar:
+            for a in todo:  # one at a time, so the progress bar moves
+                measured[a.id] = float(list(measure([a]))[0])
+                bar.advance()
+        archs = _archs_of(space, measured, pool)
+        model = fit_host(base, archs, [measured[a.id] for a in archs], device)
+        if model.metadata["calibration"]["loo_within_10"] >= LOO_HINT:
+            break
     _store(device, space, archs, measured, probe, model)
     return model, measured
 

@@ -118,6 +118,12 @@ def render_card(name: str, record: dict[str, Any], zoo: str | os.PathLike) -> st
                 else "this entry was exported from an arch file without a search run."
             )
         )
+    rr = src.get("rerank") or {}
+    if rr.get("name"):  # nas search --rerank: a second estimator chose the front among the search's best archs
+        q = (rr.get("quality") or {}).get("line")
+        add("")
+        add(f"The front was chosen by a re-rank of the search's best archs: `{rr['name']}` "
+            f"({rr.get('provenance') or 'no provenance recorded'}{'; ' + q if q else ''}).")
     add("")
 
     add("## Weights")

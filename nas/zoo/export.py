@@ -568,6 +568,9 @@ def _base_record(item: ExportItem, weights: Weights) -> dict[str, Any]:
             "estimator": s.get("estimator"),
             "arch_file": item.arch_file,
         }
+        if s.get("rerank"):  # the front was chosen by a second estimator (nas search --rerank)
+            rr = s["rerank"]
+            record["source"]["rerank"] = {k: rr.get(k) for k in ("name", "measures", "provenance", "quality")}
         record["latency"] = [
             {
                 "device": s.get("device"),
