@@ -97,7 +97,7 @@ def test_identical_archs_are_evaluated_once(tmp_path):
                                  "kernel": [3, 5], "per_layer": ["mixer"]}]}
     path = tmp_path / "small.yaml"
     path.write_text(yaml.safe_dump(small))
-    res = run_search(cfg(tmp_path, path, trials=60, strategy="random", budget="params:1G"))
+    res = run_search(cfg(tmp_path, path, trials=60, strategy="random", budget="params:1G", init="random"))
     t = res.trials
     scored = t[t["evaluated"] & t["duplicate_of"].isna()]
     assert scored["arch_id"].is_unique
