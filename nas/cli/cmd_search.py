@@ -14,7 +14,7 @@ from pathlib import Path
 from nas.cli import ui
 from nas.cli.flags import add_calibrate_flag
 from nas.errors import NASError
-from nas.search.config import STRATEGIES, SearchConfig
+from nas.search.config import STRATEGIES, SearchConfig, rerank_column
 from nas.units import fmt_bytes, fmt_macs, fmt_ms, fmt_params
 
 
@@ -158,7 +158,7 @@ def _print_front(s: dict, where: str) -> None:
         lat = fmt_ms(m["latency_ms"]) if m["latency_ms"] is not None else "-"
         row = {"id": e["id"]}
         if rr:
-            v = m.get(f"rerank_{rr['measures']}")
+            v = m.get(rerank_column(rr["name"]))
             row[f"re-rank {rr['measures']}"] = "-" if v is None else f"{v:.4g}"
         row.update({what: "-" if m[what] is None else f"{m[what]:.4g}", lat_col[0]: lat})
         if measured:

@@ -65,3 +65,9 @@ def measures(estimator: str) -> str:
     predictor's) or ``score`` (a training-free score that only ranks archs). Tables and summaries name the
     column after it, so a score is never reported as an accuracy."""
     return "accuracy" if estimator.startswith(("supernet:", "predictor:")) else "score"
+
+
+def rerank_column(estimator: str) -> str:
+    """The table/summary name of a re-rank's value (``nas search --rerank``): ``rerank_accuracy`` or
+    ``rerank_score``, named as :func:`measures` names the estimator's own."""
+    return f"rerank_{measures(estimator)}"

@@ -44,6 +44,7 @@ from nas.search.config import (  # noqa: F401
     SearchConfig,
     SearchResult,
     measures,
+    rerank_column,
 )
 from nas.search.feasible import sample_feasible
 from nas.search.pareto import hypervolume
@@ -425,8 +426,8 @@ class _Search:
         from nas.search.verify import row_front
 
         pareto = row_front(self.rows, self.columns, self.senses)
-        rm = measures(self.cfg.rerank) if self.cfg.rerank else "score"
-        table = pd.DataFrame([r.record(self.measure, rm) for r in self.rows])
+        rc = rerank_column(self.cfg.rerank) if self.cfg.rerank else "rerank_score"
+        table = pd.DataFrame([r.record(self.measure, rc) for r in self.rows])
         extra = {"prescreen": self._prescreen_summary(), "calibration": cal.to_dict() if cal is not None else None,
                  "verify": verified,
                  "rerank": None if reranked is None else {**reranked.to_dict(),

@@ -16,7 +16,7 @@ from typing import Any
 
 from nas.cost.budget import Budget
 from nas.io import atomic_path, atomic_write_bytes, write_json
-from nas.search.config import measures
+from nas.search.config import measures, rerank_column
 from nas.search.quality import estimator_quality
 from nas.search.rows import TrialRow
 
@@ -27,7 +27,7 @@ def write_run(run_dir: Path, cfg: Any, space: Any, table: Any, pareto: list[Tria
     """Write every file of the run folder and return the summary dict (``extra`` adds summary entries)."""
     measure = measures(cfg.accuracy)
     rerank = getattr(cfg, "rerank", None)  # the second estimator's value, named like the first's (nas.search.rerank)
-    second = f"rerank_{measures(rerank)}" if rerank else None
+    second = rerank_column(rerank) if rerank else None
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(run_dir / "trials.csv") as tmp:
         table.to_csv(tmp, index=False)
@@ -90,18 +90,19 @@ def _plot(run_dir: Path, table: Any, pareto: list[TrialRow], budget: Budget, cfg
     xlabel = "latency (ms, predicted)" if xcol == "latency_ms" else "MACs (counted)"
     col, spec = measures(cfg.accuracy), cfg.accuracy
     rerank = getattr(cfg, "rerank", None)
-    if rerank and f"rerank_{measures(rerank)}" in table:  # the front was chosen by the re-rank's score: show that
-        col, spec = f"rerank_{measures(rerank)}", rerank
+    reranked = bool(rerank) and rerank_column(rerank) in table
+    if reranked:  # the front was chosen by the re-rank's score: show that
+        col, spec = rerank_column(rerank), rerank
     ev = table[table[col].notna()]
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
     infeas = table[~table["feasible"]]
     feas = ev[ev["feasible"]]
     ax.scatter(infeas[xcol], [feas[col].min() if len(feas) else 0] * len(infeas), marker="x", s=10,
                color="0.7", label=f"infeasible ({len(infeas)}, not scored)")
-    what = "re-ranked" if spec != cfg.accuracy else "feasible"
+    what = "re-ranked" if reranked else "feasible"
     ax.scatter(feas[xcol], feas[col], s=12, color="tab:blue", alpha=0.6, label=f"{what} ({len(feas)})")
     if pareto:
-        px = sorted((r.value(xcol), r.rerank_score if spec != cfg.accuracy else r.accuracy) for r in pareto)
+        px = sorted((r.value(xcol), r.rerank_score if reranked else r.accuracy) for r in pareto)
         ax.plot([p[0] for p in px], [p[1] for p in px], "-o", color="tab:red", ms=4, label=f"Pareto ({len(px)})")
     lim = budget.get("latency") if xcol == "latency_ms" else budget.get("macs")
     if lim is not None:

@@ -68,9 +68,9 @@ class TrialRow:
         """The budget's view of the arch: latency (measured where it was, else predicted), params, MACs, memory."""
         return {"latency": self.value("latency_ms"), "params": self.params, "macs": self.macs, "memory": self.memory}
 
-    def record(self, measure: str = "accuracy", rerank_measure: str = "score") -> dict[str, Any]:
+    def record(self, measure: str = "accuracy", rerank_column: str = "rerank_score") -> dict[str, Any]:
         """The plain form (trials table row, stored on the trial); the estimator's value is named ``measure``
-        (``accuracy`` or ``score``, see :func:`nas.search.config.measures`), the re-rank's ``rerank_<measure>``."""
+        (``accuracy`` or ``score``, see :func:`nas.search.config.measures`), the re-rank's ``rerank_column``."""
         out = {"number": self.number, "arch_id": self.arch_id, "arch": str(self.arch), measure: self.accuracy,
                "latency_ms": self.latency_ms, "params": self.params, "macs": self.macs, "memory": self.memory,
                "feasible": self.feasible, "violation": self.violation, "evaluated": self.evaluated,
@@ -80,7 +80,7 @@ class TrialRow:
         out["hypervolume"] = self.hypervolume
         out["measured_latency_ms"] = self.measured_latency_ms
         if self.rerank_score is not None:  # a column only in re-ranked searches' tables
-            out[f"rerank_{rerank_measure}"] = self.rerank_score
+            out[rerank_column] = self.rerank_score
         return out
 
     @classmethod
