@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -127,14 +126,18 @@ def test_max_train_caps_the_end_to_end_archs(home):
     assert pred.metadata["fitted_on"]["end_to_end"] == 5
 
 
-def test_vectorised_predict_is_fast(home):
+def test_vectorised_predict_matches_one_at_a_time(home):
+    # the batch path (what a search calls on thousands of archs) gives each arch its own prediction;
+    # its speed is printed by bench/latency_predictor.py (>= 100k archs/s on a quiet core), not timed here
     pred = fit_latency_model("tiny-cpu", home["space"], "calibrated", save=False)
-    archs = home["space"].sample_many(20000, seed=1)
-    pred.predict(archs[:100])
-    t = time.perf_counter()
-    pred.predict(archs)
-    rate = len(archs) / (time.perf_counter() - t)
-    assert rate > 20_000, rate  # bench/latency_predictor.py reports the figure (>= 100k/s on a quiet core)
+    archs = home["space"].sample_many(2000, seed=1)
+    batch = pred.predict(archs)
+    one = [float(pred.predict([a])[0]) for a in archs[:50]]
+    by_features = pred.predict_features(pred.featurise(archs[:50]))  # the generic path, without the code table
+    assert len(batch) == len(archs)
+    assert [float(x) for x in batch[:50]] == pytest.approx(one, rel=1e-9)
+    assert [float(x) for x in batch[:50]] == pytest.approx([float(x) for x in by_features], rel=1e-6)
+    assert len({round(float(x), 9) for x in batch}) > 100  # the archs differ, so do their predictions
 
 
 def test_missing_predictor_and_profile_are_one_line_errors(home, capsys):

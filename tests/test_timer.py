@@ -35,10 +35,11 @@ def check_stats(m: Measurement, protocol: Protocol) -> None:
 @pytest.mark.parametrize("backend", ["torch-cpu", "onnxruntime"])
 def test_measure_stats_and_ordering(backend: str) -> None:
     protocol = Protocol(backend=backend, **FAST)
-    net = tiny_net()
-    # same network, 4x the pixels: 4x the MACs with the same number of ops (so overhead cannot hide it)
-    small = measure(net, (16, 16, 16), protocol)
-    big = measure(net, (16, 32, 32), protocol)
+    net = tiny_net(32)
+    # same network, 4x the pixels: 4x the MACs with the same number of ops. At 32 channels and 24 px the convs
+    # take ~0.2 ms, so the per-call overhead (and a slowed attempt on a loaded CI core) cannot hide the ratio.
+    small = measure(net, (32, 24, 24), protocol)
+    big = measure(net, (32, 48, 48), protocol)
     check_stats(small, protocol)
     check_stats(big, protocol)
     assert big.median_ms > 1.5 * small.median_ms, (small, big)
