@@ -97,6 +97,26 @@ def test_a_calibration_that_holds_on_few_archs_points_to_measuring_a_profile(hom
     assert len(rough.measured) == len(smooth.measured) + cal_mod.K_DEFAULT * cal_mod.GROW
 
 
+@pytest.mark.parametrize("terms", HostCalibrated.TERMS)
+def test_the_host_correction_predicts_by_its_documented_formula(home, tiny, terms):
+    """y = global * p + overhead + sum_n factor_n * T_n (``scales()``; T_n: the base table's time of the arch's
+    blocks in group n), however the fast path folds the terms."""
+    fake = FakeHost(tiny, scale=1.3, slow="layer:mbconv", factor=1.6, noise=0.02)
+    archs = sample_archs(tiny.space, 40, 5)
+    keys = tiny.features(archs)
+    est = HostCalibrated(terms=terms).fit(keys, np.asarray(fake(archs)), base=tiny.estimator,
+                                          extra=tiny.features.extra_matrix(keys))
+    sc, table = est.scales(), est.block_table()
+    assert len(sc) > 3  # the host's slow mbconv got a term of its own
+    fresh = sample_archs(tiny.space, 200, 17)
+    fresh_keys = tiny.features(fresh)
+    want = sc["global"] * tiny.predict(fresh) + sc["overhead_ms"]
+    for i, ks in enumerate(fresh_keys):
+        want[i] += sum(sc.get(f"time:{g}", 0.0) * table.lookup(k) for k in ks for g in est._groups(k))
+    got = est.predict(fresh_keys, extra=tiny.features.extra_matrix(fresh_keys))
+    np.testing.assert_allclose(got, want, rtol=1e-9)
+
+
 def test_calibration_is_cached_reused_and_redone_after_drift_or_reboot(home, tiny, monkeypatch):
     fake = FakeHost(tiny, scale=1.3)
     first = host_latency(DEVICE, tiny.space, "auto", fake)

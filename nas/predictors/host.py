@@ -143,10 +143,24 @@ class HostCalibrated(Predictor):
         return self.predict_codes(*self._encode(list(X)), extra=extra)
 
     def predict_codes(self, codes: np.ndarray, rows: np.ndarray, n: int, extra=None) -> np.ndarray:
-        """As :meth:`predict`, from keys encoded over the base table's key index."""
+        """As :meth:`predict`, from keys encoded over the base table's key index.
+
+        The same sum as ``design @ coef``, but each key code's terms are folded into one weight first, so the
+        per-group columns are never built (one ``bincount`` over the archs instead of one over archs x groups)."""
         self._check_fitted()
-        F, p = self._design(codes, rows, n, extra)
-        return p + F @ self.coef_ + self.intercept_
+        assert self.base_ is not None
+        p = self.scale_ * np.asarray(self.base_.predict_codes(codes, rows, n, extra=extra), dtype=np.float64)
+        out = p * (1.0 + float(self.coef_[0])) + self.intercept_
+        if self.names_ and len(codes):
+            w = self._code_weights(int(codes.max()) + 1)[codes]
+            out += np.bincount(rows, weights=self.scale_ * self.block_table().values_of(codes) * w, minlength=n)
+        return out
+
+    def _code_weights(self, n_codes: int) -> np.ndarray:
+        """Per key code, the sum of the fitted coefficients of the groups it belongs to (0 for none)."""
+        ids = self._ids(n_codes)
+        coef = np.append(self.coef_[1:], 0.0)  # index -1 (no group) picks the appended 0
+        return coef[ids].sum(axis=1)
 
     def scales(self) -> dict[str, float]:
         """The fitted correction in words: the global factor and the per-block-type time factors."""
