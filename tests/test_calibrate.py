@@ -53,6 +53,14 @@ class FakeHost:
         return list(y * np.exp(self.rng.normal(0, self.noise, len(y))))
 
 
+def measured_here(entry: dict, summary: dict) -> bool:
+    """A Pareto entry's latency was measured by this run's verification, on the host it names (a run folder or a
+    zoo card read elsewhere still says which machine measured it)."""
+    host = summary["verify"]["host"]
+    return (entry["provenance"]["latency"].startswith(f"measured on host {host['id']} ({host['cpu_model']}")
+            and host["id"] == cal_mod.host_id())
+
+
 def test_probe_archs_cover_every_block_type_and_are_fixed(tiny):
     a, b = probe_archs(tiny.space), probe_archs(tiny.space)
     assert [x.id for x in a] == [x.id for x in b]
@@ -193,7 +201,7 @@ def test_verify_drops_budget_violators_refits_and_reports_a_measured_front(home,
     assert s["trials"] == 40 + ver["extra_trials"]
     assert s["pareto"]
     for e in s["pareto"]:  # every reported arch was measured here and meets the budget as measured
-        assert e["provenance"]["latency"].startswith("measured on this host")
+        assert measured_here(e, s)
         assert e["metrics"]["latency_ms"] <= limit
         assert e["metrics"]["latency_predicted_ms"] is not None
     dropped = {d["id"] for d in ver["dropped"]}
@@ -202,6 +210,22 @@ def test_verify_drops_budget_violators_refits_and_reports_a_measured_front(home,
     rows = Profile.load(home / "hardware_profiles" / local_name(DEVICE)).arch_rows("tiny")
     assert dropped <= set(rows["arch_id"])  # the violators' measurements went into the local profile
     assert "verified on this host" in ver["line"] and f"{len(dropped)} dropped" in ver["line"]
+
+    # exported, a front arch and a dropped one (picked by id from the trials) keep their measured latency, the
+    # host and local profile it was measured on, and the search's score; the dropped one says it broke the budget
+    from nas.zoo.export import export
+
+    front, bad = s["pareto"][0], ver["dropped"][0]
+    recs = export(res.run_dir, pick=[front["id"], bad["id"]], zoo=tmp_path / "zoo")
+    by_id = {r["id"]: r for r in recs}
+    assert by_id[bad["id"]]["metrics"]["latency_ms"] == pytest.approx(bad["measured_ms"])
+    for rec in recs:
+        (lat,) = rec["latency"]
+        assert lat["device"] == ver["device"] and lat["provenance"].startswith(f"measured on host {cal_mod.host_id()}")
+        assert rec["metrics"]["accuracy"] is None and rec["metrics"]["score"] is not None
+    card = (tmp_path / "zoo" / by_id[bad["id"]]["name"] / "card.md").read_text()
+    assert "**Outside the search's budget**" in card and "ranked it by a score" in card
+    assert "Outside" not in (tmp_path / "zoo" / by_id[front["id"]]["name"] / "card.md").read_text()
 
 
 def test_no_verify_and_a_device_that_is_not_this_machine_say_why_nothing_was_measured(home, tmp_path):
@@ -256,7 +280,8 @@ def test_on_another_cpu_the_default_search_calibrates_the_nearest_cpu_profile_to
     assert s["calibration"]["calibrated"] and s["calibration"]["local_profile"] == local_name(DEVICE)
     prof = Profile.load(home / "hardware_profiles" / local_name(DEVICE))
     assert prof.meta["base_device"] == DEVICE and prof.machine["cpu_model"] == "Intel(R) Xeon(R) Processor"
-    assert s["pareto"] and all(e["provenance"]["latency"].startswith("measured on this host") for e in s["pareto"])
+    assert s["pareto"] and all(measured_here(e, s) for e in s["pareto"])
+    assert f"Intel(R) Xeon(R) Processor; local profile {local_name(DEVICE)})" in s["pareto"][0]["provenance"]["latency"]
     assert all(e["metrics"]["latency_ms"] <= 0.5 for e in s["pareto"])
 
     n = fake.calls
@@ -279,6 +304,6 @@ def test_a_reranked_front_is_measured_here_too(home, tiny, tmp_path):
     assert front - set(rr["front_before"])  # the re-rank brought in archs the first verification never measured
     for e in s["pareto"]:
         assert e["id"] in rr["candidates"]
-        assert e["provenance"]["latency"].startswith("measured on this host")
+        assert measured_here(e, s)
         assert e["metrics"]["latency_ms"] <= limit
     assert s["verify"]["measured"] >= len(front | set(rr["front_before"]))

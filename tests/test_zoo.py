@@ -469,6 +469,7 @@ def test_pick_errors_and_trials(env, tmp_path):
         export(env.run, pick=[env.archs[1].id], weights=env.weights, zoo=zoo)  # weights of another arch
     (rec,) = export(env.run, pick=[env.trial.id], zoo=zoo, name="trial-one")  # from trials.csv, arch-only
     assert rec["id"] == env.trial.id and rec["metrics"]["accuracy"] == 0.5
+    assert rec["latency"][0]["provenance"].startswith("predicted")  # a trial's latency_ms is the prediction
     assert "model.safetensors" not in rec["files"]
     with pytest.raises(ZooError, match="with force"):
         export(env.run, pick=[env.archs[2].id], zoo=zoo, name="trial-one")

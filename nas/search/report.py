@@ -19,6 +19,7 @@ from nas.io import atomic_path, atomic_write_bytes, write_json
 from nas.search.config import measures, rerank_column
 from nas.search.quality import estimator_quality
 from nas.search.rows import TrialRow
+from nas.search.verify import measured_provenance
 
 
 def write_run(run_dir: Path, cfg: Any, space: Any, table: Any, pareto: list[TrialRow], budget: Budget,
@@ -47,7 +48,7 @@ def write_run(run_dir: Path, cfg: Any, space: Any, table: Any, pareto: list[Tria
                         "macs": r.macs, "memory": r.memory, "latency_predicted_ms": r.latency_ms},
             "provenance": {**({second: ((extra or {}).get("rerank") or {}).get("provenance")} if second else {}),
                            measure: acc_provenance,
-                           "latency": (f"measured on this host ({cfg.device}'s end-to-end protocol, quiet-guarded)"
+                           "latency": (measured_provenance((extra or {}).get("verify"), cfg.device)
                                        if measured else lat_provenance),
                            "latency_predicted": lat_provenance,
                            "params": "counted analytically", "macs": "counted analytically",

@@ -51,9 +51,31 @@ def restate(rows: Sequence[TrialRow], budget: Budget, measured: dict[str, float]
         r.violations = budget.violations(r.costs())
 
 
+def this_host() -> dict[str, str]:
+    """The host that measures: its short id (:func:`nas.latency.calibrate.host_id`) and CPU model."""
+    from nas.latency.calibrate import host_id
+    from nas.profile.machine import cpu_model
+
+    return {"id": host_id(), "cpu_model": cpu_model()}
+
+
+def measured_provenance(verify: dict[str, Any] | None, protocol_device: str) -> str:
+    """Where a verified latency came from, in words that still hold when the run folder (or a zoo card made from
+    it) is read on another machine: the measuring host, its local profile, and whose protocol was used."""
+    v = verify or {}
+    host = v.get("host") or {}
+    local = v.get("device")
+    if host.get("id"):
+        where = f"host {host['id']} ({host.get('cpu_model') or 'CPU model not recorded'}"
+        where += f"; local profile {local})" if local and local != protocol_device else ")"
+    else:  # a run written before hosts were recorded
+        where = "the host that ran the search"
+    return f"measured on {where} with {protocol_device}'s end-to-end protocol (deploy form, median), quiet-guarded"
+
+
 @dataclass
 class VerifyReport:
-    """What the verification did (summary.json ``verify``)."""
+    """What the verification did (summary.json ``verify``); ``host``: the machine that measured."""
 
     device: str
     rounds: int = 0
@@ -62,10 +84,12 @@ class VerifyReport:
     extra_trials: int = 0
     dropped: list[dict[str, Any]] = field(default_factory=list)
     note: str = ""
+    host: dict[str, str] = field(default_factory=this_host)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"device": self.device, "rounds": self.rounds, "refits": self.refits, "measured": self.measured,
-                "extra_trials": self.extra_trials, "dropped": self.dropped, "note": self.note}
+        return {"device": self.device, "host": self.host, "rounds": self.rounds, "refits": self.refits,
+                "measured": self.measured, "extra_trials": self.extra_trials, "dropped": self.dropped,
+                "note": self.note}
 
     def line(self) -> str:
         drop = (f"{len(self.dropped)} dropped for breaking the budget when measured"

@@ -76,6 +76,10 @@ def render_card(name: str, record: dict[str, Any], zoo: str | os.PathLike) -> st
         for row in lat:
             value = fmt_ms(row["latency_ms"]) if row.get("latency_ms") is not None else NOT_KNOWN
             add(f"| {row.get('device') or NOT_KNOWN} | {value} | {row.get('provenance') or NOT_KNOWN} |")
+        if src.get("feasible") is False:
+            add("")
+            add(f"**Outside the search's budget** (`{src.get('budget')}`): the run did not count this arch as "
+                "feasible, and it is not on the run's front; it was exported because it was picked by id.")
     else:
         add(
             "Latency is not known: this entry was exported from an arch file, not from a search run, and was "
@@ -109,6 +113,12 @@ def render_card(name: str, record: dict[str, Any], zoo: str | os.PathLike) -> st
                 "Note: the weights come from a separately trained checkpoint; the accuracy above is the "
                 "search's estimate for the arch, not a measurement of these weights."
             )
+    elif m.get("score") is not None:  # the search ranked by a training-free score: say what it is worth
+        est = src.get("estimator") or {}
+        q = (est.get("quality") or {}).get("line")
+        add(f"Accuracy is not known: no accuracy was measured or estimated for this arch. The search ranked it by "
+            f"a score, {m['score']:.4g}: {prov.get('score') or est.get('provenance') or 'provenance not recorded'}"
+            f"{'; ' + q if q else ''}.")
     else:
         add(
             "Accuracy is not known: "

@@ -66,6 +66,9 @@ class ExportItem:
     provenance: dict[str, str | None] = field(default_factory=dict)
     run_dir: Path | None = None
     summary: dict[str, Any] | None = None
+    score: float | None = None  # the search's training-free score, where its estimator was not an accuracy
+    latency_device: str | None = None  # the device (profile) the latency holds on, when known
+    feasible: bool | None = None  # whether the run found it inside its budget (a picked trial may not be)
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:
@@ -108,6 +111,21 @@ def _float_or_none(v: Any) -> float | None:
         return None
 
 
+def _flag(v: Any) -> bool | None:
+    """A CSV boolean ("True"/"False", "1"/"0") or None."""
+    text = str(v).strip().lower()
+    return True if text in ("true", "1") else False if text in ("false", "0") else None
+
+
+def _latency_device(summary: dict[str, Any], provenance: str) -> str | None:
+    """The device a run's latency holds on: the measuring host's local profile where the verification measured
+    it (a calibrated copy of another host's profile), else the search's device."""
+    verify = summary.get("verify") or {}
+    if provenance.startswith("measured") and verify.get("device"):
+        return str(verify["device"])
+    return summary.get("device")
+
+
 def _trial_row(run_dir: Path, arch_id: str) -> dict[str, str] | None:
     path = run_dir / "trials.csv"
     if not path.is_file():
@@ -148,6 +166,27 @@ def _trial_arch(
     return None
 
 
+def _study_arch(run_dir: Path, summary: dict[str, Any], arch_id: str, space: Any) -> tuple[Any, str] | None:
+    """A trial's arch rebuilt from the run's Optuna study (``study.db``: the trial whose row has ``arch_id``);
+    trials.csv names archs in their short form, which is for reading, not for rebuilding."""
+    db = run_dir / "study.db"
+    if not db.is_file() or not summary.get("study"):
+        return None
+    import optuna
+
+    from nas.search.engine import params_to_arch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=str(summary["study"]), storage=f"sqlite:///{db}")
+    except (KeyError, ValueError, RuntimeError):
+        return None
+    for t in study.get_trials(deepcopy=False):
+        if (t.user_attrs.get("row") or {}).get("arch_id") == arch_id:
+            return params_to_arch(space, t.params), f"{db}#trial {t.number}"
+    return None
+
+
 def items_from_run(run_dir: str | os.PathLike, pick: list[str], space: Any = None) -> list[ExportItem]:
     """The archs picked from a run: ``["pareto"]`` for the whole front, or ids (from pareto or trials)."""
     from nas.space import load_arch
@@ -163,6 +202,9 @@ def items_from_run(run_dir: str | os.PathLike, pick: list[str], space: Any = Non
         raise ZooError(f"{run_dir / 'summary.json'}: pareto: empty; nothing to export")
     first_prov = (summary["pareto"][0].get("provenance") or {}) if summary["pareto"] else {}
     est_prov = (summary.get("estimator") or {}).get("provenance")
+    lat_prov = ((summary.get("latency") or {}).get("provenance")  # the search's predictor (older runs: the front's,
+                or (None if str(first_prov.get("latency")).startswith("measured") else first_prov.get("latency")))
+    verify = summary.get("verify") or {}
     items = []
     for i in ids:
         if i in pareto:
@@ -177,15 +219,22 @@ def items_from_run(run_dir: str | os.PathLike, pick: list[str], space: Any = Non
             source = str(path)
         else:
             row = _trial_row(run_dir, i)
-            found = _trial_arch(run_dir, i, row, sp)
+            found = _trial_arch(run_dir, i, row, sp) or (_study_arch(run_dir, summary, i, sp) if row else None)
             if found is None:
                 known = ", ".join(pareto) or "(none)"
                 raise ZooError(
                     f"{run_dir}: no arch with id {i!r} in the Pareto front or trials.csv; Pareto ids: {known}"
                 )
             arch, source = found
-            m = {k: _float_or_none((row or {}).get(k)) for k in ("accuracy", "latency_ms")}
-            prov = {"accuracy": first_prov.get("accuracy") or est_prov, "latency": first_prov.get("latency")}
+            row = row or {}
+            m = {k: _float_or_none(row.get(k)) for k in ("accuracy", "score", "latency_ms")}
+            prov = {"accuracy": first_prov.get("accuracy") or est_prov, "score": first_prov.get("score") or est_prov,
+                    "latency": lat_prov}  # trials.csv's latency_ms is the search's prediction...
+            if _float_or_none(row.get("measured_latency_ms")) is not None:  # ... unless the verification measured it
+                from nas.search.verify import measured_provenance
+
+                m["latency_ms"] = _float_or_none(row.get("measured_latency_ms"))
+                prov["latency"] = measured_provenance(verify, str(summary.get("device")))
         if arch.id != i:
             raise ZooError(f"{source}: holds arch {arch.id}, not {i} as the run says")
         items.append(
@@ -195,9 +244,12 @@ def items_from_run(run_dir: str | os.PathLike, pick: list[str], space: Any = Non
                 source,
                 _float_or_none(m.get("accuracy")),
                 _float_or_none(m.get("latency_ms")),
-                {"accuracy": prov.get("accuracy"), "latency": prov.get("latency")},
+                {"accuracy": prov.get("accuracy"), "latency": prov.get("latency"), "score": prov.get("score")},
                 run_dir,
                 summary,
+                score=_float_or_none(m.get("score")),
+                latency_device=_latency_device(summary, str(prov.get("latency") or "")),
+                feasible=True if i in pareto else _flag(row.get("feasible")),
             )
         )
     return items
@@ -431,7 +483,8 @@ def default_base(item: ExportItem) -> str:
     if item.kind == "arch":
         return f"{space}-{item.arch.id}"
     s = item.summary or {}
-    parts = [space, device_abbrev(s.get("device")), budget_abbrev(s.get("budget"))]
+    device = re.sub(r"-host-[0-9a-f]+$", "", item.latency_device or s.get("device") or "")
+    parts = [space, device_abbrev(device), budget_abbrev(s.get("budget"))]
     return "-".join(p for p in parts if p)[:70].strip("-")
 
 
@@ -547,12 +600,14 @@ def _base_record(item: ExportItem, weights: Weights) -> dict[str, Any]:
             "memory": cost.memory,
             "accuracy": item.accuracy,
             "latency_ms": item.latency_ms,
+            **({"score": item.score} if item.score is not None else {}),
         },
         "provenance": {
             "params": COUNTED,
             "macs": COUNTED + "; conv, linear and matmul MACs",
             "memory": COUNTED + "; weights plus peak activations",
             "accuracy": item.provenance.get("accuracy"),
+            **({"score": item.provenance.get("score")} if item.score is not None else {}),
         },
         "latency": [],
         "weights": weights.record(),
@@ -567,13 +622,14 @@ def _base_record(item: ExportItem, weights: Weights) -> dict[str, Any]:
             "budget": s.get("budget"),
             "estimator": s.get("estimator"),
             "arch_file": item.arch_file,
+            "feasible": item.feasible,
         }
         if s.get("rerank"):  # the front was chosen by a second estimator (nas search --rerank)
             rr = s["rerank"]
             record["source"]["rerank"] = {k: rr.get(k) for k in ("name", "measures", "provenance", "quality")}
         record["latency"] = [
             {
-                "device": s.get("device"),
+                "device": item.latency_device or s.get("device"),
                 "latency_ms": item.latency_ms,
                 "provenance": item.provenance.get("latency"),
             }
