@@ -48,6 +48,9 @@ def render_card(name: str, record: dict[str, Any], zoo: str | os.PathLike) -> st
             f" from the hardware-aware search `{src.get('study')}` on device `{src.get('device')}` "
             f"under the budget `{src.get('budget')}`"
         )
+        here = next((r.get("device") for r in record.get("latency") or [] if r.get("device")), None)
+        if here and here != src.get("device"):  # the search's profile was calibrated to the host that measured
+            what += f" (that profile calibrated to the host of `{here}`, where the latency below was measured)"
     else:
         what += f", exported from the arch file `{src.get('arch_file')}` (no search run)"
     add(what + ".")
