@@ -222,7 +222,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             ui.warn(str(e))
             continue
         spaces = ", ".join(
-            f"{k}({v['calib']}+{v['holdout']}{'+' + str(v['refine']) if v['refine'] else ''})"
+            f"{k}({v['calib']}+{v['holdout']}{'+' + str(v['refine']) if v['refine'] else ''}"
+            f"{', +' + str(v['verify']) + ' verify' if v.get('verify') else ''})"
             for k, v in d["spaces"].items()
         )
         rows.append(

@@ -297,7 +297,7 @@ def fit_host(base: LatencyModel, archs: Sequence[Arch], ms: Sequence[float], dev
     est = min(fits, key=lambda e: e.metadata["loo"]["mape"])
     loo = est.metadata["loo"]
     est.metadata.update({
-        "device": local_name(device), "kind_label": base.kind,
+        "device": local_name(device), "kind_label": base.kind, "created": _now(),  # not the base's date
         "calibration": {"base_device": device, "host": host_id(), "archs": len(archs), "when": _now(),
                         "loo_mape": loo["mape"], "loo_within_10": loo["within_10"], "terms": est.terms,
                         "base_mape_here": est.metadata["base_on_host"]["mape"]},
