@@ -125,6 +125,26 @@ def test_the_host_correction_predicts_by_its_documented_formula(home, tiny, term
     np.testing.assert_allclose(got, want, rtol=1e-9)
 
 
+def test_a_host_calibration_is_judged_leave_one_out_overall_and_per_mixer(home, tiny):
+    """A host calibration has no held-out archs (it is fitted on all it measured): `nas predictor eval --split loo`
+    judges it by predicting each arch from a refit without it, overall and per mixer."""
+    from nas.errors import ParamError, ProfileError
+    from nas.latency.fit import evaluate_by_group, evaluate_latency_model
+
+    fake = FakeHost(tiny, scale=1.3, slow="layer:mbconv", factor=1.5, noise=0.03)
+    cal = host_latency(DEVICE, tiny.space, "always", fake)
+    with pytest.raises(ProfileError, match="--split loo"):
+        evaluate_latency_model(cal.model)
+    loo = evaluate_latency_model(cal.model, split="loo")
+    fitted = evaluate_latency_model(cal.model, split="calib")  # the same archs, predicted by the fit that saw them
+    assert loo["n"] == fitted["n"] >= cal_mod.K_DEFAULT
+    assert fitted["mape"] <= loo["mape"] < 0.06  # honest (no better than in-sample), and the 3% noise is all it has
+    rows = {r["group"]: r for r in evaluate_by_group(cal.model, "mixer", split="loo")}
+    assert rows["all"]["n"] == loo["n"] and "mbconv" in rows
+    with pytest.raises(ParamError, match="host-calibrated"):
+        evaluate_latency_model(tiny, split="loo")  # a measured profile's predictor has held-out archs instead
+
+
 def test_calibration_is_cached_reused_and_redone_after_drift_or_reboot(home, tiny, monkeypatch):
     fake = FakeHost(tiny, scale=1.3)
     first = host_latency(DEVICE, tiny.space, "auto", fake)

@@ -63,7 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--space", action="append", help="space(s)")
     q.add_argument("--all", action="store_true", help="every predictor file found")
     q.add_argument("--on", help="evaluate on another profile's rows (transfer check)")
-    q.add_argument("--split", default="holdout", choices=["holdout", "calib", "refine"])
+    q.add_argument("--split", default="holdout", choices=["holdout", "calib", "refine", "verify", "loo"],
+                   help="the profile rows to judge on (default holdout); loo: a host-calibrated predictor's "
+                        "leave-one-out error on every arch it measured on this host")
     q.add_argument("--save", action="store_true", help="store the recomputed metrics in the file")
     q.add_argument(
         "--by",
@@ -201,7 +203,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     rows = []
     for pred in _targets(args):
         m = evaluate_latency_model(pred, args.on, args.split)
-        if args.save and not args.on and args.split == "holdout":
+        if args.save and not args.on and args.split == "holdout":  # (loo figures are in the file already: loo)
             pred.metadata["held_out"] = m
             pred.metadata["provenance"] = pred.provenance
             pred.save()

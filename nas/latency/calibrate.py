@@ -306,6 +306,22 @@ def fit_host(base: LatencyModel, archs: Sequence[Arch], ms: Sequence[float], dev
     return LatencyModel(est, base.space)
 
 
+def host_loo_predictions(model: LatencyModel, archs: Sequence[Arch], ms: Sequence[float]) -> np.ndarray:
+    """Leave-one-out predictions (ms) of ``model``'s host correction on ``archs`` measured here: refitted on them
+    with the same terms and base, each arch predicted by the fit without it (closed form, one fit)."""
+    from nas.predictors.host import HostCalibrated
+
+    est = model.estimator
+    if not isinstance(est, HostCalibrated) or est.base_ is None:
+        raise ParamError("split", ": loo (leave-one-out) is for a host-calibrated predictor (one that `nas search` "
+                                  "cached for this host); use holdout for a measured profile's")
+    X = model.featurise(list(archs))
+    extra = model.features.extra_matrix(X) if hasattr(model.features, "extra_matrix") else None
+    y = np.asarray(ms, dtype=float)
+    refit = HostCalibrated(terms=est.terms).fit(X, y, base=est.base_, extra=extra)
+    return y / np.exp(np.asarray(refit.residuals_, dtype=float))
+
+
 def calibrate(base: LatencyModel, device: str, measure: Measure, probe: Probe | None = None,
               k: int = K_DEFAULT, extra: dict[str, float] | None = None,
               reporter: Reporter | None = None) -> tuple[LatencyModel, dict[str, float]]:

@@ -263,13 +263,36 @@ def _builtin_names() -> set[str]:
     return set(builtin_spaces())
 
 
-def evaluate_latency_model(pred: LatencyModel, device: str | None = None, split: str = "holdout"):
-    """Metrics of ``pred`` on a profile's rows (default: its own device's held-out archs)."""
+LOO_SPLITS = ("calib", "refine", "verify")  # what a host calibration was fitted on (split "loo")
+
+
+def _eval_rows(pred: LatencyModel, device: str | None, split: str) -> tuple[list[Arch], np.ndarray, np.ndarray]:
+    """(archs, measured ms, predicted ms) of the rows ``pred`` is judged on. ``split="loo"``: every arch a host
+    calibration measured here, each predicted by the correction refitted without it."""
+    from nas.latency.calibrate import host_loo_predictions
+
     prof = Profile.load(device or pred.device)
+    if split == "loo":
+        archs, y = _rows(prof, pred.space, LOO_SPLITS)
+        if len(archs) < 4:
+            raise ProfileError(f"profile {prof.name} has {len(archs)} archs of space {pred.space.name} measured "
+                               "here; leave-one-out needs at least 4")
+        return archs, y, host_loo_predictions(pred, archs, y)
     archs, y = _rows(prof, pred.space, split)
     if not len(archs):
-        raise ProfileError(f"profile {prof.name} has no {split} archs of space {pred.space.name}")
-    return pred.evaluate(archs, y, record=False)
+        hint = ("; it is a host calibration, fitted on every arch it measured: --split loo gives its leave-one-out "
+                "error" if prof.kind == "calibrated" else "")
+        raise ProfileError(f"profile {prof.name} has no {split} archs of space {pred.space.name}{hint}")
+    return archs, y, pred.predict(archs)
+
+
+def evaluate_latency_model(pred: LatencyModel, device: str | None = None, split: str = "holdout"):
+    """Metrics of ``pred`` on a profile's rows (default: its own device's held-out archs; ``loo``: see
+    :func:`_eval_rows`)."""
+    from nas.predictors.metrics import latency_metrics
+
+    _, y, p = _eval_rows(pred, device, split)
+    return latency_metrics(y, p)
 
 
 def evaluate_by_group(
@@ -279,11 +302,8 @@ def evaluate_by_group(
     held-out archs); an arch counts in every group it contains (:func:`nas.latency.evaluate.group_errors`)."""
     from nas.latency.evaluate import group_errors
 
-    prof = Profile.load(device or pred.device)
-    archs, y = _rows(prof, pred.space, split)
-    if not len(archs):
-        raise ProfileError(f"profile {prof.name} has no {split} archs of space {pred.space.name}")
-    return group_errors(archs, y, pred.predict(archs), by)
+    archs, y, p = _eval_rows(pred, device, split)
+    return group_errors(archs, y, p, by)
 
 
 def refit_device(device: str, spaces: Sequence[str | SearchSpace]) -> list[dict[str, Any]]:
