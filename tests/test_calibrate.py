@@ -160,6 +160,9 @@ def test_calibration_is_cached_reused_and_redone_after_drift_or_reboot(home, tin
     assert again.calibrated and "cached" in again.line
     assert 0 < fake.calls - n_first <= 4
     np.testing.assert_allclose(again.model.predict(probe_archs(tiny.space)), first.model.predict(probe_archs(tiny.space)))
+    # what was measured here since still holds: a search's verification reuses it (the profile keeps 6 decimals)
+    assert set(again.measured) == set(first.measured)
+    assert [again.measured[i] for i in first.measured] == pytest.approx(list(first.measured.values()), rel=1e-5)
 
     fake.scale = 1.3 * 1.2  # the host got slower: the re-probe drifts, calibration runs again
     n = fake.calls
@@ -167,6 +170,12 @@ def test_calibration_is_cached_reused_and_redone_after_drift_or_reboot(home, tin
     assert drifted.calibrated and fake.calls - n >= cal_mod.K_DEFAULT
     ratio = drifted.model.predict(probe_archs(tiny.space)) / first.model.predict(probe_archs(tiny.space))
     assert np.allclose(ratio, 1.2, rtol=0.03)
+    # the local profile now holds this host as it runs now: the old timings of the same archs are gone, so a later
+    # refit (after a verification) or a cached calibration's reuse never mixes the two states
+    rows = Profile.load(local).arch_rows("tiny")
+    stored = dict(zip(rows["arch_id"], rows["median_ms"]))
+    assert len(rows) == len(drifted.measured) and set(stored) == set(drifted.measured)
+    assert all(stored[i] == pytest.approx(first.measured[i] * 1.2, rel=1e-4) for i in first.measured if i in stored)
 
     monkeypatch.setattr(cal_mod, "boot_time", lambda: 4.0e9)  # rebooted after the cache was made
     n = fake.calls

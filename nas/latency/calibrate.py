@@ -347,7 +347,7 @@ def calibrate(base: LatencyModel, device: str, measure: Measure, probe: Probe | 
         model = fit_host(base, archs, [measured[a.id] for a in archs], device)
         if model.metadata["calibration"]["loo_within_10"] >= LOO_HINT:
             break
-    _store(device, space, archs, measured, probe, model)
+    _store(device, space, archs, measured, probe, model, fresh=True)
     return model, measured
 
 
@@ -364,12 +364,27 @@ def _archs_of(space: SearchSpace, measured: dict[str, float], known: Sequence[Ar
     return [by_id[i] for i in measured if i in by_id]
 
 
+def _measured_here(device: str, space: SearchSpace) -> dict[str, float]:
+    """Arch id -> ms of every arch of ``space`` in the local profile (this host, since its last calibration)."""
+    from nas.profile.store import Profile
+
+    try:
+        rows = Profile.load(_local_path(device)).arch_rows(space.name)
+    except NASError:
+        return {}
+    return dict(zip(rows["arch_id"], rows["median_ms"].astype(float))) if len(rows) else {}
+
+
 def _store(device: str, space: SearchSpace, archs: Sequence[Arch], measured: dict[str, float],
-           probe: Probe | None, model: LatencyModel | None, split: str = "calib") -> None:
-    """Write the measured archs, the probe and the fitted predictor into the local profile (atomic files)."""
+           probe: Probe | None, model: LatencyModel | None, split: str = "calib", fresh: bool = False) -> None:
+    """Write the measured archs, the probe and the fitted predictor into the local profile (atomic files).
+    ``fresh``: a new calibration (after a reboot or a drift) replaces every arch row of the space, so what a later
+    refit or verification reads from the profile is this host as it runs now."""
     from nas.latency.files import predictor_name
 
     prof = _open_local(device)
+    if fresh:
+        prof.remove_archs(space.name)
     done = set(prof.arch_rows(space.name)["arch_id"]) if len(prof.archs) else set()
     prof.add_archs([{"space": space.name, "arch_id": a.id, "arch": a.key, "split": split,
                      "median_ms": measured[a.id], "p25_ms": measured[a.id], "p75_ms": measured[a.id], "stable": True}
@@ -440,7 +455,9 @@ def _host_latency(base: LatencyModel, device: str, space: SearchSpace, mode: str
                 use = model or base
                 how = (f"{use.provenance} (cached {entry.get('when')}; re-probe within "
                        f"{100 * abs(re.median_ratio - 1):.1f}%)")
-                return Calibration(use, f"latency: {how}", mode, calibrated=model is not None, probe=re)
+                # what this host measured since (calibration, verified winners) still holds: a search reuses it
+                return Calibration(use, f"latency: {how}", mode, calibrated=model is not None, probe=re,
+                                   measured=_measured_here(device, space))
             rep.log(f"re-probe drifted {100 * (re.median_ratio - 1):+.1f}% from the cached probe: calibrating again")
             mode = "always"
     probe = run_probe(space, base, measure, reference=_profile_probe(device, space))

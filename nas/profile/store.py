@@ -453,6 +453,17 @@ class Profile:
             self._pending_archs.append({c: r[c] for c in ARCH_COLUMNS})
         self._dirty["archs"] = True
 
+    def remove_archs(self, space: str) -> int:
+        """Drop every arch row of ``space`` (written on the next :meth:`flush`); returns how many there were."""
+        self._merge()
+        keep = self.archs["space"] != space if len(self.archs) else None
+        if keep is None or bool(keep.all()):
+            return 0
+        n = int((~keep).sum())
+        self.archs = self.archs[keep].reset_index(drop=True)
+        self._dirty["archs"] = True
+        return n
+
     def _merge(self) -> None:
         if self._pending_blocks:
             new = _coerce(pd.DataFrame(self._pending_blocks), BLOCK_COLUMNS, _BLOCK_DTYPES, "block rows")
