@@ -15,6 +15,16 @@ os.environ.setdefault("NAS_CALIBRATE", "off")
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _short_speed_settle(monkeypatch):
+    """The quiet guard's speed sentinel finds full speed over 3 s at the start of every measuring command; the
+    tests' commands measure a few small modules each, so 0.3 s of sentinel runs is reference enough (the guard
+    itself is tested with its own clock in tests/test_profile.py)."""
+    import nas.profile.quiet as quiet
+
+    monkeypatch.setattr(quiet, "SETTLE_S", 0.3)
+
+
 @pytest.fixture(scope="session")
 def shared_datasets() -> Path:
     """The public measured datasets beside the checkout (../shared/datasets)."""

@@ -651,6 +651,18 @@ def test_profile_stores_nothing_measured_while_the_machine_was_busy(tiny, tmp_pa
     assert meta["quiet_guard"]["other_load_limit_cpus"] == 0.25
 
 
+def test_sampling_more_archs_than_a_small_space_has_returns_the_space_and_stops(tiny):
+    """Asking a small space for more distinct archs than it has gives (nearly) all of them, seeded, without
+    drawing 50x the request: the draw stops once a long run of draws finds nothing new."""
+    from nas.profile.sampling import sample_archs
+
+    a, b = sample_archs(tiny, 5000, 0), sample_archs(tiny, 5000, 1)
+    assert len(a) == len({x.id for x in a}) < 10 ** tiny.log10_size() + 1
+    assert [x.id for x in sample_archs(tiny, 5000, 0)] == [x.id for x in a]
+    union = {x.id for x in a} | {x.id for x in b}
+    assert min(len(a), len(b)) >= 0.98 * len(union)  # each draw found (nearly) every arch the other did
+
+
 def test_calibration_archs_spread_over_log_macs(tiny):
     import math
 

@@ -94,9 +94,10 @@ class SpeedCheck:
     :func:`nas.profile.timer.cpu_sentinel`). Full speed is the 10th percentile of the sentinel's recent times:
     it runs ``settle_s`` seconds at the start (slow stretches last seconds), and every check adds to it."""
 
-    def __init__(self, time_once: Callable[[], float], tol: float = SPEED_TOL, settle_s: float = SETTLE_S,
+    def __init__(self, time_once: Callable[[], float], tol: float = SPEED_TOL, settle_s: float | None = None,
                  clock: Callable[[], float] = time.monotonic):
         self.time_once, self.tol, self.clock = time_once, tol, clock
+        settle_s = SETTLE_S if settle_s is None else settle_s
         self._seen: deque[float] = deque(maxlen=HISTORY)
         t0 = clock()
         self._seen.append(time_once())

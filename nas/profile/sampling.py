@@ -18,22 +18,28 @@ def sample_archs(
     resolutions: Sequence[int] | None = None,
     exclude: set[str] | None = None,
 ) -> list[Arch]:
-    """``n`` distinct random archs (seeded), at the given resolutions, none of whose id is in ``exclude``."""
+    """``n`` distinct random archs (seeded), at the given resolutions, none of whose id is in ``exclude``; fewer
+    when the space has fewer (drawing stops after :data:`MISS_STREAK` draws in a row found nothing new)."""
     rng = random.Random(seed)
     res = list(resolutions) if resolutions else None
     seen = set(exclude or ())
     out: list[Arch] = []
-    tries = 0
-    while len(out) < n and tries < 50 * n + 100:
+    tries = misses = 0
+    while len(out) < n and tries < 50 * n + 100 and misses < MISS_STREAK:
         tries += 1
         a = space.sample(rng=rng)
         if res is not None and a.resolution not in res:
             a = space.make_arch({**a.to_dict(), "resolution": rng.choice(res)})
         if a.id in seen:
+            misses += 1
             continue
+        misses = 0
         seen.add(a.id)
         out.append(a)
     return out
+
+
+MISS_STREAK = 2000  # a small space is exhausted when this many draws in a row repeat archs already drawn
 
 
 CALIB_SPREADS = ("log_macs", "uniform")
