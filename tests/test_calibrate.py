@@ -19,6 +19,7 @@ from nas.search.config import SearchConfig
 from nas.search.engine import run_search
 
 DEVICE = "cpu-amd-epyc-1t-b1"
+CPU_WITHOUT_PROFILE = "Acme(R) Neutrino(R) Processor"  # a CPU model no shipped profile was measured on
 
 
 @pytest.fixture()
@@ -294,9 +295,9 @@ def test_on_another_cpu_the_default_search_calibrates_the_nearest_cpu_profile_to
     of this CPU, and verifies the front; a device the user names for that other CPU is left alone."""
     import nas.profile.machine as machine
 
-    monkeypatch.setattr(machine, "cpu_model", lambda: "Intel(R) Xeon(R) Processor")
+    monkeypatch.setattr(machine, "cpu_model", lambda: CPU_WITHOUT_PROFILE)
     assert cal_mod.is_this_machine(DEVICE) is False
-    assert local_name(DEVICE).startswith("cpu-intel-xeon-1t-b1-host-")
+    assert local_name(DEVICE).startswith("cpu-acme-neutrino-1t-b1-host-")
     log = Log()
     assert cal_mod.host_device(tiny.space, "auto", log) == DEVICE
     assert "no profile of this CPU" in log.lines[0] and "calibrated to this host" in log.lines[0]
@@ -308,9 +309,9 @@ def test_on_another_cpu_the_default_search_calibrates_the_nearest_cpu_profile_to
     s = res.summary
     assert s["calibration"]["calibrated"] and s["calibration"]["local_profile"] == local_name(DEVICE)
     prof = Profile.load(home / "hardware_profiles" / local_name(DEVICE))
-    assert prof.meta["base_device"] == DEVICE and prof.machine["cpu_model"] == "Intel(R) Xeon(R) Processor"
+    assert prof.meta["base_device"] == DEVICE and prof.machine["cpu_model"] == CPU_WITHOUT_PROFILE
     assert s["pareto"] and all(measured_here(e, s) for e in s["pareto"])
-    assert f"Intel(R) Xeon(R) Processor; local profile {local_name(DEVICE)})" in s["pareto"][0]["provenance"]["latency"]
+    assert f"{CPU_WITHOUT_PROFILE}; local profile {local_name(DEVICE)})" in s["pareto"][0]["provenance"]["latency"]
     assert all(e["metrics"]["latency_ms"] <= 0.5 for e in s["pareto"])
 
     n = fake.calls
@@ -318,6 +319,25 @@ def test_on_another_cpu_the_default_search_calibrates_the_nearest_cpu_profile_to
                                     device=DEVICE, runs_dir=tmp_path / "b", calibrate="auto"))
     assert "not this machine" in named.summary["calibration"]["line"]
     assert "not this machine" in named.summary["verify"]["note"] and fake.calls == n
+
+
+def test_this_cpus_profile_of_one_space_does_not_hide_the_others(home, tiny, monkeypatch):
+    """A profile of this CPU that measured one space (say a user's `nas profile --space hybrid`) is the default
+    device for that space only; for a space it lacks, another CPU's profile is the starting point, saying why."""
+    import nas.profile.machine as machine
+    from nas.profile.store import default_device
+
+    monkeypatch.setattr(machine, "cpu_model", lambda: CPU_WITHOUT_PROFILE)
+    own = home / "hardware_profiles" / "cpu-acme-neutrino-1t-b1"
+    own.mkdir(parents=True)
+    (own / "profile.yaml").write_text(
+        f"kind: measured\nmachine: {{cpu_model: '{CPU_WITHOUT_PROFILE}', threads: 1, batch: 1, backend: torch-cpu}}\n"
+        "spaces: {hybrid: {space_file: hybrid.yaml}}\n")
+    assert default_device(space="hybrid") == default_device() == "cpu-acme-neutrino-1t-b1"
+    assert default_device(space="tiny") is None
+    log = Log()
+    assert cal_mod.host_device(tiny.space, "auto", log) == DEVICE
+    assert "this CPU's profile cpu-acme-neutrino-1t-b1 has no tiny measurements" in log.lines[0], log.lines
 
 
 def test_a_reranked_front_is_measured_here_too(home, tiny, tmp_path):

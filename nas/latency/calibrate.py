@@ -528,24 +528,26 @@ def latency_model_here(device: str | None, space: SearchSpace, mode: str | None 
 
 
 def host_device(space: SearchSpace, mode: str | None = None, reporter: Reporter | None = None) -> str | None:
-    """The profile this machine's latency starts from: this CPU's own measured profile; else (saying so) another
+    """The profile this machine's latency starts from: this CPU's own measured profile of ``space``; else (saying so) another
     CPU's torch-cpu profile of ``space``, which :func:`host_latency` calibrates to this host unless ``mode`` is
     never/off; else None."""
     from nas.profile.machine import cpu_model
     from nas.profile.store import Profile, default_device, other_cpu_profile
 
-    dev = default_device()
+    dev = default_device(space=space.name)
     if dev is not None:
         return dev
     dev = other_cpu_profile(space.name)
     if dev is None:
         return None
     rep, other = or_silent(reporter), Profile.load(dev).machine.get("cpu_model")
+    own = default_device()  # this CPU's profile of other spaces, if any
+    none = (f"this CPU's profile {own} has no {space.name} measurements" if own
+            else f"no profile of this CPU ({cpu_model()})")
     if (mode or default_mode()) in ("never", "off"):
-        rep.warn(f"no profile of this CPU ({cpu_model()}); latencies are predicted for {dev} ({other}) and not "
+        rep.warn(f"{none}; latencies are predicted for {dev} ({other}) and not "
                  f"corrected (--calibrate {mode or default_mode()}). Measure this machine with `nas profile --space "
                  f"{space.name}` for figures that hold here.")
     else:
-        rep.log(f"no profile of this CPU ({cpu_model()}): the {dev} profile ({other}) is the starting point, "
-                "calibrated to this host")
+        rep.log(f"{none}: the {dev} profile ({other}) is the starting point, calibrated to this host")
     return dev

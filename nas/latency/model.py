@@ -160,7 +160,7 @@ def load_latency_model(device: str | None = None, space: str | SearchSpace = "hy
 
     sp_name = space_name(space)
     if device is None:
-        device = default_device()
+        device = default_device(space=sp_name)
         if device is None:
             raise PredictorError(
                 "no shipped device profile matches this machine's CPU; name a device (nas profile list) "

@@ -159,15 +159,19 @@ def _measured_profiles() -> Iterator[tuple[str, dict[str, Any]]]:
             yield path.name, meta
 
 
-def default_device(threads: int = 1, batch: int = 1, backend: str = "torch-cpu") -> str | None:
+def default_device(threads: int = 1, batch: int = 1, backend: str = "torch-cpu", space: str | None = None) -> str | None:
     """Name of the profile measured on this machine's CPU model (``threads``, ``batch``, ``backend``
-    as given; a profile with other settings of the same CPU if there is no exact one), or None."""
+    as given; a profile with other settings of the same CPU if there is no exact one), or None. With ``space``,
+    only a profile that measured that space counts (a user's own profile of one space does not hide the
+    shipped profiles of the others)."""
     from nas.profile.machine import cpu_model
 
     here = cpu_model()
     exact, loose = [], []
     for name, meta in _measured_profiles():
         m = meta.get("machine") or {}
+        if space is not None and space not in (meta.get("spaces") or {}):
+            continue
         if m.get("cpu_model") == here:
             (exact if (m.get("threads"), m.get("batch"), m.get("backend")) == (threads, batch, backend)
              else loose).append(name)
