@@ -219,7 +219,7 @@ class NearLimitSlower(FakeHost):
         return list(np.where((y > 0.85 * self.limit) & (y <= self.limit), 1.3 * y, y))
 
 
-def test_verify_drops_budget_violators_refits_and_reports_a_measured_front(home, tiny, tmp_path):
+def test_verify_drops_budget_violators_refits_and_reports_a_measured_front(home, tiny, tmp_path, capsys):
     limit = 0.5
     fake = NearLimitSlower(tiny, limit)
     res = run_search(SearchConfig(budget=f"latency:{limit}ms", space="tiny", trials=40, seed=0,
@@ -256,6 +256,12 @@ def test_verify_drops_budget_violators_refits_and_reports_a_measured_front(home,
     card = (tmp_path / "zoo" / by_id[bad["id"]]["name"] / "card.md").read_text()
     assert "**Outside the search's budget**" in card and "ranked it by a score" in card
     assert "Outside" not in (tmp_path / "zoo" / by_id[front["id"]]["name"] / "card.md").read_text()
+    from nas.cli.main import main
+
+    capsys.readouterr()
+    assert main(["zoo", "list", "--zoo", str(tmp_path / "zoo")]) == 0
+    header = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("name"))
+    assert header.split()[-3:] == ["accuracy", "score", "weights"]  # the search's score has its own column
 
 
 def test_no_verify_and_a_device_that_is_not_this_machine_say_why_nothing_was_measured(home, tmp_path):

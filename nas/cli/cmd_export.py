@@ -103,6 +103,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                 "latency": fmt_ms(m["latency_ms"]) if m.get("latency_ms") is not None else "not known",
                 "accuracy": m.get("accuracy"),
                 "inherited": m.get("inherited_accuracy"),
+                "score": m.get("score"),
                 "weights": r["weights"]["source"] + (" + fine-tune" if r["weights"].get("finetune") else ""),
                 "onnx_max_diff": max(r["onnx"]["max_abs_diff"].values()),
             }
@@ -111,6 +112,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"Exported to {zoo}",
         ["name", "id", "params", "macs", "latency", "accuracy"]
         + (["inherited"] if any(r["metrics"].get("inherited_accuracy") is not None for r in records) else [])
+        + (["score"] if any(r["metrics"].get("score") is not None for r in records) else [])  # a proxy, not accuracy
         + ["weights", "onnx_max_diff"],
         rows,
     )

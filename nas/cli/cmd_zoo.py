@@ -46,11 +46,13 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "macs": fmt_macs(m.get("macs", 0)),
                 "latency": fmt_ms(lat) if lat is not None else "-",
                 "accuracy": m.get("accuracy"),
+                "score": m.get("score"),
                 "weights": (r.get("weights") or {}).get("source"),
             }
         )
+    score = ["score"] if any(r.get("score") is not None for r in rows) else []  # a search's proxy score, not accuracy
     ui.print_table(
-        f"Models in {zoo}", ["name", "id", "space", "params", "macs", "latency", "accuracy", "weights"], rows
+        f"Models in {zoo}", ["name", "id", "space", "params", "macs", "latency", "accuracy", *score, "weights"], rows
     )
     return 0
 
