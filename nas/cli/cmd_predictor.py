@@ -203,7 +203,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     rows = []
     for pred in _targets(args):
         m = evaluate_latency_model(pred, args.on, args.split)
-        if args.save and not args.on and args.split == "holdout":  # (loo figures are in the file already: loo)
+        if args.save and not args.on and args.split == "holdout":
             pred.metadata["held_out"] = m
             pred.metadata["provenance"] = pred.provenance
             pred.save()

@@ -284,12 +284,18 @@ def latency_spread(model: LatencyModel, pool: Sequence[Arch], k: int) -> list[Ar
     return [pool[order[i]] for i in picks]
 
 
+def _fit_inputs(model: LatencyModel, archs: Sequence[Arch]) -> tuple[list, Any]:
+    """What a host correction is fitted on: the archs' keys under ``model``'s features, and the extra features
+    its table predictor takes (None where it takes none)."""
+    X = model.featurise(list(archs))
+    return X, (model.features.extra_matrix(X) if hasattr(model.features, "extra_matrix") else None)
+
+
 def fit_host(base: LatencyModel, archs: Sequence[Arch], ms: Sequence[float], device: str) -> LatencyModel:
     """The shipped ``base`` corrected to this host from ``archs`` measured here (``ms``)."""
     from nas.predictors.host import HostCalibrated
 
-    X = base.featurise(list(archs))
-    extra = base.features.extra_matrix(X) if hasattr(base.features, "extra_matrix") else None
+    X, extra = _fit_inputs(base, archs)
     # per-block-type terms, or also per kernel size (another CPU model runs large depthwise kernels at another
     # relative speed): the one with the smaller leave-one-out error on these archs
     fits = [HostCalibrated(terms=t).fit(X, np.asarray(ms, dtype=float), base=base.estimator, extra=extra)
@@ -315,8 +321,7 @@ def host_loo_predictions(model: LatencyModel, archs: Sequence[Arch], ms: Sequenc
     if not isinstance(est, HostCalibrated) or est.base_ is None:
         raise ParamError("split", ": loo (leave-one-out) is for a host-calibrated predictor (one that `nas search` "
                                   "cached for this host); use holdout for a measured profile's")
-    X = model.featurise(list(archs))
-    extra = model.features.extra_matrix(X) if hasattr(model.features, "extra_matrix") else None
+    X, extra = _fit_inputs(model, archs)
     y = np.asarray(ms, dtype=float)
     refit = HostCalibrated(terms=est.terms).fit(X, y, base=est.base_, extra=extra)
     return y / np.exp(np.asarray(refit.residuals_, dtype=float))
@@ -368,11 +373,8 @@ def _measured_here(device: str, space: SearchSpace) -> dict[str, float]:
     """Arch id -> ms of every arch of ``space`` in the local profile (this host, since its last calibration)."""
     from nas.profile.store import Profile
 
-    try:
-        rows = Profile.load(_local_path(device)).arch_rows(space.name)
-    except NASError:
-        return {}
-    return dict(zip(rows["arch_id"], rows["median_ms"].astype(float))) if len(rows) else {}
+    rows = Profile.load(_local_path(device)).arch_rows(space.name)
+    return dict(zip(rows["arch_id"], rows["median_ms"].astype(float)))
 
 
 def _store(device: str, space: SearchSpace, archs: Sequence[Arch], measured: dict[str, float],
@@ -501,11 +503,7 @@ def record_measurements(device: str, space: SearchSpace, archs: Sequence[Arch], 
 
 def refit(device: str, base_device: LatencyModel, space: SearchSpace, known: Sequence[Arch] = ()) -> LatencyModel:
     """Refit the host correction on every arch measured here for ``space`` (calibration, probe, verification)."""
-    from nas.profile.store import Profile
-
-    prof = Profile.load(_local_path(device))
-    rows = prof.arch_rows(space.name)
-    measured = dict(zip(rows["arch_id"], rows["median_ms"].astype(float)))
+    measured = _measured_here(device, space)
     archs = _archs_of(space, measured, known)
     model = fit_host(base_device, archs, [measured[a.id] for a in archs], device)
     _store(device, space, [], {}, None, model)

@@ -156,7 +156,7 @@ def run_search(cfg: SearchConfig, reporter: Reporter | None = None, evaluator: A
             second = _evaluator(cfg, space, cfg.rerank)
             reranked = _rerank(search, cal, second, rep)
             if search.verify_report is not None:  # it measured the new front: the report counts that too
-                verified = {**search.verify_report.to_dict(), "line": search.verify_report.line()}
+                verified = search.verify_report.summary()
     finally:
         if own_evaluator:
             evaluator.close()
@@ -178,7 +178,7 @@ def _verify(search: _Search, cal: Any, evaluator: Any, rep: Reporter) -> dict | 
     from nas.search.verify import verify
 
     search.verify_report = verify(search, cal, evaluator, rep)  # its summary line is printed with the front
-    return {**search.verify_report.to_dict(), "line": search.verify_report.line()}
+    return search.verify_report.summary()
 
 
 def _rerank(search: _Search, cal: Any, second: Any, rep: Reporter) -> Any:

@@ -91,6 +91,10 @@ class VerifyReport:
                 "measured": self.measured, "extra_trials": self.extra_trials, "dropped": self.dropped,
                 "note": self.note}
 
+    def summary(self) -> dict[str, Any]:
+        """summary.json's ``verify``: :meth:`to_dict` and the printed :meth:`line`."""
+        return {**self.to_dict(), "line": self.line()}
+
     def line(self) -> str:
         drop = (f"{len(self.dropped)} dropped for breaking the budget when measured"
                 if self.dropped else "none broke the budget")

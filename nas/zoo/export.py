@@ -166,25 +166,25 @@ def _trial_arch(
     return None
 
 
-def _study_arch(run_dir: Path, summary: dict[str, Any], arch_id: str, space: Any) -> tuple[Any, str] | None:
-    """A trial's arch rebuilt from the run's Optuna study (``study.db``: the trial whose row has ``arch_id``);
-    trials.csv names archs in their short form, which is for reading, not for rebuilding."""
+def _study_params(run_dir: Path, summary: dict[str, Any]) -> dict[str, tuple[dict[str, Any], str]]:
+    """Arch id -> (trial parameters, source) of every told trial in the run's Optuna study (``study.db``), read
+    once per export: trials.csv names archs in their short form, which is for reading, not for rebuilding."""
     db = run_dir / "study.db"
     if not db.is_file() or not summary.get("study"):
-        return None
+        return {}
     import optuna
-
-    from nas.search.engine import params_to_arch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.load_study(study_name=str(summary["study"]), storage=f"sqlite:///{db}")
     except (KeyError, ValueError, RuntimeError):
-        return None
+        return {}
+    out: dict[str, tuple[dict[str, Any], str]] = {}
     for t in study.get_trials(deepcopy=False):
-        if (t.user_attrs.get("row") or {}).get("arch_id") == arch_id:
-            return params_to_arch(space, t.params), f"{db}#trial {t.number}"
-    return None
+        arch_id = (t.user_attrs.get("row") or {}).get("arch_id")
+        if arch_id:
+            out.setdefault(arch_id, (t.params, f"{db}#trial {t.number}"))
+    return out
 
 
 def items_from_run(run_dir: str | os.PathLike, pick: list[str], space: Any = None) -> list[ExportItem]:
@@ -205,6 +205,7 @@ def items_from_run(run_dir: str | os.PathLike, pick: list[str], space: Any = Non
     lat_prov = ((summary.get("latency") or {}).get("provenance")  # the search's predictor (older runs: the front's,
                 or (None if str(first_prov.get("latency")).startswith("measured") else first_prov.get("latency")))
     verify = summary.get("verify") or {}
+    study: dict[str, tuple[dict[str, Any], str]] | None = None  # read when a picked trial needs it
     items = []
     for i in ids:
         if i in pareto:
@@ -219,7 +220,13 @@ def items_from_run(run_dir: str | os.PathLike, pick: list[str], space: Any = Non
             source = str(path)
         else:
             row = _trial_row(run_dir, i)
-            found = _trial_arch(run_dir, i, row, sp) or (_study_arch(run_dir, summary, i, sp) if row else None)
+            found = _trial_arch(run_dir, i, row, sp)
+            if found is None and row:
+                study = _study_params(run_dir, summary) if study is None else study
+                if i in study:
+                    from nas.search.engine import params_to_arch
+
+                    found = params_to_arch(sp, study[i][0]), study[i][1]
             if found is None:
                 known = ", ".join(pareto) or "(none)"
                 raise ZooError(
