@@ -40,3 +40,12 @@ def user_dir(kind: str) -> Path:
     if os.environ.get("NAS_HOME"):
         return Path(os.environ["NAS_HOME"]) / kind
     return Path.cwd() / kind
+
+
+def cache_dir(kind: str) -> Path:
+    """Where facts about this machine that outlive a command are cached: ``$NAS_HOME/cache/<kind>``, else
+    ``$XDG_CACHE_HOME/nas/<kind>`` (``~/.cache/nas/<kind>``). Safe to delete: they are measured again."""
+    if os.environ.get("NAS_HOME"):
+        return Path(os.environ["NAS_HOME"]) / "cache" / kind
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "nas" / kind

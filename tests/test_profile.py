@@ -606,6 +606,68 @@ def test_measure_quietly_throws_away_windows_in_which_the_machine_ran_slow():
         list(measure_quietly(range(3), measure, guard))
 
 
+def test_a_command_that_starts_slow_waits_for_the_hosts_remembered_full_speed(tmp_path):
+    """The first command finds full speed 1.0 and remembers it; the next starts inside a slow stretch (2.0 from its
+    first run): without the memory it would take 2.0 for full speed, with it the window waits for 1.0."""
+    from nas.profile.quiet import QuietGuard, SpeedCheck, SpeedMemory, measure_quietly
+
+    key = {"host": "h1", "boot": 1.0, "threads": 1}
+    memory = SpeedMemory(tmp_path / "speed.json", key)
+    first = _Sentinel([1.0])
+    SpeedCheck(first, settle_s=0.02, clock=first.clock, memory=memory)
+    assert memory.load()[0] == 1.0
+
+    slow_start = _Sentinel([2.0] * 8 + [1.0])
+    other = _Sentinel([2.0] * 8 + [1.0])
+    alone = SpeedCheck(other, settle_s=0.02, clock=other.clock)
+    assert alone.reference == 2.0  # what a command without the memory believes
+    speed = SpeedCheck(slow_start, settle_s=0.02, clock=slow_start.clock, memory=memory)
+    assert speed.reference == 1.0 and "remembered for this host" in speed.source()
+    guard = QuietGuard(limit=None, speed=speed, meter_factory=lambda: _FakeMeter([]))
+    calls, logs = [], []
+    got = list(measure_quietly(range(2), lambda i: calls.append(i) or i, guard, log=logs.append))
+    assert got == [(0, 0), (1, 1)] and guard.slowed >= 1 and calls[0] == calls[1] == 0  # item 0 measured again
+    assert any("remembered for this host since" in line for line in logs)
+
+    # another key (a reboot, other threads, another torch): the file says nothing
+    assert SpeedMemory(tmp_path / "speed.json", {**key, "boot": 2.0}).load() is None
+    (tmp_path / "speed.json").write_text("{not json")
+    assert memory.load() is None  # a damaged file is measured afresh, not an error
+
+
+def test_a_host_that_stays_slower_than_its_remembered_speed_drops_it(tmp_path, monkeypatch):
+    """A VM moved to a slower host never gets back to the remembered speed: after REMEMBERED_WAIT_S the wait takes
+    the speed now as full speed, says so, and remembers it (the next command does not wait again)."""
+    from nas.profile import quiet
+
+    monkeypatch.setattr(quiet, "REMEMBERED_WAIT_S", 0.1)
+    memory = quiet.SpeedMemory(tmp_path / "speed.json", {"host": "h1"})
+    memory.save(1.0)
+    moved = _Sentinel([1.8])
+    speed = quiet.SpeedCheck(moved, settle_s=0.02, clock=moved.clock, memory=memory)
+    guard = quiet.QuietGuard(limit=None, max_wait_s=10.0, speed=speed, meter_factory=lambda: _FakeMeter([]))
+    logs = []
+    assert list(quiet.measure_quietly(range(2), lambda i: i, guard, log=logs.append)) == [(0, 0), (1, 1)]
+    assert any("taking its speed now as full speed" in line for line in logs)
+    assert speed.reference == pytest.approx(1.8) and memory.load()[0] == pytest.approx(1.8)
+    # and a faster full speed found later replaces it again
+    fast = _Sentinel([1.2])
+    again = quiet.SpeedCheck(fast, settle_s=0.02, clock=fast.clock, memory=memory)
+    assert again.reference == pytest.approx(1.2) and memory.load()[0] == pytest.approx(1.2)
+
+
+def test_the_hosts_full_speed_is_remembered_in_the_users_cache(tmp_path, monkeypatch):
+    from nas.profile.machine import host_id
+    from nas.profile.timer import Protocol, speed_check
+
+    monkeypatch.setenv("NAS_HOME", str(tmp_path / "home"))
+    first = speed_check(Protocol())
+    path = tmp_path / "home" / "cache" / "host-speed" / f"{host_id()}-1t.json"
+    assert path.is_file() and first.memory.load()[0] == pytest.approx(first.reference)
+    second = speed_check(Protocol())
+    assert second.reference <= first.reference  # the faster of its own runs and the remembered full speed
+
+
 def test_the_sentinel_times_a_fixed_workload_on_the_protocols_threads():
     from nas.profile.timer import Protocol, cpu_sentinel, speed_check
 

@@ -35,6 +35,7 @@ from nas.errors import NASError, ParamError, ProfileError
 from nas.latency.model import LatencyModel
 from nas.latency.modes import MODES, default_mode
 from nas.paths import user_dir
+from nas.profile.machine import boot_time, host_id
 from nas.profile.probe import probe_archs, probe_pool, spread_part
 from nas.reporting import Reporter, or_silent
 from nas.space import Arch, SearchSpace
@@ -53,28 +54,6 @@ Measure = Callable[[Sequence[Arch]], Sequence[float]]
 
 
 # ----------------------------------------------------------------------------------------- the host
-
-
-def host_id() -> str:
-    """A short stable id of this host (a digest of the host name and the CPU model; no host name is stored)."""
-    import hashlib
-    import socket
-
-    from nas.profile.machine import cpu_model
-
-    return hashlib.sha256(f"{socket.gethostname()}|{cpu_model()}".encode()).hexdigest()[:8]
-
-
-def boot_time() -> float | None:
-    """When this host booted (epoch seconds), from /proc/stat; None where unknown."""
-    try:
-        with open("/proc/stat") as f:
-            for line in f:
-                if line.startswith("btime"):
-                    return float(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 def _now() -> str:
@@ -344,10 +323,9 @@ def calibrate(base: LatencyModel, device: str, measure: Measure, probe: Probe | 
         spread = latency_spread(base, pool if round_ == 0 else [a for a in pool if a.id not in measured], k)
         todo = [a for a in spread if a.id not in measured]
         more = f" ({len(measured)} so far did not hold well enough)" if round_ else ""
-        with or_silent(reporter).progress(len(todo), f"calibrating {space.name} on this host{more}") as bar:
-            for a in todo:  # one at a time, so the progress bar moves
-                measured[a.id] = float(list(measure([a]))[0])
-                bar.advance()
+        or_silent(reporter).log(f"calibrating {space.name} on this host: {len(todo)} archs spread over its latency "
+                                f"range{more}")
+        measured.update((a.id, float(ms)) for a, ms in zip(todo, measure(todo)))  # one quiet-guarded run, one bar
         archs = _archs_of(space, measured, pool)
         model = fit_host(base, archs, [measured[a.id] for a in archs], device)
         if model.metadata["calibration"]["loo_within_10"] >= LOO_HINT:

@@ -88,6 +88,20 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def host_id() -> str:
+    """A short stable id of this host (a digest of the host name and the CPU model; no host name is stored)."""
+    return hashlib.sha256(f"{socket.gethostname()}|{cpu_model()}".encode()).hexdigest()[:8]
+
+
+def boot_time() -> float | None:
+    """When this host booted (epoch seconds), from /proc/stat; None where unknown."""
+    text = _read("/proc/stat") or ""
+    for line in text.splitlines():
+        if line.startswith("btime"):
+            return float(line.split()[1])
+    return None
+
+
 def physical_cores() -> int | None:
     """Physical core count: distinct (package, core) pairs in /proc/cpuinfo; None if unknown."""
     cores = {

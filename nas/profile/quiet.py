@@ -12,11 +12,16 @@ Some slow-downs leave no trace in ``/proc/stat``: on a shared VM the whole machi
 for stretches of 10-30 s (seen on a 2-core Xeon VM with nothing else running and steal near zero). A
 :class:`SpeedCheck` times a fixed small reference workload (the sentinel) around every window; a window
 is kept only when the sentinel ran within ``tol`` of its full-speed time, so those stretches are
-thrown away and measured again, as loaded windows are.
+thrown away and measured again, as loaded windows are. A command that starts inside such a stretch
+would take the slow speed for full speed, so the best full speed seen on this host since it booted is
+remembered (:class:`SpeedMemory`) and judged against first; when the host stays slower than that for
+:data:`REMEMBERED_WAIT_S`, the remembered speed is dropped (the VM may have moved to a slower host).
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import json
 import os
 import time
 from collections import deque
@@ -26,6 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from nas.errors import ProfileError
+from nas.io import write_json
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -85,6 +91,40 @@ SETTLE_S = 3.0  # the sentinel runs this long at the start to find the machine's
 STREAK = 3  # consecutive full-speed sentinel runs that end a wait
 HISTORY = 1000  # sentinel times the full-speed reference is taken from
 QUANTILE = 10  # ... as this percentile: robust to the rare outlier-fast run, and to slow stretches (< 90% of the time)
+REMEMBERED_WAIT_S = 60.0  # a wait for the remembered full speed longer than this drops it (at most half a wait)
+SAVE_EVERY_S = 10.0  # a faster full speed is written to the memory at most this often
+SAVE_GAIN = 0.01  # ... and only when it is this much faster than the remembered one
+
+
+class SpeedMemory:
+    """The sentinel's full-speed time on this host, kept in a small JSON file between commands.
+
+    ``key`` says what the time is valid for (host id, boot time, threads, torch version): a file written under
+    another key is ignored, so a reboot, another thread count or another torch measures afresh."""
+
+    def __init__(self, path: Path, key: dict[str, Any]):
+        self.path, self.key = Path(path), dict(key)
+
+    def load(self) -> tuple[float, str] | None:
+        """(the remembered full-speed time in ms, when it was written), or None where there is none for this key."""
+        try:
+            data = json.loads(self.path.read_text())
+            ms = float(data["sentinel_ms"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if data.get("key") != self.key or not ms > 0:
+            return None
+        return ms, str(data.get("when", "?"))
+
+    def save(self, ms: float) -> str:
+        """Remember ``ms`` as this host's full-speed time (atomic write; an unwritable folder only loses the
+        memory); returns when."""
+        when = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        try:
+            write_json(self.path, {"key": self.key, "sentinel_ms": ms, "when": when})
+        except OSError:
+            pass
+        return when
 
 
 class SpeedCheck:
@@ -92,10 +132,12 @@ class SpeedCheck:
 
     ``time_once`` returns the sentinel's time in ms (one short, fixed measurement; see
     :func:`nas.profile.timer.cpu_sentinel`). Full speed is the 10th percentile of the sentinel's recent times:
-    it runs ``settle_s`` seconds at the start (slow stretches last seconds), and every check adds to it."""
+    it runs ``settle_s`` seconds at the start (slow stretches last seconds), and every check adds to it. With a
+    ``memory``, full speed is the faster of that and the host's remembered full speed, and a faster one found
+    here is remembered for the next command."""
 
     def __init__(self, time_once: Callable[[], float], tol: float = SPEED_TOL, settle_s: float | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, memory: SpeedMemory | None = None):
         self.time_once, self.tol, self.clock = time_once, tol, clock
         settle_s = SETTLE_S if settle_s is None else settle_s
         self._seen: deque[float] = deque(maxlen=HISTORY)
@@ -104,13 +146,48 @@ class SpeedCheck:
         while clock() - t0 < settle_s:
             self._seen.append(time_once())
         self.checks = 0
+        self.memory = memory
+        got = memory.load() if memory is not None else None
+        self.remembered, self.remembered_when = got if got is not None else (None, None)
+        self._saved_at = -float("inf")
+        self._remember_if_faster()
 
-    @property
-    def reference(self) -> float:
-        """The sentinel's time at full speed (ms)."""
+    def own_reference(self) -> float:
+        """Full speed as this command's own sentinel runs show it (ms)."""
         import numpy as np
 
         return float(np.percentile(np.fromiter(self._seen, float), QUANTILE))
+
+    @property
+    def reference(self) -> float:
+        """The sentinel's time at full speed (ms): this command's own, or the host's remembered one if faster."""
+        own = self.own_reference()
+        return min(own, self.remembered) if self.remembered is not None else own
+
+    def remembered_leads(self) -> bool:
+        """Whether the host's remembered full speed, not this command's own, sets the reference (it is faster)."""
+        return self.remembered is not None and self.remembered < self.own_reference()
+
+    def source(self) -> str:
+        """Where the full speed comes from, for a log line."""
+        if self.remembered_leads():
+            return f"remembered for this host since {self.remembered_when}"
+        return "this command's own sentinel runs"
+
+    def forget(self) -> None:
+        """Drop the remembered full speed and remember this command's own instead (the host got slower for good:
+        a later command starts from it, and a faster one found later replaces it again)."""
+        self.remembered = None
+        self._remember_if_faster(force=True)
+
+    def _remember_if_faster(self, force: bool = False) -> None:
+        if self.memory is None:
+            return
+        own = self.own_reference()
+        faster = self.remembered is None or own < self.remembered * (1 - SAVE_GAIN)
+        if force or (faster and self.clock() - self._saved_at >= SAVE_EVERY_S):
+            self.remembered_when = self.memory.save(own)
+            self.remembered, self._saved_at = own, self.clock()
 
     def ratio(self, remember: bool = True) -> float:
         """The sentinel's time now over its full-speed time (1.0: full speed; 2.0: the machine runs half as fast).
@@ -121,6 +198,7 @@ class SpeedCheck:
         ref = self.reference
         if remember:
             self._seen.append(t)
+            self._remember_if_faster()
         return t / ref
 
     def steady(self, remember: bool = True) -> tuple[bool, float]:
@@ -177,8 +255,9 @@ class QuietGuard:
         an idle core wakes up slow); False if ``passed()``."""
         speed = self.speed
         assert speed is not None
-        log(f"this machine runs {ratio:.2f}x slower than its full speed (a fixed reference workload; no other "
-            "process is to blame: a shared host?); measurements discarded, waiting for its speed to come back")
+        log(f"this machine runs {ratio:.2f}x slower than its full speed (a fixed reference workload, full speed "
+            f"{speed.source()}; no other process is to blame: a shared host?); measurements discarded, waiting for "
+            "its speed to come back")
         t0 = speed.clock()
         streak = 0
         try:
@@ -187,6 +266,12 @@ class QuietGuard:
                     return False
                 ok, ratio = speed.steady(remember=False)
                 streak = streak + 1 if ok else 0
+                waited = speed.clock() - t0
+                if not ok and speed.remembered_leads() and waited > min(REMEMBERED_WAIT_S, self.max_wait_s / 2):
+                    log(f"this machine stayed {ratio:.2f}x slower than its full speed remembered since "
+                        f"{speed.remembered_when} for {waited:.0f} s: taking its speed now as full speed (a move to a "
+                        "slower host?)")
+                    speed.forget()
                 if speed.clock() - t0 > self.max_wait_s:
                     raise ProfileError(
                         f"this machine stayed {ratio:.2f}x slower than its full speed for {self.max_wait_s:.0f} s (a "

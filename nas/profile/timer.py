@@ -34,7 +34,7 @@ from nas.errors import ProfileError
 from nas.profile.protocol import BACKENDS, ONNX_DTYPES, ONNX_EXPORTERS, Protocol  # noqa: F401
 
 if TYPE_CHECKING:
-    from nas.profile.quiet import SpeedCheck
+    from nas.profile.quiet import SpeedCheck, SpeedMemory
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 OUTLIER_MADS = 5.0
@@ -398,6 +398,9 @@ class Timer:
 # ------------------------------------------------------------------------------------------ the sentinel
 
 
+SENTINEL_VERSION = 1  # bump when the workload of cpu_sentinel changes (remembered times become void)
+
+
 def cpu_sentinel(threads: int = 1, runs: int = 15) -> Callable[[], float]:
     """A fixed small reference workload (dense, depthwise and pointwise conv, a linear; about 7 MMACs, ~1 ms
     on one thread) that times itself: one call returns the median of ``runs`` runs in ms. The quiet guard's
@@ -429,4 +432,20 @@ def speed_check(protocol: Protocol) -> SpeedCheck | None:
     timings the CPU's speed does not set)."""
     from nas.profile.quiet import SpeedCheck
 
-    return None if protocol.backend == "torch-cuda" else SpeedCheck(cpu_sentinel(protocol.threads))
+    if protocol.backend == "torch-cuda":
+        return None
+    return SpeedCheck(cpu_sentinel(protocol.threads), memory=speed_memory(protocol.threads))
+
+
+def speed_memory(threads: int) -> SpeedMemory:
+    """Where this host's full-speed sentinel time is remembered between commands: one small JSON file per host
+    and thread count in the user's cache (:func:`nas.paths.cache_dir`), valid until the host reboots or torch
+    changes."""
+    from nas.paths import cache_dir
+    from nas.profile.machine import boot_time, host_id
+    from nas.profile.quiet import SpeedMemory
+
+    host = host_id()
+    key = {"host": host, "boot": boot_time(), "threads": int(threads), "torch": torch.__version__,
+           "sentinel": SENTINEL_VERSION}
+    return SpeedMemory(cache_dir("host-speed") / f"{host}-{int(threads)}t.json", key)

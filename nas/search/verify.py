@@ -52,9 +52,8 @@ def restate(rows: Sequence[TrialRow], budget: Budget, measured: dict[str, float]
 
 
 def this_host() -> dict[str, str]:
-    """The host that measures: its short id (:func:`nas.latency.calibrate.host_id`) and CPU model."""
-    from nas.latency.calibrate import host_id
-    from nas.profile.machine import cpu_model
+    """The host that measures: its short id (:func:`nas.profile.machine.host_id`) and CPU model."""
+    from nas.profile.machine import cpu_model, host_id
 
     return {"id": host_id(), "cpu_model": cpu_model()}
 
