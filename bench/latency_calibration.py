@@ -127,7 +127,10 @@ def main() -> int:
         row = {"interval90_coverage": cover, "calibration_s": round(secs, 1), "probe_s": round(c.probe.seconds, 1),
                "probe_median_ratio": c.probe.median_ratio, "probe_disagrees": c.probe.disagrees(),
                "shipped": stats(base.predict(held), y1), "calibrated": stats(c.model.predict(held), y1),
-               "retest": stats(y2, y1), "archs_measured_for_calibration": c.model.metadata["calibration"]["archs"]}
+               "retest": stats(y2, y1),
+               # the faster of the two passes: a yardstick without the sub-second slow stretches one pass may hold
+               "calibrated_vs_faster_pass": stats(c.model.predict(held), np.minimum(y1, y2)),
+               "archs_measured_for_calibration": c.model.metadata["calibration"]["archs"]}
         sims = {}
         slow = busiest_block(base)
         for label, factor, block in [("x0.6", 0.6, None), ("x1.5", 1.5, None), (f"{slow} x1.5", 1.5, slow)]:
@@ -144,7 +147,9 @@ def main() -> int:
         print(f"{name}: calibration {secs:.0f} s (probe {c.probe.seconds:.0f} s, ratio {c.probe.median_ratio:.2f}); "
               f"shipped {100 * row['shipped']['within_10']:.0f}% within ±10% (median {100 * row['shipped']['median_abs']:.1f}%), "
               f"calibrated {100 * row['calibrated']['within_10']:.0f}% (median {100 * row['calibrated']['median_abs']:.1f}%), "
-              f"retest {100 * row['retest']['within_10']:.0f}% (median {100 * row['retest']['median_abs']:.1f}%); "
+              f"retest {100 * row['retest']['within_10']:.0f}% (median {100 * row['retest']['median_abs']:.1f}%), "
+              f"calibrated vs the faster pass {100 * row['calibrated_vs_faster_pass']['within_10']:.0f}% "
+              f"(median {100 * row['calibrated_vs_faster_pass']['median_abs']:.1f}%); "
               f"90% interval covers " + ", ".join(f"{100 * v:.0f}% at {k}" for k, v in cover.items()))
         print(f"  prediction: {row['predict_archs_per_s']['calibrated']:,.0f} archs/s calibrated, "
               f"{row['predict_archs_per_s']['shipped']:,.0f} shipped (100,000 new archs, Arch objects to ms; "

@@ -606,6 +606,21 @@ def test_measure_quietly_throws_away_windows_in_which_the_machine_ran_slow():
         list(measure_quietly(range(3), measure, guard))
 
 
+def test_a_slow_stretch_inside_a_window_is_caught_by_the_check_after_each_item():
+    """The window is long (10 s) and the machine is fast at both of its ends, but slow right after item 1: the
+    window is thrown away and measured again (a check only at the window's ends would have kept item 1)."""
+    from nas.profile.quiet import STREAK, QuietGuard, SpeedCheck, measure_quietly
+
+    # settle (2 runs on this clock), before item 0, after item 0, after item 1 (slow), then fast for good
+    sent = _Sentinel([1.0, 1.0, 1.0, 1.0, 2.0] + [1.0] * (STREAK + 10))
+    speed = SpeedCheck(sent, settle_s=0.02, clock=sent.clock)
+    guard = QuietGuard(limit=None, window_s=10.0, speed=speed, meter_factory=lambda: _FakeMeter([]))
+    calls = []
+    got = list(measure_quietly(range(3), lambda i: calls.append(i) or i, guard))
+    assert got == [(0, 0), (1, 1), (2, 2)] and calls == [0, 1, 0, 1, 2]
+    assert guard.slowed == 1 and guard.discarded == 2
+
+
 def test_a_command_that_starts_slow_waits_for_the_hosts_remembered_full_speed(tmp_path):
     """The first command finds full speed 1.0 and remembers it; the next starts inside a slow stretch (2.0 from its
     first run): without the memory it would take 2.0 for full speed, with it the window waits for 1.0."""
