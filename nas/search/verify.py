@@ -2,7 +2,9 @@
 
 A front is only reported as inside the budget when its archs are, measured. Each round measures the
 front's archs not measured yet (those whose prediction interval straddles the latency limit first); an
-arch that breaks the budget when measured stops counting as feasible, its measurement goes into the
+arch that breaks the budget when measured is timed once more and keeps the faster timing (a shared host slows
+a single timing by up to 2x for a moment, and never speeds one up); one that breaks it both times stops
+counting as feasible, its measurement goes into the
 host's local profile, the host correction is refitted on everything measured here and the search goes on
 for a few more batches with the refitted predictor. After ``rounds`` refits the front is only measured
 and filtered (no more search) until every reported arch is measured and inside the budget.
@@ -82,21 +84,24 @@ class VerifyReport:
     measured: int = 0
     extra_trials: int = 0
     dropped: list[dict[str, Any]] = field(default_factory=list)
+    retimed: int = 0  # archs measured over the budget, timed a second time
     note: str = ""
     host: dict[str, str] = field(default_factory=this_host)
 
     def to_dict(self) -> dict[str, Any]:
         return {"device": self.device, "host": self.host, "rounds": self.rounds, "refits": self.refits,
                 "measured": self.measured, "extra_trials": self.extra_trials, "dropped": self.dropped,
-                "note": self.note}
+                "retimed": self.retimed, "note": self.note}
 
     def summary(self) -> dict[str, Any]:
         """summary.json's ``verify``: :meth:`to_dict` and the printed :meth:`line`."""
         return {**self.to_dict(), "line": self.line()}
 
     def line(self) -> str:
-        drop = (f"{len(self.dropped)} dropped for breaking the budget when measured"
+        drop = (f"{len(self.dropped)} dropped for breaking the budget when measured (twice)"
                 if self.dropped else "none broke the budget")
+        if self.retimed > len(self.dropped):
+            drop += f", {self.retimed - len(self.dropped)} within it when timed again"
         return (f"verified on this host: {self.measured} archs measured in {self.rounds} round(s), {drop}, "
                 f"{self.refits} refit(s), {self.extra_trials} extra trials")
 
@@ -132,12 +137,18 @@ def verify(search: Any, cal: Any, evaluator: Any, reporter: Reporter, rounds: in
             break
         rep.rounds += 1
         ms = [float(m) for m in cal.measure([r.arch for r in todo])]  # one quiet-guarded run (with its own bar)
+        first = list(ms)
+        over = [i for i, m in enumerate(ms) if limit is not None and m > limit]
+        if over:  # timed again: a slow moment of the host is not a violation
+            for i, m in zip(over, cal.measure([todo[i].arch for i in over])):
+                ms[i] = min(ms[i], float(m))
+            rep.retimed += len(over)
         measured.update({r.arch_id: float(m) for r, m in zip(todo, ms)})
         rep.measured += len(todo)
         record_measurements(search.cfg.device, search.space, [r.arch for r in todo], ms)
         broke = [r for r, m in zip(todo, ms) if limit is not None and m > limit]
-        rep.dropped += [{"id": r.arch_id, "predicted_ms": r.latency_ms, "measured_ms": float(m)}
-                        for r, m in zip(todo, ms) if limit is not None and m > limit]
+        rep.dropped += [{"id": r.arch_id, "predicted_ms": r.latency_ms, "measured_ms": m, "first_ms": m0}
+                        for r, m, m0 in zip(todo, ms, first) if limit is not None and m > limit]
         reporter.log(f"verify: measured {len(todo)} Pareto archs here, {len(broke)} over the budget")
         if not broke or rep.refits >= rounds:
             continue
