@@ -143,6 +143,12 @@ def test_a_host_calibration_is_judged_leave_one_out_overall_and_per_mixer(home, 
     assert fitted["mape"] <= loo["mape"] < 0.06  # honest (no better than in-sample), and the 3% noise is all it has
     rows = {r["group"]: r for r in evaluate_by_group(cal.model, "mixer", split="loo")}
     assert rows["all"]["n"] == loo["n"] and "mbconv" in rows
+    # each arch's leave-one-out prediction is its own: an arch timed 3x too slow is the one predicted far off
+    archs = sample_archs(tiny.space, 25, 5)
+    ms = np.asarray(fake(archs), dtype=float)
+    ms[0] *= 3.0
+    err = np.abs(cal_mod.host_loo_predictions(cal.model, archs, ms) / ms - 1)
+    assert int(np.argmax(err)) == 0 and err[0] > 0.5 and np.median(err[1:]) < 0.1
     with pytest.raises(ParamError, match="host-calibrated"):
         evaluate_latency_model(tiny, split="loo")  # a measured profile's predictor has held-out archs instead
 

@@ -303,7 +303,7 @@ def host_loo_predictions(model: LatencyModel, archs: Sequence[Arch], ms: Sequenc
     X, extra = _fit_inputs(model, archs)
     y = np.asarray(ms, dtype=float)
     refit = HostCalibrated(terms=est.terms).fit(X, y, base=est.base_, extra=extra)
-    return y / np.exp(np.asarray(refit.residuals_, dtype=float))
+    return y / np.exp(refit.loo_log_ratio_)  # per arch, in the order given (residuals_ are sorted)
 
 
 def calibrate(base: LatencyModel, device: str, measure: Measure, probe: Probe | None = None,

@@ -126,7 +126,9 @@ class HostCalibrated(Predictor):
         self.coef_, self.intercept_, self.alpha_ = sol.coef.copy(), float(sol.intercept), float(sol.alpha)
         self.fitted_ = True
         loo = t_y - sol.loo_residuals
-        self._set_residuals(np.log(t_y / np.maximum(loo, 1e-9 * t_y.max())))
+        # log(measured / leave-one-out prediction), in the order of X (residuals_ keeps them sorted, for intervals)
+        self.loo_log_ratio_ = np.log(t_y / np.maximum(loo, 1e-9 * t_y.max()))
+        self._set_residuals(self.loo_log_ratio_)
         self.metadata = {**{k: v for k, v in base.metadata.items() if k not in ("held_out", "fitted_on")},
                          "base_kind": base.kind}
         self._record_fit(host_archs=len(X))
