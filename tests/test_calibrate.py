@@ -127,6 +127,42 @@ def test_the_host_correction_predicts_by_its_documented_formula(home, tiny, term
     np.testing.assert_allclose(got, want, rtol=1e-9)
 
 
+class FirstTimingSlow(FakeHost):
+    """A host whose first timing of every 6th arch it sees is 2x slow (a shared VM's slow moment)."""
+
+    def __init__(self, base, scale=1.3):
+        super().__init__(base, scale=scale)
+        self.seen: list[str] = []
+        self.spiked: set[str] = set()
+
+    def __call__(self, archs):
+        archs = list(archs)
+        y = np.asarray(super().__call__(archs))
+        for i, a in enumerate(archs):
+            if a.id not in self.seen:
+                self.seen.append(a.id)
+                if len(self.seen) % 6 == 0:
+                    self.spiked.add(a.id)
+                    y[i] *= 2.0
+        return list(y)
+
+
+def test_a_calibration_times_again_what_ran_far_slower_than_predicted(home, tiny, capsys):
+    """A timing caught in a slow moment would bend the whole correction: the calibration times such archs again
+    and keeps the faster timing, so it fits the host's true speed."""
+    from nas.cli.ui import reporter
+
+    fake = FirstTimingSlow(tiny)
+    cal = host_latency(DEVICE, tiny.space, "always", fake, reporter=reporter())
+    assert fake.spiked and set(fake.spiked) <= set(cal.measured)
+    for i in fake.spiked:  # every spiked arch now holds its true timing (1.3x the shipped prediction)
+        arch = next(a for a in cal_mod.probe_pool(tiny.space) if a.id == i)
+        assert cal.measured[i] == pytest.approx(1.3 * float(tiny.predict([arch])[0]))
+    c = cal.model.metadata["calibration"]
+    assert c["retimed"] >= len(fake.spiked) and c["loo_within_10"] == pytest.approx(1.0)
+    assert "timed twice for running far slower than predicted" in cal.line
+
+
 def test_a_host_calibration_is_judged_leave_one_out_overall_and_per_mixer(home, tiny):
     """A host calibration has no held-out archs (it is fitted on all it measured): `nas predictor eval --split loo`
     judges it by predicting each arch from a refit without it, overall and per mixer."""

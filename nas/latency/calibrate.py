@@ -44,6 +44,7 @@ K_DEFAULT = 20  # archs measured to calibrate (besides the probe's)
 DRIFT = 0.05  # a re-probe this far from the cached probe (median ratio) recalibrates
 LOO_HINT = 0.9  # a calibration with fewer of its archs within ±10% (leave-one-out) grows, then points to `nas profile`
 GROW = 1  # times a calibration that holds on too few archs measures k more
+RETIME_OVER = 0.15  # an arch measured this much slower than its leave-one-out prediction is timed again
 SCALE_TOL = 0.05  # the probe's median ratio this far from 1 means the profile is another host's
 ARCH_TOL_MEASURED = 0.10  # one reference arch this far from the profile's own probe timing
 ARCH_TOL_PREDICTED = 0.15  # ... from the profile's prediction (which has its own error)
@@ -312,12 +313,15 @@ def calibrate(base: LatencyModel, device: str, measure: Measure, probe: Probe | 
     """Measure ``k`` archs spread over the space's latency range (besides the probe's and ``extra``'s, which
     count too), fit the host correction and cache it; returns (model, arch id -> measured ms). A correction
     that holds on under :data:`LOO_HINT` of its archs (leave-one-out) gets ``k`` more, up to :data:`GROW` times:
-    from another CPU model's profile, more archs is what helps (bench/README.md), not more terms."""
+    from another CPU model's profile, more archs is what helps (bench/README.md), not more terms. An arch measured
+    more than :data:`RETIME_OVER` slower than the others predict it is timed once more and keeps the faster timing:
+    a shared host slows single timings by up to 2x for a moment, and one such timing bends the whole correction."""
     space = base.space
     pool = probe_pool(space)
     measured: dict[str, float] = dict(extra or {})
     if probe is not None:
         measured.update(zip(probe.arch_ids, probe.measured_ms.tolist()))
+    retimed = 0
     for round_ in range(GROW + 1):
         # first k spread over the whole pool (the set bench/host_terms.py rebuilds), then k over what is left
         spread = latency_spread(base, pool if round_ == 0 else [a for a in pool if a.id not in measured], k)
@@ -328,8 +332,15 @@ def calibrate(base: LatencyModel, device: str, measure: Measure, probe: Probe | 
         measured.update((a.id, float(ms)) for a, ms in zip(todo, measure(todo)))  # one quiet-guarded run, one bar
         archs = _archs_of(space, measured, pool)
         model = fit_host(base, archs, [measured[a.id] for a in archs], device)
+        slow = [a for a, r in zip(archs, model.estimator.loo_log_ratio_) if r > math.log1p(RETIME_OVER)]
+        if slow:  # far slower than the others predict: timed again, the faster counts (a shared host's slow moment)
+            for a, ms in zip(slow, measure(slow)):
+                measured[a.id] = min(measured[a.id], float(ms))
+            model = fit_host(base, archs, [measured[a.id] for a in archs], device)
+        retimed += len(slow)
         if model.metadata["calibration"]["loo_within_10"] >= LOO_HINT:
             break
+    model.metadata["calibration"]["retimed"] = retimed
     _store(device, space, archs, measured, probe, model, fresh=True)
     return model, measured
 
@@ -452,7 +463,8 @@ def _host_latency(base: LatencyModel, device: str, space: SearchSpace, mode: str
     rep.log(f"{probe.describe(device)}: calibrating the profile to this host")
     model, measured = calibrate(base, device, measure, probe, k, reporter=rep)
     c = model.metadata["calibration"]
-    line = (f"latency: {probe.describe(device)}; calibrated on {c['archs']} archs measured here "
+    again = f", {c['retimed']} of them timed twice for running far slower than predicted" if c.get("retimed") else ""
+    line = (f"latency: {probe.describe(device)}; calibrated on {c['archs']} archs measured here{again} "
             f"(leave-one-out MAPE {100 * c['loo_mape']:.1f}%, {100 * c['loo_within_10']:.0f}% within ±10%), cached as "
             f"{local_name(device)}")
     if c["loo_within_10"] < LOO_HINT:  # e.g. another CPU model's profile: a few terms cannot carry it all
