@@ -6,7 +6,8 @@ shipped and the calibrated predictor, the share within ±10% and the median |err
 throughput (target >= 100,000 archs/s). Simulated other hosts:
 the shipped profile with every number scaled by 0.6 and by 1.5, and with one block type's table times scaled
 by 1.5, is calibrated from the same measurements (a cache: no arch is timed twice except for the retest);
-the probe must notice each case. Run on a quiet machine, nothing else running:
+the probe must notice each case (the calibration of the real host times an arch again when it asks to, as in a
+search, and keeps the faster timing). Run on a quiet machine, nothing else running:
 
     python bench/latency_calibration.py [--spaces hybrid,ofa-mbv3,seq1d,tiny] [--n 60] [--k 20]
 """
@@ -94,12 +95,14 @@ def main() -> int:
     cache: dict[str, float] = saved.get("first", {})
     retest: dict[str, float] = saved.get("retest", {})
     timed = {"n": 0, "s": 0.0}
+    live = {"on": False}  # the real calibration of a space: an arch asked for again is timed again (as in a search)
 
     def measure(archs):
-        todo = [a for a in archs if a.id not in cache]
+        todo = [a for a in archs if a.id not in cache or (live["on"] and not args.times)]
         if todo:
             t0 = time.perf_counter()
-            cache.update(zip([a.id for a in todo], real(todo)))
+            for a, ms in zip(todo, real(todo)):
+                cache[a.id] = min(ms, cache.get(a.id, ms))  # timed again: the faster counts, as calibrate keeps it
             timed["n"] += len(todo)
             timed["s"] += time.perf_counter() - t0
         return [cache[a.id] for a in archs]
@@ -113,18 +116,22 @@ def main() -> int:
         space = base.space
         held = sample_archs(space, args.n, 424242)
         t0 = time.perf_counter()
+        live["on"] = True
         c = cal.host_latency(device, space, "always", measure, k=args.k)
+        live["on"] = False
         secs = time.perf_counter() - t0
         y1 = np.array(measure(held))
         missing = [a for a in held if a.id not in retest]
         retest.update(zip([a.id for a in missing], real(missing) if missing else []))
         y2 = np.array([retest[a.id] for a in held])  # the retest: the machine's ceiling
-        cover = {}
+        cover, cover_fast = {}, {}
         for kk in (10, args.k):
             m_k = c.model if kk == args.k else cal.calibrate(base, device, measure, c.probe, kk)[0]
             _, lo, hi = m_k.predict_interval(held, 0.9)
             cover[f"k={kk}"] = float(np.mean((y1 >= lo) & (y1 <= hi)))
-        row = {"interval90_coverage": cover, "calibration_s": round(secs, 1), "probe_s": round(c.probe.seconds, 1),
+            yf = np.minimum(y1, y2)
+            cover_fast[f"k={kk}"] = float(np.mean((yf >= lo) & (yf <= hi)))
+        row = {"interval90_coverage": cover, "interval90_coverage_of_faster_pass": cover_fast, "calibration_s": round(secs, 1), "probe_s": round(c.probe.seconds, 1),
                "probe_median_ratio": c.probe.median_ratio, "probe_disagrees": c.probe.disagrees(),
                "shipped": stats(base.predict(held), y1), "calibrated": stats(c.model.predict(held), y1),
                "retest": stats(y2, y1),
@@ -150,7 +157,8 @@ def main() -> int:
               f"retest {100 * row['retest']['within_10']:.0f}% (median {100 * row['retest']['median_abs']:.1f}%), "
               f"calibrated vs the faster pass {100 * row['calibrated_vs_faster_pass']['within_10']:.0f}% "
               f"(median {100 * row['calibrated_vs_faster_pass']['median_abs']:.1f}%); "
-              f"90% interval covers " + ", ".join(f"{100 * v:.0f}% at {k}" for k, v in cover.items()))
+              f"90% interval covers " + ", ".join(f"{100 * v:.0f}% at {k}" for k, v in cover.items())
+              + " (the faster pass: " + ", ".join(f"{100 * v:.0f}%" for v in cover_fast.values()) + ")")
         print(f"  prediction: {row['predict_archs_per_s']['calibrated']:,.0f} archs/s calibrated, "
               f"{row['predict_archs_per_s']['shipped']:,.0f} shipped (100,000 new archs, Arch objects to ms; "
               "target >= 100,000)")
