@@ -217,8 +217,13 @@ class CrashOnceEstimator:
     provenance = "test estimator (parameter count)"
 
     def evaluate(self, arch: Arch) -> float:
-        if not os.path.exists(self.marker):
-            Path(self.marker).write_text("crashed")
+        try:  # created atomically: of two workers that start at once, exactly one dies
+            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pass
+        else:
+            os.write(fd, b"crashed")
+            os.close(fd)
             os._exit(17)
         from nas.cost.count import count
 
