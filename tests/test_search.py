@@ -175,6 +175,24 @@ def test_ray_worker_death_costs_one_retry(tmp_path, tiny_space):
     assert len(res.trials) == 12 and res.trials["evaluated"].sum() + res.trials["duplicate_of"].notna().sum() == 12
 
 
+def test_json_output_stays_json_when_a_ray_worker_dies(tmp_path, tiny_space, capsys):
+    """Ray's driver prints a worker's death to stdout from its own thread; `nas search --json` keeps stdout for the
+    JSON alone (the line goes to stderr during the search, and the Ray session it started ends before the JSON)."""
+    import ray
+
+    from nas.cli.main import main
+
+    ray.shutdown()  # an earlier test's embedded Ray is left up for reuse; this search starts its own
+    marker = tmp_path / "crashed.marker"
+    code = main(["search", "--space", str(tiny_space), "--budget", "params:1G", "--objectives", "accuracy,macs",
+                 "--accuracy", f"debug:crash-once:{marker}", "--trials", "12", "--workers", "2",
+                 "--runs", str(tmp_path / "runs"), "--json"])
+    out = capsys.readouterr().out
+    assert code == 0 and marker.exists()
+    summary = json.loads(out)  # nothing but the JSON
+    assert summary["retried_after_worker_failure"] == 1 and not ray.is_initialized()
+
+
 def test_hypervolume_2d():
     vals = np.array([[0.9, 3.0], [0.8, 1.0], [0.5, 2.0]])
     # reference (accuracy 0, latency 5): union of boxes (0.9 x 2) and (0.8 x 4) = 1.8 + 0.8*2 = 3.4
