@@ -9,17 +9,13 @@ measured error (Spearman rho, MAE) on the archs it picked.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 from nas.cli import ui
 from nas.cli.flags import add_calibrate_flag
 from nas.errors import NASError
 from nas.search.config import STRATEGIES, SearchConfig, rerank_column
 from nas.units import fmt_bytes, fmt_macs, fmt_ms, fmt_params
-
-T = TypeVar("T")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -71,23 +67,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_search)
 
 
-def _json_stdout_kept_clean(run: Callable[[], T]) -> T:
-    """Run a Ray-backed search so that stdout carries only the JSON written after it: Ray's driver prints a worker's
-    death to stdout from a thread of its own, so during the search stdout goes to stderr, and a Ray session this
-    search started ends before the JSON is written (a session that was up before is left up)."""
-    import contextlib
-    import sys
-
-    was_up = "ray" in sys.modules and sys.modules["ray"].is_initialized()
-    with contextlib.redirect_stdout(sys.stderr):
-        try:
-            return run()
-        finally:
-            ray = sys.modules.get("ray")
-            if ray is not None and not was_up and ray.is_initialized():
-                ray.shutdown()
-
-
 def cmd_search(args: argparse.Namespace) -> int:
     if not args.budget:
         raise NASError("--budget: required, e.g. --budget latency:5ms (keys latency, params, macs, memory)")
@@ -106,9 +85,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         return _remote(args, cfg)
     from nas.search.engine import run_search
 
-    if ui.json_mode() and cfg.workers > 1:
-        result = _json_stdout_kept_clean(lambda: run_search(cfg, reporter=ui.reporter()))
-    else:
+    with ui.stdout_kept_for_json():  # Ray workers (--workers, --ray-address) may print to stdout
         result = run_search(cfg, reporter=ui.reporter())
     s = result.summary
     if ui.json_mode():

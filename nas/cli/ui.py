@@ -84,6 +84,24 @@ def to_json(obj: Any, indent: int | None = 2) -> str:
     return json.dumps(obj, indent=indent, default=_json_default, allow_nan=True)
 
 
+@contextlib.contextmanager
+def stdout_kept_for_json() -> Iterator[None]:
+    """In JSON mode, keep stdout for the JSON a command writes after this block: during it stdout goes to stderr
+    (Ray's driver prints a worker's death to stdout from a thread of its own), and a Ray session started inside
+    it ends with it (a session that was up before is left up). Outside JSON mode, nothing changes."""
+    if not json_mode():
+        yield
+        return
+    was_up = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            yield
+        finally:
+            ray = sys.modules.get("ray")
+            if ray is not None and not was_up and ray.is_initialized():
+                ray.shutdown()
+
+
 def print_json(obj: Any, stream: IO[str] | None = None) -> None:
     """Print ``obj`` as JSON on stdout (or ``stream``)."""
     stream = sys.stdout if stream is None else stream

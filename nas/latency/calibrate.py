@@ -307,6 +307,12 @@ def host_loo_predictions(model: LatencyModel, archs: Sequence[Arch], ms: Sequenc
     return y / np.exp(refit.loo_log_ratio_)  # per arch, in the order given (residuals_ are sorted)
 
 
+def time_again(measure: Measure, archs: Sequence[Arch], first: Sequence[float]) -> list[float]:
+    """The faster of ``first`` and a second timing of ``archs``: a shared host slows a single timing by up to 2x for
+    a moment and never speeds one up, so the faster of two is the better one."""
+    return [min(float(a), float(b)) for a, b in zip(first, measure(archs))]
+
+
 def calibrate(base: LatencyModel, device: str, measure: Measure, probe: Probe | None = None,
               k: int = K_DEFAULT, extra: dict[str, float] | None = None,
               reporter: Reporter | None = None) -> tuple[LatencyModel, dict[str, float]]:
@@ -333,9 +339,8 @@ def calibrate(base: LatencyModel, device: str, measure: Measure, probe: Probe | 
         archs = _archs_of(space, measured, pool)
         model = fit_host(base, archs, [measured[a.id] for a in archs], device)
         slow = [a for a, r in zip(archs, model.estimator.loo_log_ratio_) if r > math.log1p(RETIME_OVER)]
-        if slow:  # far slower than the others predict: timed again, the faster counts (a shared host's slow moment)
-            for a, ms in zip(slow, measure(slow)):
-                measured[a.id] = min(measured[a.id], float(ms))
+        if slow:  # far slower than the others predict: a shared host's slow moment, perhaps
+            measured.update(zip([a.id for a in slow], time_again(measure, slow, [measured[a.id] for a in slow])))
             model = fit_host(base, archs, [measured[a.id] for a in archs], device)
         retimed += len(slow)
         if model.metadata["calibration"]["loo_within_10"] >= LOO_HINT:

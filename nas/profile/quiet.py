@@ -20,7 +20,6 @@ remembered (:class:`SpeedMemory`) and judged against first; when the host stays 
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 import time
@@ -119,7 +118,9 @@ class SpeedMemory:
     def save(self, ms: float) -> str:
         """Remember ``ms`` as this host's full-speed time (atomic write; an unwritable folder only loses the
         memory); returns when."""
-        when = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        from nas.profile.store import now_utc
+
+        when = now_utc()
         try:
             write_json(self.path, {"key": self.key, "sentinel_ms": ms, "when": when})
         except OSError:

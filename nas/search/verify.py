@@ -120,7 +120,7 @@ def verify(search: Any, cal: Any, evaluator: Any, reporter: Reporter, rounds: in
     """Measure ``search``'s front on this host until it holds (see the module docstring); ``cal`` is the
     :class:`~nas.latency.calibrate.Calibration` the search predicted with (its ``measure`` times archs).
     Given the ``report`` of an earlier call, it goes on counting there (a front chosen again, by a re-rank)."""
-    from nas.latency.calibrate import record_measurements, refit
+    from nas.latency.calibrate import record_measurements, refit, time_again
 
     rep = report or VerifyReport(device=cal.local or search.cfg.device)
     measured: dict[str, float] = dict(cal.measured)
@@ -140,8 +140,9 @@ def verify(search: Any, cal: Any, evaluator: Any, reporter: Reporter, rounds: in
         first = list(ms)
         over = [i for i, m in enumerate(ms) if limit is not None and m > limit]
         if over:  # timed again: a slow moment of the host is not a violation
-            for i, m in zip(over, cal.measure([todo[i].arch for i in over])):
-                ms[i] = min(ms[i], float(m))
+            again = time_again(cal.measure, [todo[i].arch for i in over], [ms[i] for i in over])
+            for i, m in zip(over, again):
+                ms[i] = m
             rep.retimed += len(over)
         measured.update({r.arch_id: float(m) for r, m in zip(todo, ms)})
         rep.measured += len(todo)
