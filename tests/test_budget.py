@@ -146,3 +146,17 @@ def test_constraint_validates_key_and_limit():
         Constraint("latency", float("nan"))
     with pytest.raises(BudgetError, match="already limited"):
         Budget([Constraint("params", 1e6), Constraint("params", 2e6)])
+
+
+def test_a_latency_budget_takes_a_statistic():
+    """``latency:5ms`` limits the median of timings; ``latency@p90:5ms`` their 90th percentile; other keys, other
+    statistics and a stat on a count are refused with the allowed forms."""
+    med, p90 = Budget.parse("latency:5ms").get("latency"), Budget.parse("latency@p90:5ms").get("latency")
+    assert (med.stat, p90.stat, p90.limit) == ("p50", "p90", 5.0)
+    assert Budget.parse(Budget.parse("latency@p90:5ms").texts) == Budget.parse("latency@p90:5ms")
+    assert Budget.parse("latency@p90:5ms") != Budget.parse("latency:5ms")
+    assert Budget.parse(Constraint("latency", 5.0, stat="p90").text).get("latency").stat == "p90"
+    assert "p90" in str(Budget.parse("latency@p90:5ms"))
+    for bad in ("latency@p99:5ms", "params@p90:5M"):
+        with pytest.raises(BudgetError, match=r"latency@p90:5ms"):
+            Budget.parse(bad)

@@ -96,15 +96,19 @@ def test_calibration_meets_the_target_on_fresh_archs(home, tiny, host):
     assert "calibrated on this host" in cal.model.provenance and "leave-one-out MAPE" in cal.model.provenance
 
 
-def test_a_calibration_that_holds_on_few_archs_points_to_measuring_a_profile(home, tiny):
+@pytest.mark.parametrize("same_cpu", [False, True])
+def test_a_calibration_that_holds_on_few_archs_points_to_measuring_a_profile(home, tiny, monkeypatch, same_cpu):
     """A host the correction cannot carry (here: +-25% per arch that no term explains) is measured on k more
-    archs, then its calibration line gives the way to figures that hold (`nas profile`); one it carries is not."""
+    archs when the profile is another CPU model's (more archs is what helps there), not when it is this CPU's own
+    (the loose fit is the host's noise); then its calibration line gives the way to figures that hold (`nas
+    profile`); one it carries is not."""
+    monkeypatch.setattr(cal_mod, "is_this_machine", lambda device: same_cpu)
     rough = host_latency(DEVICE, tiny.space, "always", FakeHost(tiny, scale=1.3, noise=0.25))
     assert rough.calibrated and "nas profile --space tiny" in rough.line, rough.line
     smooth = host_latency(DEVICE, tiny.space, "always", FakeHost(tiny, scale=1.3, noise=0.01))
     assert smooth.calibrated and "nas profile" not in smooth.line, smooth.line
-    # before pointing there, the rough one measured k more archs (once): more archs is what helps
-    assert len(rough.measured) == len(smooth.measured) + cal_mod.K_DEFAULT * cal_mod.GROW
+    grown = 0 if same_cpu else cal_mod.K_DEFAULT * cal_mod.GROW
+    assert len(rough.measured) == len(smooth.measured) + grown
 
 
 @pytest.mark.parametrize("terms", HostCalibrated.TERMS)
@@ -279,7 +283,8 @@ def test_verify_drops_budget_violators_refits_and_reports_a_measured_front(home,
         assert e["metrics"]["latency_predicted_ms"] is not None
     dropped = {d["id"] for d in ver["dropped"]}
     assert not dropped & {e["id"] for e in s["pareto"]}
-    assert all(d["measured_ms"] > limit and d["first_ms"] > limit for d in ver["dropped"])  # over it twice
+    for d in ver["dropped"]:  # timed at least 3 times, at separate moments; median (or median + margin) over
+        assert len(d["timings_ms"]) >= 3 and d["bound_ms"] > limit
     rows = Profile.load(home / "hardware_profiles" / local_name(DEVICE)).arch_rows("tiny")
     assert dropped <= set(rows["arch_id"])  # the violators' measurements went into the local profile
     assert "verified on this host" in ver["line"] and f"{len(dropped)} dropped" in ver["line"]
@@ -324,21 +329,81 @@ class SlowMoments(FakeHost):
         return list(np.where(first, 2.0 * y, y))
 
 
-def test_verify_times_a_violator_again_before_dropping_it(home, tiny, tmp_path):
-    """A timing over the budget is taken again: an arch that was only caught in a slow moment stays in the front
-    with its true timing, and nothing is dropped, refitted or searched again for it."""
+def test_a_slow_moment_in_one_timing_does_not_decide(home, tiny, tmp_path):
+    """Every reported arch is timed at least 3 times at separate moments and its latency is the median: an arch
+    caught once in a slow moment stays in the front with its true timing, nothing is dropped or refitted for it,
+    and its row shows the spread of its timings."""
     limit = 0.5
     fake = SlowMoments(tiny)
     res = run_search(SearchConfig(budget=f"latency:{limit}ms", space="tiny", trials=40, seed=0,
                                   accuracy="proxy:params", runs_dir=tmp_path / "runs", calibrate="auto"),
                      measure=fake)
     ver = res.summary["verify"]
-    assert ver["retimed"] > 0 and ver["dropped"] == [] and ver["refits"] == 0
-    assert "within it when timed again" in ver["line"]
+    assert ver["dropped"] == [] and ver["refits"] == 0 and ver["min_timings"] == 3
     assert res.summary["pareto"]
-    for e in res.summary["pareto"]:  # the faster of the two timings: the true one
+    for e in res.summary["pareto"]:  # the median of the timings: the true one; the slow moment shows as the max
         true_ms = float(tiny.predict([load_arch(res.run_dir / e["arch_file"], tiny.space)])[0])
-        assert e["metrics"]["latency_ms"] == pytest.approx(true_ms)
+        m = e["metrics"]
+        assert m["latency_ms"] == pytest.approx(true_ms) and m["latency_timings"] >= 3
+        assert m["latency_min_ms"] == pytest.approx(true_ms) and m["latency_max_ms"] == pytest.approx(2 * true_ms)
+
+
+class Wobbly(FakeHost):
+    """A host whose every timing is the true latency x a factor drawn uniformly from [1 - w, 1 + w] (its median is
+    the true latency), with its p90 ``tail`` x the timing's median."""
+
+    def __init__(self, base, wobble=0.3, tail=1.0, seed=0):
+        super().__init__(base, scale=1.0, seed=seed)
+        self.wobble, self.tail = wobble, tail
+
+    def true_ms(self, archs):
+        return np.asarray(self.base.predict(list(archs)), dtype=float)
+
+    def __call__(self, archs):
+        return list(self.true_ms(archs) * self.rng.uniform(1 - self.wobble, 1 + self.wobble, len(archs)))
+
+    def full(self, archs, slow_windows=False):
+        """Whole measurements (median and p90), as the quiet-guarded timer gives the verification."""
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(median_ms=v, p90_ms=self.tail * v) for v in self(archs)]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_no_reported_arch_has_a_true_median_over_the_budget_on_a_wobbly_host(home, tiny, tmp_path, seed):
+    """Timings that wobble +-30%: the verification keeps no arch whose true median breaks the budget (a median of a
+    few timings is not enough near the limit: the host's noise, measured here, sets a margin), and says how noisy
+    the host was."""
+    limit = 0.5
+    fake = Wobbly(tiny, seed=seed)
+    res = run_search(SearchConfig(budget=f"latency:{limit}ms", space="tiny", trials=40, seed=seed,
+                                  accuracy="proxy:params", runs_dir=tmp_path / "runs", calibrate="never"),
+                     measure=fake)
+    s = res.summary
+    ver = s["verify"]
+    assert s["pareto"]
+    true = fake.true_ms([load_arch(res.run_dir / e["arch_file"], tiny.space) for e in s["pareto"]])
+    assert (true <= limit).all(), (true, [e["metrics"] for e in s["pareto"]])
+    assert ver["host_noise"]["sigma_log"] > 0.1  # +-30% uniform: a log-sd of about 0.17
+    assert all(e["metrics"]["latency_timings"] >= 3 for e in s["pareto"])
+    assert "margin for this host's noise" in ver["line"]
+
+
+def test_a_p90_budget_holds_the_90th_percentile(home, tiny, tmp_path):
+    """``latency@p90:...``: each reported arch's latency is the median of its timing runs' 90th percentiles, and
+    that is what meets the budget (here the p90 runs 20% over the median)."""
+    limit = 0.5
+    fake = Wobbly(tiny, wobble=0.02, tail=1.2)
+    res = run_search(SearchConfig(budget=f"latency@p90:{limit}ms", space="tiny", trials=40, seed=0,
+                                  accuracy="proxy:params", runs_dir=tmp_path / "runs", calibrate="never"),
+                     measure=fake)
+    s = res.summary
+    assert s["verify"]["statistic"] == "p90" and "90th percentile" in s["verify"]["line"]
+    assert s["pareto"]
+    archs = [load_arch(res.run_dir / e["arch_file"], tiny.space) for e in s["pareto"]]
+    assert (1.2 * fake.true_ms(archs) <= limit).all()
+    for e, t in zip(s["pareto"], fake.true_ms(archs)):
+        assert e["metrics"]["latency_ms"] == pytest.approx(1.2 * t, rel=0.03)
 
 
 def test_no_verify_and_a_device_that_is_not_this_machine_say_why_nothing_was_measured(home, tmp_path):
@@ -439,3 +504,48 @@ def test_a_reranked_front_is_measured_here_too(home, tiny, tmp_path):
         assert measured_here(e, s)
         assert e["metrics"]["latency_ms"] <= limit
     assert s["verify"]["measured"] >= len(front | set(rr["front_before"]))
+
+
+def test_the_verification_rule_keeps_no_arch_over_the_budget_among_many_near_it():
+    """The rule itself, on 400 archs whose true medians lie 0.6-1.3x the limit and whose timings wobble +-30%: three
+    timings each, two more (up to 7) while the median is within the host's margin of the limit. No arch it keeps
+    inside is over the limit in truth, while a bare median of 3 (the same draws) keeps dozens that are; it still keeps
+    most of those clearly inside."""
+    from nas.search.verify import MAX_TIMINGS, MIN_TIMINGS, ArchTimings, host_noise, verdict
+
+    rng = np.random.default_rng(0)
+    true = rng.uniform(0.6, 1.3, 400)
+    timings = [ArchTimings() for _ in true]
+    for _ in range(MIN_TIMINGS):
+        for t, tr in zip(timings, true):
+            t.add(tr * rng.uniform(0.7, 1.3))
+    naive = np.array([t.value() <= 1.0 for t in timings])
+    while True:
+        sigma = host_noise(timings)
+        again = [i for i, t in enumerate(timings) if verdict(t, 1.0, sigma) == "again"]
+        if not again:
+            break
+        for _ in range(2):
+            for i in again:
+                timings[i].add(true[i] * rng.uniform(0.7, 1.3))
+    assert max(t.n for t in timings) == MAX_TIMINGS
+    kept = np.array([verdict(t, 1.0, host_noise(timings)) == "inside" for t in timings])
+    assert (naive & (true > 1.0)).sum() > 20  # the winner's curse the rule is there for
+    assert not (kept & (true > 1.0)).any()
+    assert (kept & (true <= 0.8)).sum() >= 0.7 * (true <= 0.8).sum()
+
+
+def test_the_python_api_predicts_with_this_hosts_cached_calibration(home, tiny):
+    """``nas.load_latency_model(None, space)`` is this host's calibrated model once one is cached (what a search
+    predicts with), the shipped one before; ``nas.calibrate_latency`` is the call that calibrates from Python."""
+    import nas
+
+    before = nas.load_latency_model(None, "tiny")
+    assert "calibrated on this host" not in before.provenance
+    host_latency(DEVICE, tiny.space, "always", FakeHost(tiny, scale=1.3, noise=0.01), this_host=True)
+    after = nas.load_latency_model(None, "tiny")
+    assert "calibrated on this host" in after.provenance
+    arch = tiny.space.sample(seed=3)
+    assert float(after.predict([arch])[0]) == pytest.approx(1.3 * float(before.predict([arch])[0]), rel=0.05)
+    off = nas.calibrate_latency("tiny", mode="off")  # 'off' measures nothing: the shipped profile as it is
+    assert "calibrated on this host" not in off.provenance

@@ -2,7 +2,8 @@
 
 A budget is a set of upper limits, at most one per key::
 
-    latency:5ms         time: us, ms, s              (stored in ms)
+    latency:5ms         time: us, ms, s              (stored in ms); the median of timings at separate moments
+    latency@p90:5ms     the same limit on the 90th percentile of each timing run (a tail-latency budget)
     params:5M           count: K, M, G or none       (stored as a count)
     macs:600M           count: K, M, G or none       (stored as a count of multiply-accumulates)
     memory:20MB         size: B, KB, MB, GB, KiB, MiB, GiB   (stored in bytes)
@@ -37,7 +38,10 @@ _GRAMMAR: dict[str, tuple[Callable[[str], float], str, str]] = {
     "memory": (parse_bytes, "a size (B, KB, MB, GB, KiB, MiB, GiB)", "memory:20MB"),
 }
 
-_PIECE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?::\s*(?:<=|<)?|<=|<)\s*(.*?)\s*$")
+_PIECE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)(?:@([A-Za-z0-9]+))?\s*(?::\s*(?:<=|<)?|<=|<)\s*(.*?)\s*$")
+STATS: tuple[str, ...] = ("p50", "p90")
+"""The statistics a latency limit may hold: ``p50`` (the median, default) or ``p90`` (the 90th percentile)."""
+_STAT_ALIASES = {"p50": "p50", "median": "p50", "p90": "p90"}
 _CHOOSE = "choose from " + ", ".join(KEYS)
 
 
@@ -56,9 +60,10 @@ def _fmt_limit(key: str, limit: float) -> str:
     return _si_plain(limit)
 
 
-def _canonical_text(key: str, limit: float) -> str:
+def _canonical_text(key: str, limit: float, stat: str = "p50") -> str:
     unit = {"latency": "ms", "memory": "B"}.get(key, "")
-    return f"{key}:{limit:.12g}{unit}"
+    at = f"@{stat}" if stat != "p50" else ""
+    return f"{key}{at}:{limit:.12g}{unit}"
 
 
 @dataclass(frozen=True)
@@ -66,12 +71,14 @@ class Constraint:
     """One upper limit: ``key`` in :data:`KEYS`, ``limit`` in base units (ms, count, count, bytes).
 
     ``text`` is the piece the limit was parsed from (``'latency:5ms'``); left empty, a canonical
-    text that parses back to the same constraint is filled in.
+    text that parses back to the same constraint is filled in. ``stat`` is the statistic a latency limit holds
+    (:data:`STATS`: the median of timings, or their 90th percentile); other keys are exact and take none.
     """
 
     key: str
     limit: float
     text: str = ""
+    stat: str = "p50"
 
     def __post_init__(self) -> None:
         if self.key not in KEYS:
@@ -79,9 +86,12 @@ class Constraint:
         limit = float(self.limit)
         if not math.isfinite(limit) or limit <= 0:
             raise BudgetError(f"budget {self.key}: limit must be a positive number, got {self.limit!r}")
+        if self.stat not in STATS or (self.stat != "p50" and self.key != "latency"):
+            raise BudgetError(f"budget {self.key}@{self.stat}: only latency takes a statistic; choose "
+                              f"latency@{' or latency@'.join(STATS)}")
         object.__setattr__(self, "limit", limit)
         if not self.text:
-            object.__setattr__(self, "text", _canonical_text(self.key, limit))
+            object.__setattr__(self, "text", _canonical_text(self.key, limit, self.stat))
 
     def violation(self, value: float) -> float:
         """Relative violation ``(value - limit) / limit``; ``<= 0`` means the value meets the limit."""
@@ -97,7 +107,8 @@ class Constraint:
         return self.violation(value) <= 0
 
     def __str__(self) -> str:
-        return f"{self.key} < {_fmt_limit(self.key, self.limit)}"
+        at = f" ({self.stat})" if self.stat != "p50" else ""
+        return f"{self.key}{at} < {_fmt_limit(self.key, self.limit)}"
 
 
 def parse_constraint(piece: str) -> Constraint:
@@ -108,9 +119,15 @@ def parse_constraint(piece: str) -> Constraint:
         raise BudgetError(
             f"budget '{text}': expected key:value, e.g. latency:5ms; keys are {', '.join(KEYS)}"
         )
-    key, value = m.group(1).lower(), m.group(2)
+    key, at, value = m.group(1).lower(), m.group(2), m.group(3)
     if key not in _GRAMMAR:
         raise BudgetError(f"budget '{text}': unknown key '{m.group(1)}'; {_CHOOSE}")
+    stat = "p50"
+    if at is not None:
+        stat = _STAT_ALIASES.get(at.lower(), "")
+        if key != "latency" or not stat:
+            raise BudgetError(f"budget '{text}': '@{at}' is not allowed; only latency takes a statistic: "
+                              f"latency:5ms (median, default) or latency@p90:5ms")
     parse, takes, example = _GRAMMAR[key]
     if not value:
         raise BudgetError(f"budget '{text}': missing value; {key} takes {takes}, e.g. {example}")
@@ -120,7 +137,7 @@ def parse_constraint(piece: str) -> Constraint:
         raise BudgetError(f"budget '{text}': {key} takes {takes}, e.g. {example}") from None
     if limit <= 0:
         raise BudgetError(f"budget '{text}': the limit must be positive, e.g. {example}")
-    return Constraint(key, limit, text)
+    return Constraint(key, limit, text, stat)
 
 
 class Budget:
@@ -215,10 +232,13 @@ class Budget:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Budget):
             return NotImplemented
-        return self.limits() == other.limits()
+        return self._identity() == other._identity()
 
     def __hash__(self) -> int:
-        return hash(tuple(self.limits().items()))
+        return hash(self._identity())
+
+    def _identity(self) -> tuple:
+        return tuple((k, c.limit, c.stat) for k, c in self._by_key.items())
 
     def __str__(self) -> str:
         return ", ".join(str(c) for c in self._by_key.values()) if self._by_key else "no limits"

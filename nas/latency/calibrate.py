@@ -145,7 +145,8 @@ def run_probe(space: SearchSpace, model: LatencyModel, measure: Measure,
 
 def quiet_measure(device: str, reporter: Reporter | None = None, wait_s: float = BUSY_WAIT_S) -> Measure:
     """Archs -> ms on this host under ``device``'s end-to-end protocol, measured only while the machine is
-    quiet (waits up to ``wait_s`` for other processes to calm down, saying so)."""
+    quiet (waits up to ``wait_s`` for other processes to calm down, saying so). The function also carries
+    ``full`` (archs -> :class:`~nas.profile.timer.Measurement`) and ``speed`` (the command's speed sentinel)."""
     from nas.profile.quiet import QuietGuard, measure_quietly
     from nas.profile.run import measure_arch
     from nas.profile.store import Profile
@@ -155,17 +156,21 @@ def quiet_measure(device: str, reporter: Reporter | None = None, wait_s: float =
     timer = Timer(Protocol.from_dict(Profile.load(device).meta.get("protocol") or {}))
     speed = speed_check(timer.protocol)  # one reference for every measurement of this command
 
-    def measure(archs: Sequence[Arch]) -> list[float]:
-        archs = list(archs)
-        guard = QuietGuard(max_wait_s=wait_s, speed=speed)
-        got: dict[int, float] = {}
+    def full(archs: Sequence[Arch], slow_windows: bool = False) -> list[Any]:
+        archs = list(archs)  # slow_windows: keep what was timed while the host itself ran slow (not other processes)
+        guard = QuietGuard(max_wait_s=wait_s, speed=speed, judge_speed=not slow_windows)
+        got: dict[int, Any] = {}
         with rep.progress(len(archs), f"measuring {len(archs)} archs on this host") as bar:
-            for i, ms in measure_quietly(range(len(archs)), lambda i: measure_arch(archs[i], timer).median_ms, guard,
-                                         log=rep.log):
-                got[i] = ms
+            for i, m in measure_quietly(range(len(archs)), lambda i: measure_arch(archs[i], timer), guard, log=rep.log):
+                got[i] = m
                 bar.advance()
         return [got[i] for i in range(len(archs))]
 
+    def measure(archs: Sequence[Arch]) -> list[float]:
+        return [m.median_ms for m in full(archs)]
+
+    measure.full = full  # type: ignore[attr-defined]  # the whole Measurement (p90 too), for the verification
+    measure.speed = speed  # type: ignore[attr-defined]  # the host's speed over this command (SpeedCheck.spread)
     return measure
 
 
@@ -229,6 +234,13 @@ def _cached(device: str, space: SearchSpace) -> tuple[dict[str, Any], LatencyMod
     except NASError:
         return None
     return entry, model
+
+
+def cached_model(device: str, space: SearchSpace) -> LatencyModel | None:
+    """This host's cached calibration of ``device`` for ``space`` (made since the last boot), or None (none cached,
+    or the probe found this host matches the profile, so the profile itself is the model). Measures nothing."""
+    got = _cached(device, space)
+    return got[1] if got is not None else None
 
 
 # ----------------------------------------------------------------------------------------- calibration
@@ -328,7 +340,10 @@ def calibrate(base: LatencyModel, device: str, measure: Measure, probe: Probe | 
     if probe is not None:
         measured.update(zip(probe.arch_ids, probe.measured_ms.tolist()))
     retimed = 0
-    for round_ in range(GROW + 1):
+    # more archs help a correction of another CPU model's table; on this CPU's own profile a loose fit is the host's
+    # noise, which more archs do not remove (they only cost time: bench/README.md)
+    grow = 0 if is_this_machine(device) else GROW
+    for round_ in range(grow + 1):
         # first k spread over the whole pool (the set bench/host_terms.py rebuilds), then k over what is left
         spread = latency_spread(base, pool if round_ == 0 else [a for a in pool if a.id not in measured], k)
         todo = [a for a in spread if a.id not in measured]
@@ -518,6 +533,16 @@ def latency_model_here(device: str | None, space: SearchSpace, mode: str | None 
     if device is None:
         return load_latency_model(None, space)  # says there is no profile of this machine and what to do
     return host_latency(device, space, mode, reporter=reporter, this_host=this_host).model
+
+
+def calibrate_latency(space: str | SearchSpace = "hybrid", device: str | None = None, mode: str | None = None,
+                      reporter: Reporter | None = None) -> LatencyModel:
+    """The latency model that holds on this host, calibrating it now when needed: what ``nas search`` predicts with
+    (probe, calibration when this host differs, cache; ``mode`` as ``--calibrate``). Takes ~10 s with a fresh cache,
+    about a minute when it calibrates; measure on a quiet machine."""
+    from nas.space import load_space
+
+    return latency_model_here(device, load_space(space) if isinstance(space, str) else space, mode, reporter)
 
 
 def host_device(space: SearchSpace, mode: str | None = None, reporter: Reporter | None = None) -> str | None:

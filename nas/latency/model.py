@@ -154,18 +154,25 @@ class LatencyModel:
 
 
 def load_latency_model(device: str | None = None, space: str | SearchSpace = "hybrid") -> LatencyModel:
-    """The fitted predictor ``predictors/<device>-<space>.json`` (``device=None``: the shipped profile
-    of this machine, see :func:`nas.profile.store.default_device`). ``device`` may also be a JSON path."""
-    from nas.profile.store import default_device
-
+    """The fitted predictor ``predictors/<device>-<space>.json``. ``device=None``: this machine's, i.e. its
+    profile's calibration to this host where ``nas search`` (or :func:`nas.calibrate_latency`) cached one since
+    the last boot, else the shipped profile of this CPU (or the other CPU's profile a calibration would start from),
+    uncorrected. Nothing is measured here. ``device`` may also be a JSON path."""
     sp_name = space_name(space)
     if device is None:
-        device = default_device(space=sp_name)
+        from nas.latency.calibrate import cached_model, host_device
+        from nas.space import load_space
+
+        sp = load_space(space) if isinstance(space, str) else space
+        device = host_device(sp)
         if device is None:
             raise PredictorError(
                 "no shipped device profile matches this machine's CPU; name a device (nas profile list) "
                 "or measure one: nas profile --space " + sp_name
             )
+        here = cached_model(device, sp)
+        if here is not None:
+            return here
     return LatencyModel.load(find_predictor(device, sp_name))
 
 

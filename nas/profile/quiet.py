@@ -93,6 +93,7 @@ QUANTILE = 10  # ... as this percentile: robust to the rare outlier-fast run, an
 REMEMBERED_WAIT_S = 60.0  # a wait for the remembered full speed longer than this drops it (at most half a wait)
 SAVE_EVERY_S = 10.0  # a faster full speed is written to the memory at most this often
 SAVE_GAIN = 0.01  # ... and only when it is this much faster than the remembered one
+RATIO_HISTORY = 100_000  # sentinel ratios kept for a command's speed spread (8 bytes each)
 
 
 class SpeedMemory:
@@ -147,6 +148,7 @@ class SpeedCheck:
         while clock() - t0 < settle_s:
             self._seen.append(time_once())
         self.checks = 0
+        self.ratios: deque[float] = deque(maxlen=RATIO_HISTORY)  # every check's ratio: the host's speed over the command
         self.memory = memory
         got = memory.load() if memory is not None else None
         self.remembered, self.remembered_when = got if got is not None else (None, None)
@@ -200,7 +202,19 @@ class SpeedCheck:
         if remember:
             self._seen.append(t)
             self._remember_if_faster()
+        self.ratios.append(t / ref)
         return t / ref
+
+    def spread(self, since: int = 0) -> dict[str, float] | None:
+        """How fast this host ran over the command's checks (from check number ``since`` on), as ratios to its full
+        speed (1.0 = full speed): 5th, 50th and 95th percentile and the slowest; None before any check."""
+        import numpy as np
+
+        r = np.fromiter(self.ratios, float)[since:]
+        if not r.size:
+            return None
+        p5, p50, p95 = (float(v) for v in np.percentile(r, [5, 50, 95]))
+        return {"p5": p5, "p50": p50, "p95": p95, "max": float(r.max()), "checks": int(r.size)}
 
     def steady(self, remember: bool = True) -> tuple[bool, float]:
         """(whether the machine runs at full speed now, the ratio)."""
@@ -222,6 +236,8 @@ class QuietGuard:
     meter_factory: Callable[[], LoadMeter] = LoadMeter
     speed: SpeedCheck | None = None
     slowed: int = 0  # windows thrown away because the sentinel ran slow
+    judge_speed: bool = True  # False: the sentinel still runs (its ratios record the host's speed) but a slow
+    #                           window is kept: the host as a user meets it (nas.search.verify)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"other_load_limit_cpus": self.limit, "window_s": self.window_s}
@@ -317,7 +333,7 @@ def measure_quietly(
         item = queue.popleft()
         pending.append((item, measure(item)))
         fast, ratio = speed.steady() if speed is not None else (True, 1.0)
-        slow = not (fast and started_fast)
+        slow = guard.judge_speed and not (fast and started_fast)
         if not slow and meter.elapsed() < guard.window_s and queue:
             continue
         load = meter.others() if guard.limit is not None else 0.0

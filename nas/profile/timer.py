@@ -64,6 +64,7 @@ class Measurement:
     attempts: int = 1
     dropped: int = 0
     exporter: str | None = None
+    p90_ms: float | None = None  # the 90th percentile of the kept samples (a tail-latency budget's statistic)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of plain Python types."""
@@ -90,7 +91,7 @@ def summarize(samples_ms: Sequence[float], max_rel_spread: float = 0.05) -> Meas
     if raw.size == 0:
         raise ProfileError("no latency samples to summarise")
     x = drop_outliers(raw)
-    p25, med, p75 = (float(v) for v in np.percentile(x, [25, 50, 75]))
+    p25, med, p75, p90 = (float(v) for v in np.percentile(x, [25, 50, 75, 90]))
     spread = (p75 - p25) / med if med > 0 else float("inf")
     return Measurement(
         median_ms=med,
@@ -103,6 +104,7 @@ def summarize(samples_ms: Sequence[float], max_rel_spread: float = 0.05) -> Meas
         rel_spread=float(spread),
         stable=bool(spread <= max_rel_spread),
         dropped=int(raw.size - x.size),
+        p90_ms=p90,
     )
 
 

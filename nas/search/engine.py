@@ -94,8 +94,15 @@ def _study_name(cfg: SearchConfig, space: SearchSpace) -> str:
     return cfg.study or f"{space.name}-{cfg.strategy}-s{cfg.seed}"
 
 
-def check_budget_feasible(space: SearchSpace, budget: Budget, latency: Callable[[Arch], float] | None) -> dict:
-    """Costs of the space's smallest arch; raises BudgetError when it already breaks the budget."""
+HOST_SLACK = 2.0
+"""Before a probe, a latency budget is refused only if the space's smallest arch would break it even on a host this
+many times faster than the profile's (VMs of one CPU label differ by 7-45%)."""
+
+
+def check_budget_feasible(space: SearchSpace, budget: Budget, latency: Callable[[Arch], float] | None,
+                          slack: float = 1.0) -> dict:
+    """Costs of the space's smallest arch; raises BudgetError when it already breaks the budget (its predicted
+    latency divided by ``slack``: > 1 refuses only what no plausible host could meet, before this one is measured)."""
     smallest = space.min()
     c = count(smallest)
     values = {"params": c.params, "macs": c.macs, "memory": c.memory}
@@ -103,12 +110,24 @@ def check_budget_feasible(space: SearchSpace, budget: Budget, latency: Callable[
         values["latency"] = latency(smallest)
     for con in budget:
         v = values.get(con.key)
-        if v is not None and v > con.limit:
+        bound = v / slack if v is not None and con.key == "latency" else v
+        if bound is not None and bound > con.limit:
             fmt = FORMAT[con.key]
             how = "predicted" if con.key == "latency" else "counted"
+            even = (f"; even a host {slack:g}x as fast as the profile's would need {fmt(bound)}; nothing was measured"
+                    if con.key == "latency" and slack != 1.0 else "")
             raise BudgetError(f"budget '{con.text}' cannot be met in space {space.name}: the smallest achievable "
-                              f"{con.key} is {fmt(v)} ({how}, for the space's smallest arch)")
+                              f"{con.key} is {fmt(v)} ({how}, for the space's smallest arch){even}")
     return values
+
+
+def refuse_impossible(space: SearchSpace, budget: Budget, device: str) -> None:
+    """BudgetError at once for a latency budget no plausible host meets (:data:`HOST_SLACK`), judged on ``device``'s
+    shipped predictor before this host is probed or calibrated; counted limits are judged exactly."""
+    from nas.latency.model import load_latency_model
+
+    model = load_latency_model(device, space) if "latency" in budget.keys else None
+    check_budget_feasible(space, budget, model, slack=HOST_SLACK)
 
 
 def run_search(cfg: SearchConfig, reporter: Reporter | None = None, evaluator: Any = None,
@@ -130,6 +149,7 @@ def run_search(cfg: SearchConfig, reporter: Reporter | None = None, evaluator: A
         from nas.latency.calibrate import host_latency
 
         cfg.device = cfg.device or _default_device(space, rep, cfg.calibrate)
+        refuse_impossible(space, budget, cfg.device)  # before any probe: an impossible budget costs no measuring
         cal = host_latency(cfg.device, space, cfg.calibrate, measure, rep, this_host=this_host)
         latency_model = cal.model
     check_budget_feasible(space, budget, latency_model)

@@ -45,7 +45,10 @@ def write_run(run_dir: Path, cfg: Any, space: Any, table: Any, pareto: list[Tria
             "id": arch.id, "arch_file": rel, "arch": str(arch), "trial": r.number,
             "metrics": {**({second: r.rerank_score} if second else {}), measure: r.accuracy,
                         "latency_ms": r.value("latency_ms"), "params": r.params,
-                        "macs": r.macs, "memory": r.memory, "latency_predicted_ms": r.latency_ms},
+                        "macs": r.macs, "memory": r.memory, "latency_predicted_ms": r.latency_ms,
+                        **({"latency_min_ms": r.measured_spread_ms[0], "latency_max_ms": r.measured_spread_ms[1],
+                            "latency_timings": r.measured_timings, "latency_bound_ms": r.latency_bound_ms}
+                           if measured and r.measured_spread_ms else {})},
             "provenance": {**({second: ((extra or {}).get("rerank") or {}).get("provenance")} if second else {}),
                            measure: acc_provenance,
                            "latency": (measured_provenance((extra or {}).get("verify"), cfg.device)

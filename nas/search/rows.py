@@ -37,6 +37,9 @@ class TrialRow:
     worker: str | None = None
     hypervolume: float = 0.0
     measured_latency_ms: float | None = None  # measured on this host by the verification (nas.search.verify)
+    measured_spread_ms: tuple[float, float] | None = None  # ... the fastest and slowest of its timings
+    measured_timings: int = 0  # ... how many timings (at separate moments) the median is of
+    latency_bound_ms: float | None = None  # ... the median plus the host's margin: what the budget is tested on
     rerank_score: float | None = None  # the second estimator's value, for the archs re-ranked (nas.search.rerank)
 
     @property
@@ -65,8 +68,10 @@ class TrialRow:
         return getattr(self, column)
 
     def costs(self) -> dict[str, float | None]:
-        """The budget's view of the arch: latency (measured where it was, else predicted), params, MACs, memory."""
-        return {"latency": self.value("latency_ms"), "params": self.params, "macs": self.macs, "memory": self.memory}
+        """The budget's view of the arch: latency (where measured, the median plus the host's margin; else
+        predicted), params, MACs, memory."""
+        lat = self.latency_bound_ms if self.latency_bound_ms is not None else self.value("latency_ms")
+        return {"latency": lat, "params": self.params, "macs": self.macs, "memory": self.memory}
 
     def record(self, measure: str = "accuracy", rerank_column: str = "rerank_score") -> dict[str, Any]:
         """The plain form (trials table row, stored on the trial); the estimator's value is named ``measure``
@@ -79,6 +84,9 @@ class TrialRow:
         out.update({f"violation_{k}": v for k, v in self.violations.items()})
         out["hypervolume"] = self.hypervolume
         out["measured_latency_ms"] = self.measured_latency_ms
+        lo, hi = self.measured_spread_ms or (None, None)
+        out.update({"measured_min_ms": lo, "measured_max_ms": hi, "measured_timings": self.measured_timings,
+                    "latency_bound_ms": self.latency_bound_ms})
         if self.rerank_score is not None:  # a column only in re-ranked searches' tables
             out[rerank_column] = self.rerank_score
         return out
@@ -93,7 +101,10 @@ class TrialRow:
                    evaluated=bool(rec.get("evaluated")), duplicate_of=rec.get("duplicate_of"),
                    eval_s=float(rec.get("eval_s") or 0.0), worker=rec.get("worker"),
                    hypervolume=float(rec.get("hypervolume") or 0.0),
-                   measured_latency_ms=rec.get("measured_latency_ms"))
+                   measured_latency_ms=rec.get("measured_latency_ms"),
+                   measured_spread_ms=(None if rec.get("measured_min_ms") is None
+                                       else (rec["measured_min_ms"], rec["measured_max_ms"])),
+                   measured_timings=int(rec.get("measured_timings") or 0), latency_bound_ms=rec.get("latency_bound_ms"))
 
 
 def distinct_feasible(rows: Sequence[TrialRow], columns: Sequence[str]) -> list[TrialRow]:

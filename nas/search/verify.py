@@ -1,16 +1,25 @@
 """Verified winners: after a search on this machine's device, the Pareto archs are measured here.
 
-A front is only reported as inside the budget when its archs are, measured. Each round measures the
-front's archs not measured yet (those whose prediction interval straddles the latency limit first); an
-arch that breaks the budget when measured is timed once more and keeps the faster timing (a shared host slows
-a single timing by up to 2x for a moment, and never speeds one up); one that breaks it both times stops
-counting as feasible, its measurement goes into the
-host's local profile, the host correction is refitted on everything measured here and the search goes on
-for a few more batches with the refitted predictor. After ``rounds`` refits the front is only measured
-and filtered (no more search) until every reported arch is measured and inside the budget.
+A front is only reported as inside the budget when its archs are, measured, and measured so that a user who
+times them again finds the same. Each reported arch is timed at least :data:`MIN_TIMINGS` times at separate
+moments (one pass over the front's archs, then the next: the timings of one arch are interleaved with the
+others'), with the host as it is (other processes' load is still waited out, the host's own slow stretches
+are kept and recorded by the speed sentinel). Its latency is the median of its timings (of each timing run's
+median, or its 90th percentile for a ``latency@p90`` budget), with the spread (min-max) beside it.
+
+It is inside the budget only when that median plus the host's margin is: the margin is the one-sided 95%
+bound of the difference between this median and a user's median of 3 timings, from the spread that the same
+arch's timings showed on this host during this run (pooled over the front, robust to single slow moments).
+An arch whose median is inside but within the margin is timed twice more, up to :data:`MAX_TIMINGS`; one
+still not clear of the limit then, or whose median is over it, stops counting as feasible. Its
+measurement goes into the host's local profile, the host correction is refitted on everything measured here and the
+search goes on for a few more batches with the refitted predictor. After ``rounds`` refits the front is only
+measured and filtered (no more search) until every reported arch is measured and inside the budget. A host that
+stays busy degrades the verification: the archs not yet measured keep their predictions, and the report says so.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,12 +27,80 @@ from typing import Any
 import numpy as np
 
 from nas.cost.budget import Budget
+from nas.errors import ProfileError
 from nas.reporting import Reporter
 from nas.search.pareto import pareto_mask
 from nas.search.rows import TrialRow, distinct_feasible
 
 ROUNDS = 3  # refit-and-search rounds at most
-MAX_PASSES = 12  # measuring passes at most (the last rounds only measure and filter)
+MAX_PASSES = 12  # measuring rounds at most (the last rounds only measure and filter)
+MIN_TIMINGS = 3  # timings of every reported arch, at separate moments
+MAX_TIMINGS = 7  # ... at most, for an arch whose median lies within the host's margin of the limit
+USER_TIMINGS = 3  # the re-measurement the margin protects: a user's median of this many timings
+Z = 1.645  # one-sided 95%
+SIGMA_FLOOR = 0.005  # the host's timing noise is never taken as smaller than 0.5% (log scale)
+_MAD_NORMAL = 0.685  # median |deviation from the median| of the other timings of an odd sample, normal noise
+_SE_MEDIAN = 1.2533  # the median's standard error over the mean's, normal noise
+
+
+@dataclass
+class ArchTimings:
+    """One arch's timings on this host: each timing run's median and 90th percentile (ms), in the order taken."""
+
+    p50: list[float] = field(default_factory=list)
+    p90: list[float] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.p50)
+
+    def of(self, stat: str) -> list[float]:
+        """The timings of ``stat`` (``p50`` or ``p90``)."""
+        return self.p90 if stat == "p90" else self.p50
+
+    def value(self, stat: str = "p50") -> float:
+        """The reported latency: the median of the timings of ``stat``."""
+        return float(np.median(self.of(stat)))
+
+    def add(self, p50: float, p90: float | None = None) -> None:
+        self.p50.append(float(p50))
+        self.p90.append(float(p50 if p90 is None else p90))
+
+
+def host_noise(timings: Sequence[ArchTimings], stat: str = "p50") -> float:
+    """How much the same arch's timings vary on this host now (a log-scale standard deviation): the median
+    absolute deviation of every timing from its arch's median, pooled over archs; single slow moments (a
+    shared VM's) do not move it, a host that wanders all the time does."""
+    devs: list[np.ndarray] = []
+    for t in timings:
+        x = np.log(np.asarray(t.of(stat), dtype=float))
+        if x.size >= 3 and x.size % 2:
+            d = np.abs(x - np.median(x))
+            devs.append(np.delete(d, int(np.argmin(d))))  # the median's own deviation is 0 by construction
+    if not devs:
+        return SIGMA_FLOOR
+    return max(SIGMA_FLOOR, float(np.median(np.concatenate(devs))) / _MAD_NORMAL)
+
+
+def margin(sigma: float, n: int) -> float:
+    """The log-scale margin between a median of ``n`` timings and the limit that keeps a user's median of
+    :data:`USER_TIMINGS` timings inside it 95% of the time, for host noise ``sigma``."""
+    return Z * _SE_MEDIAN * sigma * math.sqrt(1.0 / n + 1.0 / USER_TIMINGS)
+
+
+def verdict(t: ArchTimings, limit: float | None, sigma: float, stat: str = "p50") -> str:
+    """``inside`` (median plus margin within the limit), ``over`` (median over it, or still within the margin
+    after :data:`MAX_TIMINGS` timings), ``again`` (time it twice more), ``more`` (under :data:`MIN_TIMINGS`)."""
+    if t.n < MIN_TIMINGS:
+        return "more"
+    if limit is None:
+        return "inside"
+    v = t.value(stat)
+    if v > limit:
+        return "over"
+    if math.log(v) + margin(sigma, t.n) <= math.log(limit):
+        return "inside"
+    return "again" if t.n < MAX_TIMINGS else "over"
 
 
 def row_front(rows: Sequence[TrialRow], columns: Sequence[str], senses: Sequence[str]) -> list[TrialRow]:
@@ -39,17 +116,31 @@ def row_front(rows: Sequence[TrialRow], columns: Sequence[str], senses: Sequence
     return sorted((r for r, k in zip(cand, keep) if k), key=lambda r: (-(r.value(best) or 0.0), r.number))
 
 
-def restate(rows: Sequence[TrialRow], budget: Budget, measured: dict[str, float],
-            latency: Any = None) -> None:
-    """Bring rows up to date: measured latencies where known, predictions from ``latency`` (when given) for
-    the rest, and each row's budget test from those."""
+def restate(rows: Sequence[TrialRow], budget: Budget, timings: dict[str, ArchTimings],
+            latency: Any = None, sigma: float = SIGMA_FLOOR, final: bool = False) -> None:
+    """Bring rows up to date: measured latencies (median, spread, the bound the budget is tested on) where an arch
+    has its timings, predictions from ``latency`` (when given) for the rest, and each row's budget test. An arch
+    still to be timed again near the limit stays a candidate (tested on its median) unless ``final``."""
+    con = budget.get("latency")
+    stat = con.stat if con is not None else "p50"
     if latency is not None:
         pred = latency.predict([r.arch for r in rows])
         for r, p in zip(rows, pred):
             r.latency_ms = float(p)
     for r in rows:
-        if r.arch_id in measured:
-            r.measured_latency_ms = measured[r.arch_id]
+        t = timings.get(r.arch_id)
+        if t is not None and t.n >= MIN_TIMINGS:
+            v, xs = t.value(stat), t.of(stat)
+            r.measured_latency_ms = v
+            r.measured_spread_ms = (min(xs), max(xs))
+            r.measured_timings = t.n
+            if con is not None:
+                bound, how = v * math.exp(margin(sigma, t.n)), verdict(t, con.limit, sigma, stat)
+                if how == "again" and not final:
+                    bound = v
+                elif how != "inside":
+                    bound = max(bound, con.limit * (1 + 1e-9))
+                r.latency_bound_ms = bound
         r.violations = budget.violations(r.costs())
 
 
@@ -82,28 +173,76 @@ class VerifyReport:
     rounds: int = 0
     refits: int = 0
     measured: int = 0
+    timings: int = 0  # timing runs in all
     extra_trials: int = 0
     dropped: list[dict[str, Any]] = field(default_factory=list)
-    retimed: int = 0  # archs measured over the budget, timed a second time
+    timed_more: int = 0  # archs within the margin of the limit after MIN_TIMINGS, timed twice more (or more)
     note: str = ""
+    stat: str = "p50"
+    sigma: float = SIGMA_FLOOR
+    host_speed: dict[str, float] | None = None  # the sentinel's ratios to full speed while verifying
+    degraded: bool = False  # the host stayed busy: what was not measured keeps its prediction
     host: dict[str, str] = field(default_factory=this_host)
+    arch_timings: dict[str, ArchTimings] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"device": self.device, "host": self.host, "rounds": self.rounds, "refits": self.refits,
-                "measured": self.measured, "extra_trials": self.extra_trials, "dropped": self.dropped,
-                "retimed": self.retimed, "note": self.note}
+                "measured": self.measured, "timings": self.timings, "min_timings": MIN_TIMINGS,
+                "max_timings": MAX_TIMINGS, "statistic": self.stat, "extra_trials": self.extra_trials,
+                "dropped": self.dropped, "timed_more": self.timed_more,
+                "host_noise": {"sigma_log": self.sigma, "margin_at_min_timings": margin(self.sigma, MIN_TIMINGS),
+                               "protects": f"a user's median of {USER_TIMINGS} timings, one-sided 95%"},
+                "host_speed": self.host_speed, "degraded": self.degraded, "note": self.note}
 
     def summary(self) -> dict[str, Any]:
         """summary.json's ``verify``: :meth:`to_dict` and the printed :meth:`line`."""
         return {**self.to_dict(), "line": self.line()}
 
     def line(self) -> str:
-        drop = (f"{len(self.dropped)} dropped for breaking the budget when measured (twice)"
-                if self.dropped else "none broke the budget")
-        if self.retimed > len(self.dropped):
-            drop += f", {self.retimed - len(self.dropped)} within it when timed again"
-        return (f"verified on this host: {self.measured} archs measured in {self.rounds} round(s), {drop}, "
-                f"{self.refits} refit(s), {self.extra_trials} extra trials")
+        what = "90th percentile" if self.stat == "p90" else "median"
+        drop = (f"{len(self.dropped)} dropped for breaking the budget when measured" if self.dropped
+                else "none broke the budget")
+        more = f", {self.timed_more} near the limit timed up to {MAX_TIMINGS}x" if self.timed_more else ""
+        out = (f"verified on this host: {self.measured} archs timed {MIN_TIMINGS}+ times each at separate moments "
+               f"({self.timings} timings, {self.rounds} round(s)), latency = {what} of its timings, inside the budget "
+               f"when it is with a {100 * (math.exp(margin(self.sigma, MIN_TIMINGS)) - 1):.1f}% margin for this "
+               f"host's noise; {drop}{more}, {self.refits} refit(s), {self.extra_trials} extra trials")
+        hs = self.host_speed
+        if hs:
+            out += (f"; this host ran {hs['p5']:.2f}-{hs['p95']:.2f}x its full speed while verifying (speed sentinel, "
+                    f"5th-95th percentile of {hs['checks']} checks; slowest {hs['max']:.2f}x)")
+        if self.note:
+            out += f"; {self.note}"
+        return out
+
+
+class TailScaled:
+    """A latency model's predictions (medians) x this host's measured ratio of 90th percentile to median: what a
+    search under a ``latency@p90`` budget predicts with once the verification has timed archs here."""
+
+    def __init__(self, model: Any, factor: float):
+        self.model, self.factor = model, float(factor)
+
+    @classmethod
+    def of(cls, model: Any, timings: Any) -> TailScaled:
+        """``model`` (unwrapped if already scaled) x the median p90/p50 ratio of ``timings``."""
+        base = model.model if isinstance(model, TailScaled) else model
+        ratios = [t.value("p90") / t.value("p50") for t in timings if t.n]
+        return cls(base, float(np.median(ratios)) if ratios else 1.0)
+
+    def predict(self, archs: Sequence[Any]) -> np.ndarray:
+        return np.asarray(self.model.predict(archs), dtype=float) * self.factor
+
+    def predict_interval(self, archs: Sequence[Any], coverage: float = 0.9) -> tuple:
+        return tuple(np.asarray(x, dtype=float) * self.factor for x in self.model.predict_interval(archs, coverage))
+
+    @property
+    def provenance(self) -> str:
+        return (f"{self.model.provenance}; x {self.factor:.3f} for the 90th percentile (this host's p90/median ratio, "
+                "measured while verifying)")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
 
 
 def _order(front: list[TrialRow], latency: Any, limit: float | None) -> list[TrialRow]:
@@ -115,57 +254,94 @@ def _order(front: list[TrialRow], latency: Any, limit: float | None) -> list[Tri
     return [r for r, s in zip(front, straddle) if s] + [r for r, s in zip(front, straddle) if not s]
 
 
+def _time(measure: Any, archs: Sequence[Any]) -> list[tuple[float, float]]:
+    """One timing run of each arch, (median, 90th percentile) ms: the quiet-guarded timer's whole measurement with
+    the host as it is (``measure.full``), else the ms ``measure`` returns (a plain timing function: p90 = median)."""
+    full = getattr(measure, "full", None)
+    if full is not None:
+        return [(m.median_ms, m.p90_ms if m.p90_ms is not None else m.median_ms)
+                for m in full(archs, slow_windows=True)]
+    return [(float(m), float(m)) for m in measure(archs)]
+
+
 def verify(search: Any, cal: Any, evaluator: Any, reporter: Reporter, rounds: int = ROUNDS,
            report: VerifyReport | None = None) -> VerifyReport:
     """Measure ``search``'s front on this host until it holds (see the module docstring); ``cal`` is the
     :class:`~nas.latency.calibrate.Calibration` the search predicted with (its ``measure`` times archs).
     Given the ``report`` of an earlier call, it goes on counting there (a front chosen again, by a re-rank)."""
-    from nas.latency.calibrate import record_measurements, refit, time_again
+    from nas.latency.calibrate import record_measurements, refit
 
-    rep = report or VerifyReport(device=cal.local or search.cfg.device)
-    measured: dict[str, float] = dict(cal.measured)
-    measured.update({r.arch_id: r.measured_latency_ms for r in search.rows if r.measured_latency_ms is not None})
-    limit_c = search.budget.get("latency")
-    limit = limit_c.limit if limit_c is not None else None
+    con = search.budget.get("latency")
+    limit, stat = (con.limit, con.stat) if con is not None else (None, "p50")
+    rep = report or VerifyReport(device=cal.local or search.cfg.device, stat=stat)
+    timings = rep.arch_timings
+    speed = getattr(cal.measure, "speed", None)
+    checks0 = len(speed.ratios) if speed is not None and report is None else 0
     base = None
     extra = max(search.batch_size, search.cfg.trials // 5)
     for _ in range(MAX_PASSES):
-        restate(search.rows, search.budget, measured)
+        restate(search.rows, search.budget, timings, sigma=rep.sigma)
         front = row_front(search.rows, search.columns, search.senses)
-        todo = [r for r in _order(front, search.latency, limit) if r.arch_id not in measured]
+        need = {r.arch_id: (MIN_TIMINGS - timings[r.arch_id].n if r.arch_id in timings else MIN_TIMINGS)
+                for r in front}
+        for r in front:  # near the limit: twice more (an odd count keeps the median one of the timings)
+            if need[r.arch_id] <= 0 and verdict(timings[r.arch_id], limit, rep.sigma, stat) == "again":
+                need[r.arch_id] = 2
+                rep.timed_more += timings[r.arch_id].n == MIN_TIMINGS
+        todo = [r for r in _order(front, search.latency, limit) if need[r.arch_id] > 0]
         if not todo:
             break
         rep.rounds += 1
-        ms = [float(m) for m in cal.measure([r.arch for r in todo])]  # one quiet-guarded run (with its own bar)
-        first = list(ms)
-        over = [i for i, m in enumerate(ms) if limit is not None and m > limit]
-        if over:  # timed again: a slow moment of the host is not a violation
-            again = time_again(cal.measure, [todo[i].arch for i in over], [ms[i] for i in over])
-            for i, m in zip(over, again):
-                ms[i] = m
-            rep.retimed += len(over)
-        measured.update({r.arch_id: float(m) for r, m in zip(todo, ms)})
-        rep.measured += len(todo)
-        record_measurements(search.cfg.device, search.space, [r.arch for r in todo], ms)
-        broke = [r for r, m in zip(todo, ms) if limit is not None and m > limit]
-        rep.dropped += [{"id": r.arch_id, "predicted_ms": r.latency_ms, "measured_ms": m, "first_ms": m0}
-                        for r, m, m0 in zip(todo, ms, first) if limit is not None and m > limit]
-        reporter.log(f"verify: measured {len(todo)} Pareto archs here, {len(broke)} over the budget")
+        new = [r for r in todo if r.arch_id not in timings]
+        try:
+            for k in range(max(need[r.arch_id] for r in todo)):  # interleaved: one pass over them all, then the next
+                now = [r for r in todo if need[r.arch_id] > k]
+                for r, (p50, p90) in zip(now, _time(cal.measure, [r.arch for r in now])):
+                    timings.setdefault(r.arch_id, ArchTimings()).add(p50, p90)
+                rep.timings += len(now)
+        except ProfileError as e:  # the host stayed busy: report what holds, predict the rest, say so
+            for r in todo:
+                if r.arch_id in timings and timings[r.arch_id].n < MIN_TIMINGS:
+                    del timings[r.arch_id]
+            rep.degraded = True
+            rep.note = (f"not every arch could be measured (the machine stayed busy: {e}); the others' latencies are "
+                        "predictions")
+            reporter.warn(f"verify: {rep.note}")
+            break
+        rep.measured += len(new)
+        rep.sigma = host_noise(list(timings.values()), stat)
+        if stat == "p90":  # the search predicts medians: its predictions for this budget carry the host's tail
+            search.latency = TailScaled.of(search.latency, timings.values())
+            restate(search.rows, search.budget, timings, search.latency, rep.sigma)
+        if new:
+            record_measurements(search.cfg.device, search.space, [r.arch for r in new],
+                                [timings[r.arch_id].value("p50") for r in new])
+        broke = [r for r in todo if verdict(timings[r.arch_id], limit, rep.sigma, stat) == "over"]
+        for r in broke:
+            t = timings[r.arch_id]
+            rep.dropped.append({"id": r.arch_id, "predicted_ms": r.latency_ms, "measured_ms": t.value(stat),
+                                "timings_ms": [round(x, 4) for x in t.of(stat)],
+                                "bound_ms": t.value(stat) * math.exp(margin(rep.sigma, t.n))})
+        reporter.log(f"verify: timed {len(todo)} Pareto archs here ({len(new)} new), {len(broke)} over the budget")
         if not broke or rep.refits >= rounds:
             continue
         from nas.latency.model import load_latency_model
 
         base = base or load_latency_model(search.cfg.device, search.space)
         search.latency = refit(search.cfg.device, base, search.space, known=[r.arch for r in search.rows])
+        if stat == "p90":
+            search.latency = TailScaled.of(search.latency, timings.values())
         if search.prescreen is not None:
             search.prescreen.latency_model = search.latency
         rep.refits += 1
-        restate(search.rows, search.budget, measured, search.latency)
+        restate(search.rows, search.budget, timings, search.latency, rep.sigma)
         target = len(search.rows) + extra
         while len(search.rows) < target:
             search.step(evaluator, min(search.batch_size, target - len(search.rows)))
         rep.extra_trials += extra
     else:
-        rep.note = f"stopped after {MAX_PASSES} measuring passes"
-    restate(search.rows, search.budget, measured)
+        rep.note = f"stopped after {MAX_PASSES} measuring rounds"
+    restate(search.rows, search.budget, timings, sigma=rep.sigma, final=True)
+    if speed is not None:
+        rep.host_speed = speed.spread(since=checks0) or rep.host_speed
     return rep
