@@ -297,6 +297,7 @@ class _Search:
         self.batch_size = 0
         self.acc_provenance = ""
         self.verify_report: Any = None  # nas.search.verify's report, once the front was measured here
+        self.latency_factor = 1.0  # an unmeasured arch's budget test: prediction x this (nas.search.verify.budget_factor)
 
     # ---- the study -----------------------------------------------------------------------------------
     def _open_study(self) -> optuna.Study:
@@ -389,10 +390,12 @@ class _Search:
         out = []
         for (trial, attrs, arch), lat_ms in zip(asked, lat):
             c = count(arch)
-            values = {"latency": None if lat_ms is None else float(lat_ms), "params": c.params, "macs": c.macs,
-                      "memory": c.memory}
-            row = TrialRow(trial.number, arch, values["latency"], c.params, c.macs, c.memory,
+            values = {"latency": None if lat_ms is None else float(lat_ms) * self.latency_factor,
+                      "params": c.params, "macs": c.macs, "memory": c.memory}
+            row = TrialRow(trial.number, arch, None if lat_ms is None else float(lat_ms), c.params, c.macs, c.memory,
                            violations=self.budget.violations(values),
+                           latency_bound_ms=(values["latency"] if lat_ms is not None and self.latency_factor != 1.0
+                                             else None),
                            source="recovered" if "recovered_from" in attrs else attrs.get("source", "sampler"),
                            predicted_accuracy=attrs.get("predicted_accuracy"))
             out.append((trial, row, attrs.get("score")))

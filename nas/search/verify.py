@@ -103,6 +103,17 @@ def verdict(t: ArchTimings, limit: float | None, sigma: float, stat: str = "p50"
     return "again" if t.n < MAX_TIMINGS else "over"
 
 
+def budget_factor(timings: Sequence[ArchTimings], sigma: float, stat: str = "p50") -> float:
+    """What an unmeasured arch's predicted median is multiplied by for its budget test once archs were timed here:
+    the host's margin (so the search aims where a measured arch will count as inside) and, for a p90 budget, the
+    measured ratio of 90th percentile to median (the search predicts medians)."""
+    f = math.exp(margin(sigma, MIN_TIMINGS))
+    if stat == "p90":
+        ratios = [t.value("p90") / t.value("p50") for t in timings if t.n]
+        f *= float(np.median(ratios)) if ratios else 1.0
+    return f
+
+
 def row_front(rows: Sequence[TrialRow], columns: Sequence[str], senses: Sequence[str]) -> list[TrialRow]:
     """The feasible, scored, non-dominated rows (one per arch), best estimator value first; latency is the
     measured one where the arch was measured. The estimator's column is the maximised one (accuracy, or the
@@ -117,10 +128,11 @@ def row_front(rows: Sequence[TrialRow], columns: Sequence[str], senses: Sequence
 
 
 def restate(rows: Sequence[TrialRow], budget: Budget, timings: dict[str, ArchTimings],
-            latency: Any = None, sigma: float = SIGMA_FLOOR, final: bool = False) -> None:
+            latency: Any = None, sigma: float = SIGMA_FLOOR, final: bool = False, factor: float = 1.0) -> None:
     """Bring rows up to date: measured latencies (median, spread, the bound the budget is tested on) where an arch
-    has its timings, predictions from ``latency`` (when given) for the rest, and each row's budget test. An arch
-    still to be timed again near the limit stays a candidate (tested on its median) unless ``final``."""
+    has its timings, predictions from ``latency`` (when given) for the rest, and each row's budget test (an
+    unmeasured arch's prediction x ``factor``, see :func:`budget_factor`). An arch still to be timed again near the
+    limit stays a candidate (tested on its median) unless ``final``."""
     con = budget.get("latency")
     stat = con.stat if con is not None else "p50"
     if latency is not None:
@@ -129,6 +141,8 @@ def restate(rows: Sequence[TrialRow], budget: Budget, timings: dict[str, ArchTim
             r.latency_ms = float(p)
     for r in rows:
         t = timings.get(r.arch_id)
+        if (t is None or t.n < MIN_TIMINGS) and r.latency_ms is not None:
+            r.latency_bound_ms = r.latency_ms * factor if factor != 1.0 else None
         if t is not None and t.n >= MIN_TIMINGS:
             v, xs = t.value(stat), t.of(stat)
             r.measured_latency_ms = v
@@ -216,35 +230,6 @@ class VerifyReport:
         return out
 
 
-class TailScaled:
-    """A latency model's predictions (medians) x this host's measured ratio of 90th percentile to median: what a
-    search under a ``latency@p90`` budget predicts with once the verification has timed archs here."""
-
-    def __init__(self, model: Any, factor: float):
-        self.model, self.factor = model, float(factor)
-
-    @classmethod
-    def of(cls, model: Any, timings: Any) -> TailScaled:
-        """``model`` (unwrapped if already scaled) x the median p90/p50 ratio of ``timings``."""
-        base = model.model if isinstance(model, TailScaled) else model
-        ratios = [t.value("p90") / t.value("p50") for t in timings if t.n]
-        return cls(base, float(np.median(ratios)) if ratios else 1.0)
-
-    def predict(self, archs: Sequence[Any]) -> np.ndarray:
-        return np.asarray(self.model.predict(archs), dtype=float) * self.factor
-
-    def predict_interval(self, archs: Sequence[Any], coverage: float = 0.9) -> tuple:
-        return tuple(np.asarray(x, dtype=float) * self.factor for x in self.model.predict_interval(archs, coverage))
-
-    @property
-    def provenance(self) -> str:
-        return (f"{self.model.provenance}; x {self.factor:.3f} for the 90th percentile (this host's p90/median ratio, "
-                "measured while verifying)")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.model, name)
-
-
 def _order(front: list[TrialRow], latency: Any, limit: float | None) -> list[TrialRow]:
     """Archs whose 90% prediction interval straddles the limit first (the likeliest to be wrong about it)."""
     if limit is None or not hasattr(latency, "predict_interval") or not front:
@@ -280,7 +265,7 @@ def verify(search: Any, cal: Any, evaluator: Any, reporter: Reporter, rounds: in
     base = None
     extra = max(search.batch_size, search.cfg.trials // 5)
     for _ in range(MAX_PASSES):
-        restate(search.rows, search.budget, timings, sigma=rep.sigma)
+        restate(search.rows, search.budget, timings, sigma=rep.sigma, factor=search.latency_factor)
         front = row_front(search.rows, search.columns, search.senses)
         need = {r.arch_id: (MIN_TIMINGS - timings[r.arch_id].n if r.arch_id in timings else MIN_TIMINGS)
                 for r in front}
@@ -310,9 +295,7 @@ def verify(search: Any, cal: Any, evaluator: Any, reporter: Reporter, rounds: in
             break
         rep.measured += len(new)
         rep.sigma = host_noise(list(timings.values()), stat)
-        if stat == "p90":  # the search predicts medians: its predictions for this budget carry the host's tail
-            search.latency = TailScaled.of(search.latency, timings.values())
-            restate(search.rows, search.budget, timings, search.latency, rep.sigma)
+        search.latency_factor = budget_factor(list(timings.values()), rep.sigma, stat)
         if new:
             record_measurements(search.cfg.device, search.space, [r.arch for r in new],
                                 [timings[r.arch_id].value("p50") for r in new])
@@ -329,19 +312,18 @@ def verify(search: Any, cal: Any, evaluator: Any, reporter: Reporter, rounds: in
 
         base = base or load_latency_model(search.cfg.device, search.space)
         search.latency = refit(search.cfg.device, base, search.space, known=[r.arch for r in search.rows])
-        if stat == "p90":
-            search.latency = TailScaled.of(search.latency, timings.values())
         if search.prescreen is not None:
             search.prescreen.latency_model = search.latency
         rep.refits += 1
-        restate(search.rows, search.budget, timings, search.latency, rep.sigma)
+        restate(search.rows, search.budget, timings, search.latency, rep.sigma, factor=search.latency_factor)
         target = len(search.rows) + extra
         while len(search.rows) < target:
             search.step(evaluator, min(search.batch_size, target - len(search.rows)))
         rep.extra_trials += extra
     else:
         rep.note = f"stopped after {MAX_PASSES} measuring rounds"
-    restate(search.rows, search.budget, timings, sigma=rep.sigma, final=True)
+    restate(search.rows, search.budget, timings, sigma=rep.sigma, final=True,
+            factor=search.latency_factor)
     if speed is not None:
         rep.host_speed = speed.spread(since=checks0) or rep.host_speed
     return rep
