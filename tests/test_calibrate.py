@@ -549,3 +549,20 @@ def test_the_python_api_predicts_with_this_hosts_cached_calibration(home, tiny):
     assert float(after.predict([arch])[0]) == pytest.approx(1.3 * float(before.predict([arch])[0]), rel=0.05)
     off = nas.calibrate_latency("tiny", mode="off")  # 'off' measures nothing: the shipped profile as it is
     assert "calibrated on this host" not in off.provenance
+
+
+def test_an_impossible_latency_budget_exits_2_before_anything_is_measured(home, tmp_path, monkeypatch, capsys):
+    """`nas search --budget latency:0.0001ms`: one line naming the budget, exit 2, no probe, no calibration, no run
+    folder (the shipped profile, with room for a host twice as fast, already rules it out)."""
+    from nas.cli.main import main
+
+    def no_measuring(*a, **k):
+        raise AssertionError("measured before refusing an impossible budget")
+
+    monkeypatch.setattr(cal_mod, "host_latency", no_measuring)
+    monkeypatch.setattr(cal_mod, "quiet_measure", no_measuring)
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", "--budget", "latency:0.0001ms", "--runs", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "latency:0.0001ms" in err[0] and "nothing was measured" in err[0], err
+    assert not (tmp_path / "runs").exists()

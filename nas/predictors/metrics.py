@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 from nas.errors import PredictorError
 
@@ -42,6 +41,9 @@ def latency_metrics(y_true, y_pred) -> dict[str, float]:
         "kendall": math.nan,
     }
     if t.size >= 2 and np.ptp(t) > 0 and np.ptp(p) > 0:
+        # on first use: scipy.stats costs ~0.7 s to import, which every CLI start would pay
+        from scipy import stats
+
         out["spearman"] = float(stats.spearmanr(t, p)[0])
         out["kendall"] = float(stats.kendalltau(t, p)[0])
     return out
