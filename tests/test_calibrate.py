@@ -362,7 +362,7 @@ class Wobbly(FakeHost):
     def __call__(self, archs):
         return list(self.true_ms(archs) * self.rng.uniform(1 - self.wobble, 1 + self.wobble, len(archs)))
 
-    def full(self, archs, slow_windows=False):
+    def full(self, archs, slow_windows=False, keep=False):
         """Whole measurements (median and p90), as the quiet-guarded timer gives the verification."""
         from types import SimpleNamespace
 

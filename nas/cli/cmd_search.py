@@ -152,11 +152,14 @@ def _print_front(s: dict, where: str) -> None:
     ver = s.get("verify") or {}
     measured = any(str(e["provenance"].get("latency") or "").startswith("measured") for e in s["pareto"])
     ui.info("params/MACs/memory: counted analytically")
-    lat_col = ["latency (measured)", "predicted"] if measured else ["latency"]
+    stat = "p90" if (ver.get("statistic") == "p90") else "median"
+    lat_col = [f"latency (measured {stat}, min-max, n)", "predicted"] if measured else ["latency"]
     rows = []
     for e in s["pareto"]:
         m = e["metrics"]
         lat = fmt_ms(m["latency_ms"]) if m["latency_ms"] is not None else "-"
+        if m.get("latency_min_ms") is not None:  # the spread of the timings the median is of
+            lat += f" ({m['latency_min_ms']:.3g}-{m['latency_max_ms']:.3g}, {m['latency_timings']})"
         row = {"id": e["id"]}
         if rr:
             v = m.get(rerank_column(rr["name"]))

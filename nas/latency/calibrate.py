@@ -49,6 +49,7 @@ SCALE_TOL = 0.05  # the probe's median ratio this far from 1 means the profile i
 ARCH_TOL_MEASURED = 0.10  # one reference arch this far from the profile's own probe timing
 ARCH_TOL_PREDICTED = 0.15  # ... from the profile's prediction (which has its own error)
 BUSY_WAIT_S = 120.0  # how long calibration waits for a quiet machine before it gives up
+KEEP_BUILT = 64  # deploy models a verification keeps for timing again (its front archs, under the budget: small)
 
 Measure = Callable[[Sequence[Arch]], Sequence[float]]
 """Times archs on this host: archs -> ms (the default is the profile's protocol, quiet-guarded)."""
@@ -147,8 +148,10 @@ def quiet_measure(device: str, reporter: Reporter | None = None, wait_s: float =
     """Archs -> ms on this host under ``device``'s end-to-end protocol, measured only while the machine is
     quiet (waits up to ``wait_s`` for other processes to calm down, saying so). The function also carries
     ``full`` (archs -> :class:`~nas.profile.timer.Measurement`) and ``speed`` (the command's speed sentinel)."""
+    from collections import OrderedDict
+
     from nas.profile.quiet import QuietGuard, measure_quietly
-    from nas.profile.run import measure_arch
+    from nas.profile.run import deploy_model, measure_arch
     from nas.profile.store import Profile
     from nas.profile.timer import Protocol, Timer, speed_check
 
@@ -156,12 +159,27 @@ def quiet_measure(device: str, reporter: Reporter | None = None, wait_s: float =
     timer = Timer(Protocol.from_dict(Profile.load(device).meta.get("protocol") or {}))
     speed = speed_check(timer.protocol)  # one reference for every measurement of this command
 
-    def full(archs: Sequence[Arch], slow_windows: bool = False) -> list[Any]:
-        archs = list(archs)  # slow_windows: keep what was timed while the host itself ran slow (not other processes)
+    built: OrderedDict[str, Any] = OrderedDict()  # deploy models of the archs timed last (timed again: not rebuilt)
+
+    def model_of(arch: Arch, keep: bool) -> Any:
+        if not keep:
+            return built[arch.id] if arch.id in built else deploy_model(arch)
+        if arch.id not in built:
+            built[arch.id] = deploy_model(arch)
+            while len(built) > KEEP_BUILT:
+                built.popitem(last=False)
+        built.move_to_end(arch.id)
+        return built[arch.id]
+
+    def full(archs: Sequence[Arch], slow_windows: bool = False, keep: bool = False) -> list[Any]:
+        # slow_windows: keep what was timed while the host itself ran slow (not other processes); keep: keep the
+        # built models to time them again (the verification times each front arch 3-7 times)
+        archs = list(archs)
         guard = QuietGuard(max_wait_s=wait_s, speed=speed, judge_speed=not slow_windows)
         got: dict[int, Any] = {}
         with rep.progress(len(archs), f"measuring {len(archs)} archs on this host") as bar:
-            for i, m in measure_quietly(range(len(archs)), lambda i: measure_arch(archs[i], timer), guard, log=rep.log):
+            for i, m in measure_quietly(range(len(archs)), lambda i: measure_arch(archs[i], timer, model_of(archs[i], keep)),
+                                        guard, log=rep.log):
                 got[i] = m
                 bar.advance()
         return [got[i] for i in range(len(archs))]
