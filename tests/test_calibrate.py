@@ -511,7 +511,7 @@ def test_the_verification_rule_keeps_no_arch_over_the_budget_among_many_near_it(
     timings each, two more (up to 7) while the median is within the host's margin of the limit. No arch it keeps
     inside is over the limit in truth, while a bare median of 3 (the same draws) keeps dozens that are; it still keeps
     most of those clearly inside."""
-    from nas.search.verify import MAX_TIMINGS, MIN_TIMINGS, ArchTimings, host_noise, verdict
+    from nas.search.verify import MAX_TIMINGS, MIN_TIMINGS, ArchTimings, Noise, host_noise, verdict
 
     rng = np.random.default_rng(0)
     true = rng.uniform(0.6, 1.3, 400)
@@ -521,15 +521,15 @@ def test_the_verification_rule_keeps_no_arch_over_the_budget_among_many_near_it(
             t.add(tr * rng.uniform(0.7, 1.3))
     naive = np.array([t.value() <= 1.0 for t in timings])
     while True:
-        sigma = host_noise(timings)
-        again = [i for i, t in enumerate(timings) if verdict(t, 1.0, sigma) == "again"]
+        noise = Noise(host_noise(timings))
+        again = [i for i, t in enumerate(timings) if verdict(t, 1.0, noise) == "again"]
         if not again:
             break
         for _ in range(2):
             for i in again:
                 timings[i].add(true[i] * rng.uniform(0.7, 1.3))
     assert max(t.n for t in timings) == MAX_TIMINGS
-    kept = np.array([verdict(t, 1.0, host_noise(timings)) == "inside" for t in timings])
+    kept = np.array([verdict(t, 1.0, Noise(host_noise(timings))) == "inside" for t in timings])
     assert (naive & (true > 1.0)).sum() > 20  # the winner's curse the rule is there for
     assert not (kept & (true > 1.0)).any()
     assert (kept & (true <= 0.8)).sum() >= 0.7 * (true <= 0.8).sum()

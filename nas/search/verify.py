@@ -8,10 +8,12 @@ are kept and recorded by the speed sentinel). Its latency is the median of its t
 median, or its 90th percentile for a ``latency@p90`` budget), with the spread (min-max) beside it.
 
 It is inside the budget only when that median plus the host's margin is: the margin is the one-sided 95%
-bound of the difference between this median and a user's median of 3 timings, from the spread that the same
-arch's timings showed on this host during this run (pooled over the front, robust to single slow moments).
-An arch whose median is inside but within the margin is timed twice more, up to :data:`MAX_TIMINGS`; one
-still not clear of the limit then, or whose median is over it, stops counting as feasible. Its
+bound of the difference between this median and a user's median of 3 timings taken at another moment, from the
+spread that the same arch's timings showed on this host during this run (pooled over the front, robust to single
+slow moments) and from how far the host's own speed wandered during the command (the speed sentinel's ratios: a
+user's timings share one moment of the host, so that part does not average out). An arch whose median is inside
+but within the margin is timed twice more while that could clear it, up to :data:`MAX_TIMINGS`; one still not
+clear of the limit then, or whose median is over it, stops counting as feasible. Its
 measurement goes into the host's local profile, the host correction is refitted on everything measured here and the
 search goes on for a few more batches with the refitted predictor. After ``rounds`` refits the front is only
 measured and filtered (no more search) until every reported arch is measured and inside the budget. A host that
@@ -39,7 +41,10 @@ MAX_TIMINGS = 7  # ... at most, for an arch whose median lies within the host's 
 USER_TIMINGS = 3  # the re-measurement the margin protects: a user's median of this many timings
 Z = 1.645  # one-sided 95%
 SIGMA_FLOOR = 0.005  # the host's timing noise is never taken as smaller than 0.5% (log scale)
-_MAD_NORMAL = 0.685  # median |deviation from the median| of the other timings of an odd sample, normal noise
+# the median of each robust scale for normal noise of sd 1 (simulated): the smaller neighbour gap of 3 timings, the
+# median absolute deviation of 5 or 7
+_MIN_GAP_NORMAL = 0.361
+_MAD_NORMAL = {5: 0.503, 7: 0.558}
 _SE_MEDIAN = 1.2533  # the median's standard error over the mean's, normal noise
 
 
@@ -68,29 +73,50 @@ class ArchTimings:
 
 
 def host_noise(timings: Sequence[ArchTimings], stat: str = "p50") -> float:
-    """How much the same arch's timings vary on this host now (a log-scale standard deviation): the median
-    absolute deviation of every timing from its arch's median, pooled over archs; single slow moments (a
-    shared VM's) do not move it, a host that wanders all the time does."""
-    devs: list[np.ndarray] = []
+    """How much the same arch's timings vary on this host now (a log-scale standard deviation): per arch a robust
+    scale of its timings (3: the smaller gap between neighbours; more: the median absolute deviation), the median over
+    archs; single slow moments (a shared VM's) do not move it, a host that wanders all the time does."""
+    scales = []
     for t in timings:
-        x = np.log(np.asarray(t.of(stat), dtype=float))
-        if x.size >= 3 and x.size % 2:
-            d = np.abs(x - np.median(x))
-            devs.append(np.delete(d, int(np.argmin(d))))  # the median's own deviation is 0 by construction
-    if not devs:
+        x = np.sort(np.log(np.asarray(t.of(stat), dtype=float)))
+        if x.size == 3:
+            scales.append(min(x[1] - x[0], x[2] - x[1]) / _MIN_GAP_NORMAL)
+        elif x.size >= 3:
+            scales.append(float(np.median(np.abs(x - np.median(x)))) / _MAD_NORMAL.get(x.size, 0.6745))
+    if not scales:
         return SIGMA_FLOOR
-    return max(SIGMA_FLOOR, float(np.median(np.concatenate(devs))) / _MAD_NORMAL)
+    return max(SIGMA_FLOOR, float(np.median(scales)))
 
 
-def margin(sigma: float, n: int) -> float:
-    """The log-scale margin between a median of ``n`` timings and the limit that keeps a user's median of
-    :data:`USER_TIMINGS` timings inside it 95% of the time, for host noise ``sigma``."""
-    return Z * _SE_MEDIAN * sigma * math.sqrt(1.0 / n + 1.0 / USER_TIMINGS)
+@dataclass(frozen=True)
+class Noise:
+    """This host's timing noise now (log scale): ``sigma``, how much one arch's timings vary at separate moments
+    (:func:`host_noise`); ``drift``, how much the host's own speed wanders over minutes, from the speed sentinel
+    over the whole command (a user's timings, taken later, share one such moment, so it does not average out)."""
+
+    sigma: float = SIGMA_FLOOR
+    drift: float = 0.0
+
+    def margin(self, n: int) -> float:
+        """The log-scale margin between a median of ``n`` timings and the limit that keeps a user's median of
+        :data:`USER_TIMINGS` timings, taken at another moment, inside it 95% of the time."""
+        spread = (_SE_MEDIAN * self.sigma) ** 2 * (1.0 / n + 1.0 / USER_TIMINGS)
+        return Z * math.sqrt(spread + self.drift ** 2)
 
 
-def verdict(t: ArchTimings, limit: float | None, sigma: float, stat: str = "p50") -> str:
-    """``inside`` (median plus margin within the limit), ``over`` (median over it, or still within the margin
-    after :data:`MAX_TIMINGS` timings), ``again`` (time it twice more), ``more`` (under :data:`MIN_TIMINGS`)."""
+def speed_drift(ratios: Sequence[float]) -> float:
+    """The log-scale spread of the speed sentinel's ratios to full speed (half the 16th-84th percentile range: a
+    standard deviation that a few very slow moments do not set); 0 with fewer than 10 checks."""
+    r = np.log(np.asarray(ratios, dtype=float))
+    if r.size < 10:
+        return 0.0
+    lo, hi = np.percentile(r, [16, 84])
+    return float(hi - lo) / 2
+
+
+def verdict(t: ArchTimings, limit: float | None, noise: Noise, stat: str = "p50") -> str:
+    """``inside`` (median plus margin within the limit), ``over`` (median over it, or within the margin even at
+    :data:`MAX_TIMINGS` timings), ``again`` (time it twice more), ``more`` (under :data:`MIN_TIMINGS`)."""
     if t.n < MIN_TIMINGS:
         return "more"
     if limit is None:
@@ -98,16 +124,17 @@ def verdict(t: ArchTimings, limit: float | None, sigma: float, stat: str = "p50"
     v = t.value(stat)
     if v > limit:
         return "over"
-    if math.log(v) + margin(sigma, t.n) <= math.log(limit):
+    if math.log(v) + noise.margin(t.n) <= math.log(limit):
         return "inside"
-    return "again" if t.n < MAX_TIMINGS else "over"
+    # timed again only while more timings could clear it (the drift part of the margin does not shrink)
+    return "again" if t.n < MAX_TIMINGS and math.log(v) + noise.margin(MAX_TIMINGS) <= math.log(limit) else "over"
 
 
-def budget_factor(timings: Sequence[ArchTimings], sigma: float, stat: str = "p50") -> float:
+def budget_factor(timings: Sequence[ArchTimings], noise: Noise, stat: str = "p50") -> float:
     """What an unmeasured arch's predicted median is multiplied by for its budget test once archs were timed here:
     the host's margin (so the search aims where a measured arch will count as inside) and, for a p90 budget, the
     measured ratio of 90th percentile to median (the search predicts medians)."""
-    f = math.exp(margin(sigma, MIN_TIMINGS))
+    f = math.exp(noise.margin(MIN_TIMINGS))
     if stat == "p90":
         ratios = [t.value("p90") / t.value("p50") for t in timings if t.n]
         f *= float(np.median(ratios)) if ratios else 1.0
@@ -128,7 +155,7 @@ def row_front(rows: Sequence[TrialRow], columns: Sequence[str], senses: Sequence
 
 
 def restate(rows: Sequence[TrialRow], budget: Budget, timings: dict[str, ArchTimings],
-            latency: Any = None, sigma: float = SIGMA_FLOOR, final: bool = False, factor: float = 1.0) -> None:
+            latency: Any = None, noise: Noise = Noise(), final: bool = False, factor: float = 1.0) -> None:
     """Bring rows up to date: measured latencies (median, spread, the bound the budget is tested on) where an arch
     has its timings, predictions from ``latency`` (when given) for the rest, and each row's budget test (an
     unmeasured arch's prediction x ``factor``, see :func:`budget_factor`). An arch still to be timed again near the
@@ -149,7 +176,7 @@ def restate(rows: Sequence[TrialRow], budget: Budget, timings: dict[str, ArchTim
             r.measured_spread_ms = (min(xs), max(xs))
             r.measured_timings = t.n
             if con is not None:
-                bound, how = v * math.exp(margin(sigma, t.n)), verdict(t, con.limit, sigma, stat)
+                bound, how = v * math.exp(noise.margin(t.n)), verdict(t, con.limit, noise, stat)
                 if how == "again" and not final:
                     bound = v
                 elif how != "inside":
@@ -199,7 +226,7 @@ class VerifyReport:
     timed_more: int = 0  # archs within the margin of the limit after MIN_TIMINGS, timed twice more (or more)
     note: str = ""
     stat: str = "p50"
-    sigma: float = SIGMA_FLOOR
+    noise: Noise = field(default_factory=Noise)
     host_speed: dict[str, float] | None = None  # the sentinel's ratios to full speed while verifying
     degraded: bool = False  # the host stayed busy: what was not measured keeps its prediction
     host: dict[str, str] = field(default_factory=this_host)
@@ -210,7 +237,8 @@ class VerifyReport:
                 "measured": self.measured, "timings": self.timings, "min_timings": MIN_TIMINGS,
                 "max_timings": MAX_TIMINGS, "statistic": self.stat, "extra_trials": self.extra_trials,
                 "dropped": self.dropped, "timed_more": self.timed_more,
-                "host_noise": {"sigma_log": self.sigma, "margin_at_min_timings": margin(self.sigma, MIN_TIMINGS),
+                "host_noise": {"sigma_log": self.noise.sigma, "drift_log": self.noise.drift,
+                               "margin_at_min_timings": self.noise.margin(MIN_TIMINGS),
                                "protects": f"a user's median of {USER_TIMINGS} timings, one-sided 95%"},
                 "host_speed": self.host_speed, "degraded": self.degraded, "note": self.note}
 
@@ -225,8 +253,8 @@ class VerifyReport:
         more = f", {self.timed_more} near the limit timed up to {MAX_TIMINGS}x" if self.timed_more else ""
         out = (f"verified on this host: {self.measured} archs timed {MIN_TIMINGS}+ times each at separate moments "
                f"({self.timings} timings, {self.rounds} round(s)), latency = {what} of its timings, inside the budget "
-               f"when it is with a {100 * (math.exp(margin(self.sigma, MIN_TIMINGS)) - 1):.1f}% margin for this "
-               f"host's noise; {drop}{more}, {self.refits} refit(s), {self.extra_trials} extra trials")
+               f"when it is with a {100 * (math.exp(self.noise.margin(MIN_TIMINGS)) - 1):.1f}% margin for this "
+               f"host's noise and speed drift; {drop}{more}, {self.refits} refit(s), {self.extra_trials} extra trials")
         hs = self.host_speed
         if hs:
             out += (f"; this host ran {hs['p5']:.2f}-{hs['p95']:.2f}x its full speed while verifying (speed sentinel, "
@@ -271,12 +299,12 @@ def verify(search: Any, cal: Any, evaluator: Any, reporter: Reporter, rounds: in
     base = None
     extra = max(search.batch_size, search.cfg.trials // 5)
     for _ in range(MAX_PASSES):
-        restate(search.rows, search.budget, timings, sigma=rep.sigma, factor=search.latency_factor)
+        restate(search.rows, search.budget, timings, noise=rep.noise, factor=search.latency_factor)
         front = row_front(search.rows, search.columns, search.senses)
         need = {r.arch_id: (MIN_TIMINGS - timings[r.arch_id].n if r.arch_id in timings else MIN_TIMINGS)
                 for r in front}
         for r in front:  # near the limit: twice more (an odd count keeps the median one of the timings)
-            if need[r.arch_id] <= 0 and verdict(timings[r.arch_id], limit, rep.sigma, stat) == "again":
+            if need[r.arch_id] <= 0 and verdict(timings[r.arch_id], limit, rep.noise, stat) == "again":
                 need[r.arch_id] = 2
                 rep.timed_more += timings[r.arch_id].n == MIN_TIMINGS
         todo = [r for r in _order(front, search.latency, limit) if need[r.arch_id] > 0]
@@ -300,17 +328,17 @@ def verify(search: Any, cal: Any, evaluator: Any, reporter: Reporter, rounds: in
             reporter.warn(f"verify: {rep.note}")
             break
         rep.measured += len(new)
-        rep.sigma = host_noise(list(timings.values()), stat)
-        search.latency_factor = budget_factor(list(timings.values()), rep.sigma, stat)
+        rep.noise = Noise(host_noise(list(timings.values()), stat), speed_drift(speed.ratios) if speed else 0.0)
+        search.latency_factor = budget_factor(list(timings.values()), rep.noise, stat)
         if new:
             record_measurements(search.cfg.device, search.space, [r.arch for r in new],
                                 [timings[r.arch_id].value("p50") for r in new])
-        broke = [r for r in todo if verdict(timings[r.arch_id], limit, rep.sigma, stat) == "over"]
+        broke = [r for r in todo if verdict(timings[r.arch_id], limit, rep.noise, stat) == "over"]
         for r in broke:
             t = timings[r.arch_id]
             rep.dropped.append({"id": r.arch_id, "predicted_ms": r.latency_ms, "measured_ms": t.value(stat),
                                 "timings_ms": [round(x, 4) for x in t.of(stat)],
-                                "bound_ms": t.value(stat) * math.exp(margin(rep.sigma, t.n))})
+                                "bound_ms": t.value(stat) * math.exp(rep.noise.margin(t.n))})
         reporter.log(f"verify: timed {len(todo)} Pareto archs here ({len(new)} new), {len(broke)} over the budget")
         if not broke or rep.refits >= rounds:
             continue
@@ -321,14 +349,14 @@ def verify(search: Any, cal: Any, evaluator: Any, reporter: Reporter, rounds: in
         if search.prescreen is not None:
             search.prescreen.latency_model = search.latency
         rep.refits += 1
-        restate(search.rows, search.budget, timings, search.latency, rep.sigma, factor=search.latency_factor)
+        restate(search.rows, search.budget, timings, search.latency, rep.noise, factor=search.latency_factor)
         target = len(search.rows) + extra
         while len(search.rows) < target:
             search.step(evaluator, min(search.batch_size, target - len(search.rows)))
         rep.extra_trials += extra
     else:
         rep.note = f"stopped after {MAX_PASSES} measuring rounds"
-    restate(search.rows, search.budget, timings, sigma=rep.sigma, final=True,
+    restate(search.rows, search.budget, timings, noise=rep.noise, final=True,
             factor=search.latency_factor)
     if speed is not None:
         rep.host_speed = speed.spread(since=checks0) or rep.host_speed
