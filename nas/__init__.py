@@ -12,8 +12,7 @@ from nas.errors import NASError
 
 if TYPE_CHECKING:
     from nas.cost.count import ArchCost, count
-    from nas.latency.calibrate import calibrate_latency
-    from nas.latency.model import load_latency_model
+    from nas.latency.calibrate import calibrate_latency, load_latency_model
     from nas.models.build import build, fuse
     from nas.space import Arch, SearchSpace, load_arch, load_space
 
@@ -21,7 +20,7 @@ _LAZY = {
     "Arch": "nas.space", "SearchSpace": "nas.space", "load_arch": "nas.space", "load_space": "nas.space",
     "ArchCost": "nas.cost.count", "count": "nas.cost.count",
     "build": "nas.models.build", "fuse": "nas.models.build",
-    "load_latency_model": "nas.latency.model", "calibrate_latency": "nas.latency.calibrate",
+    "load_latency_model": "nas.latency.calibrate", "calibrate_latency": "nas.latency.calibrate",
 }
 
 

@@ -1,10 +1,10 @@
 """Latency: featurisers, the LatencyModel every stage predicts with, fitting, and predictor files.
 
-- :class:`LatencyModel` / :func:`load_latency_model` (``model``): archs in, milliseconds out, with provenance;
+- :class:`LatencyModel` / :func:`load_profile_model` (``model``): archs in, milliseconds out, with provenance;
 - :func:`fit_latency_model`, :func:`refit_device`, :func:`evaluate_latency_model` (``fit``);
 - :func:`find_predictor`, :func:`list_predictors` (``files``);
 - featurisers (``features``), unit keys and enumeration (``units``), OFA analytic features (``ofa_features``);
-- the self-calibration on this host (``calibrate``; its modes in ``modes``).
+- the self-calibration on this host and :func:`load_latency_model` (``calibrate``; its modes in ``modes``).
 
 Names resolve on first use, so importing a light submodule (``nas.latency.modes``) does not pull torch in.
 """
@@ -12,7 +12,7 @@ Names resolve on first use, so importing a light submodule (``nas.latency.modes`
 from importlib import import_module
 
 _HOME = {"find_predictor": "files", "list_predictors": "files", "predictor_name": "files",
-         "FunctionLatency": "model", "LatencyModel": "model", "load_latency_model": "model",
+         "FunctionLatency": "model", "LatencyModel": "model", "load_latency_model": "calibrate", "load_profile_model": "model",
          "fit_latency_model": "fit", "refit_device": "fit", "evaluate_latency_model": "fit"}
 
 

@@ -31,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from nas.errors import NASError, ParamError, ProfileError
-from nas.latency.model import LatencyModel
+from nas.errors import NASError, ParamError, PredictorError, ProfileError
+from nas.latency.files import space_name
+from nas.latency.model import LatencyModel, load_profile_model
 from nas.latency.modes import MODES, default_mode
 from nas.paths import user_dir
 from nas.profile.machine import boot_time, host_id
@@ -444,8 +445,6 @@ def host_latency(device: str, space: SearchSpace, mode: str | None = None, measu
     latency wanted is this machine's even though ``device`` is another CPU's profile (the tool chose it as
     the starting point because none of this CPU exists); a device the user names for another CPU is left
     alone. A machine that stays busy is not measured: the shipped model is used and a warning says so."""
-    from nas.latency.model import load_latency_model
-
     mode = mode or default_mode()
     if mode not in MODES:
         raise ParamError("calibrate", f"'{mode}' unknown; choose from {', '.join(MODES)}")
@@ -538,12 +537,30 @@ def refit(device: str, base_device: LatencyModel, space: SearchSpace, known: Seq
     return model
 
 
+def load_latency_model(device: str | None = None, space: str | SearchSpace = "hybrid") -> LatencyModel:
+    """The fitted predictor ``predictors/<device>-<space>.json``. ``device=None``: this machine's, i.e. its
+    profile's calibration to this host where ``nas search`` (or :func:`calibrate_latency`) cached one since
+    the last boot, else the shipped profile of this CPU (or the other CPU's profile a calibration would start from),
+    uncorrected. Nothing is measured here. ``device`` may also be a JSON path."""
+    if device is not None:
+        return load_profile_model(device, space)
+    from nas.space import load_space
+
+    sp = load_space(space) if isinstance(space, str) else space
+    found = host_device(sp)
+    if found is None:
+        raise PredictorError(
+            "no shipped device profile matches this machine's CPU; name a device (nas profile list) "
+            "or measure one: nas profile --space " + space_name(space)
+        )
+    here = cached_model(found, sp)
+    return here if here is not None else load_profile_model(found, sp)
+
+
 def latency_model_here(device: str | None, space: SearchSpace, mode: str | None = None,
                        reporter: Reporter | None = None) -> LatencyModel:
     """The latency model a command predicts with: a predictor file as given, else ``device``'s profile (default:
     this machine's shipped one) checked against this host by :func:`host_latency`."""
-    from nas.latency.model import load_latency_model
-
     if device is not None and Path(device).suffix == ".json":
         return load_latency_model(device, space)
     this_host = device is None

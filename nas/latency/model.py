@@ -153,27 +153,10 @@ class LatencyModel:
         return f"LatencyModel({self.name}, {self.kind}: {self.provenance})"
 
 
-def load_latency_model(device: str | None = None, space: str | SearchSpace = "hybrid") -> LatencyModel:
-    """The fitted predictor ``predictors/<device>-<space>.json``. ``device=None``: this machine's, i.e. its
-    profile's calibration to this host where ``nas search`` (or :func:`nas.calibrate_latency`) cached one since
-    the last boot, else the shipped profile of this CPU (or the other CPU's profile a calibration would start from),
-    uncorrected. Nothing is measured here. ``device`` may also be a JSON path."""
-    sp_name = space_name(space)
-    if device is None:
-        from nas.latency.calibrate import cached_model, host_device
-        from nas.space import load_space
-
-        sp = load_space(space) if isinstance(space, str) else space
-        device = host_device(sp)
-        if device is None:
-            raise PredictorError(
-                "no shipped device profile matches this machine's CPU; name a device (nas profile list) "
-                "or measure one: nas profile --space " + sp_name
-            )
-        here = cached_model(device, sp)
-        if here is not None:
-            return here
-    return LatencyModel.load(find_predictor(device, sp_name))
+def load_profile_model(device: str, space: str | SearchSpace = "hybrid") -> LatencyModel:
+    """The fitted predictor ``predictors/<device>-<space>.json`` as shipped or measured, uncorrected (``device``
+    may also be a JSON path). This host's calibrated model is :func:`nas.latency.calibrate.load_latency_model`."""
+    return LatencyModel.load(find_predictor(device, space_name(space)))
 
 
 @dataclass

@@ -94,6 +94,7 @@ REMEMBERED_WAIT_S = 60.0  # a wait for the remembered full speed longer than thi
 SAVE_EVERY_S = 10.0  # a faster full speed is written to the memory at most this often
 SAVE_GAIN = 0.01  # ... and only when it is this much faster than the remembered one
 RATIO_HISTORY = 100_000  # sentinel ratios kept for a command's speed spread (8 bytes each)
+WAIT_SAMPLE_S = 0.3  # ... during a wait one every this often (about one measured item's time)
 
 
 class SpeedMemory:
@@ -148,7 +149,8 @@ class SpeedCheck:
         while clock() - t0 < settle_s:
             self._seen.append(time_once())
         self.checks = 0
-        self.ratios: deque[float] = deque(maxlen=RATIO_HISTORY)  # every check's ratio: the host's speed over the command
+        self.ratios: deque[float] = deque(maxlen=RATIO_HISTORY)  # checks' ratios: the host's speed over the command
+        self._wait_logged = -float("inf")
         self.memory = memory
         got = memory.load() if memory is not None else None
         self.remembered, self.remembered_when = got if got is not None else (None, None)
@@ -202,7 +204,10 @@ class SpeedCheck:
         if remember:
             self._seen.append(t)
             self._remember_if_faster()
-        self.ratios.append(t / ref)
+        now = self.clock()
+        if remember or now - self._wait_logged >= WAIT_SAMPLE_S:  # a wait's checks (back to back) sampled in time,
+            self.ratios.append(t / ref)                            # as the checks between measured items are
+            self._wait_logged = now if not remember else self._wait_logged
         return t / ref
 
     def spread(self, since: int = 0) -> dict[str, float] | None:

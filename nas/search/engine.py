@@ -124,7 +124,7 @@ def check_budget_feasible(space: SearchSpace, budget: Budget, latency: Callable[
 def refuse_impossible(space: SearchSpace, budget: Budget, device: str) -> None:
     """BudgetError at once for a latency budget no plausible host meets (:data:`HOST_SLACK`), judged on ``device``'s
     shipped predictor before this host is probed or calibrated; counted limits are judged exactly."""
-    from nas.latency.model import load_latency_model
+    from nas.latency.calibrate import load_latency_model
 
     model = load_latency_model(device, space) if "latency" in budget.keys else None
     check_budget_feasible(space, budget, model, slack=HOST_SLACK)

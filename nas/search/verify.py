@@ -342,7 +342,7 @@ def verify(search: Any, cal: Any, evaluator: Any, reporter: Reporter, rounds: in
         reporter.log(f"verify: timed {len(todo)} Pareto archs here ({len(new)} new), {len(broke)} over the budget")
         if not broke or rep.refits >= rounds:
             continue
-        from nas.latency.model import load_latency_model
+        from nas.latency.calibrate import load_latency_model
 
         base = base or load_latency_model(search.cfg.device, search.space)
         search.latency = refit(search.cfg.device, base, search.space, known=[r.arch for r in search.rows])
