@@ -39,17 +39,35 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, exclude: tuple[
             if meta.get("action"):
                 kw["action"] = meta["action"]
             else:
-                kw["type"] = meta.get("type", _TYPES.get(kind, str))
+                kw["type"] = _number(flag, meta.get("type", _TYPES.get(kind, str)))
             for key in ("nargs", "metavar"):
                 if key in meta:
                     kw[key] = meta[key]
             if "flag" in meta and "metavar" not in kw and kw.get("action") is None:
                 kw["metavar"] = flag.lstrip("-").replace("-", "_").upper()  # named after the flag, not the field
-            if "choices" in meta:
+            if meta.get("choices"):
                 kw["choices"] = tuple(meta["choices"])
             if meta.get("show_default", True):
                 help_text = f"{help_text} (default {default})" if help_text else f"default {default}"
         parser.add_argument(flag, help=help_text or None, **kw)
+
+
+def _number(flag: str, convert: Any) -> Any:
+    """``convert`` (int or float) as a flag type whose error is one line naming the flag (argparse's own
+    error prints the whole usage); other types unchanged."""
+    if convert not in (int, float):
+        return convert
+    want = "an integer" if convert is int else "a number"
+
+    def parse(text: str) -> Any:
+        from nas.errors import NASError
+
+        try:
+            return convert(text)
+        except ValueError:
+            raise NASError(f"{flag} {text}: must be {want}") from None
+    parse.__name__ = convert.__name__
+    return parse
 
 
 def config_from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:

@@ -21,7 +21,9 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ from nas.search.config import (  # noqa: F401
     STRATEGIES,
     SearchConfig,
     SearchResult,
+    check_values,
     measures,
     rerank_column,
 )
@@ -130,6 +133,51 @@ def refuse_impossible(space: SearchSpace, budget: Budget, device: str) -> None:
     check_budget_feasible(space, budget, model, slack=HOST_SLACK)
 
 
+@dataclass
+class Prepared:
+    """A search's settings checked and completed by :func:`prepare_search`: what it searches, under what budget."""
+
+    cfg: SearchConfig
+    space: Any
+    budget: Budget
+    this_host: bool  # the tool chose the device: this machine's latency is wanted
+
+
+@contextmanager
+def _about(field: str) -> Iterator[None]:
+    """A NASError raised inside (one that names no parameter) is marked as about ``field`` (a service's 422)."""
+    try:
+        yield
+    except NASError as e:
+        if not getattr(e, "param", None) and not getattr(e, "field", None):
+            e.field = field  # type: ignore[attr-defined]
+        raise
+
+
+def prepare_search(cfg: SearchConfig, reporter: Reporter | None = None) -> Prepared:
+    """The first steps of every search (CLI, service, Python), in one place: settings checked against their
+    declared ranges, the space loaded, the budget parsed, defaults filled in (score, objectives, this machine's
+    device), and a latency budget no plausible host meets refused. Nothing is measured or written; a bad setting
+    raises a NASError naming its field (``.param`` or ``.field``). ``cfg`` is completed in place."""
+    rep = or_silent(reporter)
+    check_values(cfg)
+    with _about("space"):
+        space = load_space(cfg.space)
+    with _about("budget"):
+        budget = Budget.parse(cfg.budget)
+    this_host = cfg.device is None
+    with _about("device"):
+        resolve_defaults(cfg, space, budget, rep)
+    with _about("accuracy"):
+        _check_config(cfg, space)
+    if "latency" in cfg.objectives or "latency" in budget.keys:
+        with _about("device"):
+            cfg.device = cfg.device or _default_device(space, rep, cfg.calibrate)
+        with _about("budget"):
+            refuse_impossible(space, budget, cfg.device)  # before any probe: an impossible budget costs no measuring
+    return Prepared(cfg, space, budget, this_host)
+
+
 def run_search(cfg: SearchConfig, reporter: Reporter | None = None, evaluator: Any = None,
                measure: Any = None) -> SearchResult:
     """Run (or resume) a search and write its run folder; returns the trials table and the Pareto set.
@@ -138,19 +186,14 @@ def run_search(cfg: SearchConfig, reporter: Reporter | None = None, evaluator: A
     and the front is measured here afterwards (:mod:`nas.search.verify`); ``measure`` (archs -> ms) replaces
     the timer (tests). Progress (trials told, hypervolume so far) and warnings go to ``reporter``."""
     rep = or_silent(reporter)
-    space = load_space(cfg.space)
-    budget = Budget.parse(cfg.budget)
-    this_host = cfg.device is None  # the tool picks the device: this machine's latency is wanted
-    resolve_defaults(cfg, space, budget, rep)
-    _check_config(cfg, space)
+    prep = prepare_search(cfg, rep)
+    space, budget = prep.space, prep.budget
     latency_model, cal = None, None
     t_start = time.perf_counter()
     if "latency" in cfg.objectives or "latency" in budget.keys:
         from nas.latency.calibrate import host_latency
 
-        cfg.device = cfg.device or _default_device(space, rep, cfg.calibrate)
-        refuse_impossible(space, budget, cfg.device)  # before any probe: an impossible budget costs no measuring
-        cal = host_latency(cfg.device, space, cfg.calibrate, measure, rep, this_host=this_host)
+        cal = host_latency(cfg.device, space, cfg.calibrate, measure, rep, this_host=prep.this_host)
         latency_model = cal.model
     check_budget_feasible(space, budget, latency_model)
     own_evaluator = evaluator is None
@@ -239,25 +282,18 @@ def resolve_defaults(cfg: SearchConfig, space: SpaceFamily, budget: Budget, repo
 
 
 def _check_config(cfg: SearchConfig, space: SearchSpace) -> None:
-    """Refuse a bad setting before anything is written (no run folder, no study)."""
+    """Refuse a bad setting before anything is written (no run folder, no study); ranges and choices of single
+    settings are their declarations' (:func:`nas.search.config.check_values`), these are the checks across them."""
     from nas.search.estimators import check_spec
 
     check_spec(cfg.accuracy, space)
     if cfg.rerank is not None:
         check_spec(cfg.rerank, space, "rerank")
-        if cfg.rerank_top < 1:
-            raise ParamError("rerank_top", f"{cfg.rerank_top}: must be at least 1 (archs the re-rank scores)")
-    if cfg.strategy not in STRATEGIES:
-        raise ParamError("strategy", f"{cfg.strategy}: choose from {', '.join(STRATEGIES)}")
     bad = [o for o in cfg.objectives if o not in METRICS]
     if bad or "accuracy" not in cfg.objectives or len(set(cfg.objectives)) != len(cfg.objectives):
         raise ParamError("objectives", f"{','.join(cfg.objectives)}: list accuracy plus any of latency, params, macs, "
                        f"memory, each once")
-    if cfg.trials < 1:
-        raise ParamError("trials", f"{cfg.trials}: must be at least 1")
     validate_prescreen(cfg.prescreen, cfg.prescreen_share)
-    if cfg.init not in INITS:
-        raise ParamError("init", f"{cfg.init}: choose from {', '.join(INITS)}")
 
 
 def _evaluator(cfg: SearchConfig, space: SearchSpace, spec: str | None = None) -> Any:

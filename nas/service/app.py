@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import re
 import tempfile
 import time
 from contextlib import asynccontextmanager
@@ -20,13 +22,17 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 
 from nas.errors import NASError, ParamError
+from nas.search.config import describe
 from nas.service import auth
-from nas.service.jobs import FINISHED, Store
+from nas.service.jobs import FINISHED, STATES, Store
 from nas.service.requests import Invalid, check_design, check_device, check_search, field_of, safe_name
 from nas.service.runner import QueueFull, Runner
+
+log = logging.getLogger("nas.service")
 
 MAX_UPLOAD = 4 * 1024 * 1024
 """Largest profile CSV accepted (bytes)."""
@@ -66,36 +72,113 @@ def create_app(settings: Settings, start_runner: bool = True) -> FastAPI:
                   description="Hardware-aware NAS: searches, designs, profiles and the model zoo.")
     app.state.store, app.state.runner, app.state.settings = store, runner, settings
     _errors(app)
+    app.add_middleware(BodyCap)
     _routes(app, store, runner, settings)
     return app
 
 
 # ---- errors ----------------------------------------------------------------------------------------------
+MAX_BODY = 1024 * 1024
+"""Largest JSON request body (bytes); profile uploads have their own limit (:data:`MAX_UPLOAD`)."""
+MAX_ERROR = 300
+"""Longest error message sent (characters): an error never echoes a long input back."""
+_PATH = re.compile(r"(?:[A-Za-z]:)?(?:/[^/\s'\":,;()]+){2,}/?")
+
+
+def public(message: str) -> str:
+    """An error message as a client may see it: one line, server paths cut to their last part, clipped."""
+    text = _PATH.sub(lambda m: m.group(0).rstrip("/").rsplit("/", 1)[-1], " ".join(str(message).split()))
+    return text if len(text) <= MAX_ERROR else text[: MAX_ERROR - 3] + "..."
+
+
+def error(status: int, message: str, field: str | None = None, headers: dict | None = None) -> JSONResponse:
+    """Every error answer has one shape: ``{"error": one line, "field": the request field at fault or null}``."""
+    return JSONResponse({"error": public(message), "field": field and public(field)[:80]}, status_code=status,
+                        headers=headers)
+
+
+class BodyCap:
+    """ASGI middleware: a request body over ``limit`` bytes is answered 413 before the app reads it (chunked
+    bodies are counted as they arrive); paths under ``exempt`` check their own limit."""
+
+    def __init__(self, app: Any, limit: int = MAX_BODY, exempt: tuple[str, ...] = ("/v1/profiles",)):
+        self.app, self.limit, self.exempt = app, limit, exempt
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS") \
+                or scope["path"].startswith(self.exempt):
+            return await self.app(scope, receive, send)
+        size = dict(scope.get("headers") or ()).get(b"content-length", b"")
+        if size.isdigit() and int(size) > self.limit:
+            return await self._refuse(scope, receive, send)
+        body, more = bytearray(), True
+        while more:
+            msg = await receive()
+            if msg["type"] != "http.request":
+                return await self.app(scope, _replay([msg], receive), send)
+            body += msg.get("body", b"")
+            more = msg.get("more_body", False)
+            if len(body) > self.limit:
+                return await self._refuse(scope, receive, send)
+        await self.app(scope, _replay([{"type": "http.request", "body": bytes(body), "more_body": False}], receive),
+                       send)
+
+    async def _refuse(self, scope: dict, receive: Any, send: Any) -> None:
+        await error(413, f"the request body is over the limit of {self.limit} bytes")(scope, receive, send)
+
+
+def _replay(messages: list[dict], receive: Any) -> Any:
+    async def again() -> dict:
+        return messages.pop(0) if messages else await receive()
+    return again
+
+
 def _errors(app: FastAPI) -> None:
     @app.exception_handler(Invalid)
     @app.exception_handler(ParamError)
-    async def _invalid(_req: Request, e: NASError) -> JSONResponse:
-        return JSONResponse({"error": str(e), "field": field_of(e)}, status_code=422)
-
     @app.exception_handler(NASError)
-    async def _nas(_req: Request, e: NASError) -> JSONResponse:
-        return JSONResponse({"error": str(e), "field": field_of(e)}, status_code=422)
+    async def _invalid(_req: Request, e: NASError) -> JSONResponse:
+        return error(422, str(e), field_of(e))
 
     @app.exception_handler(QueueFull)
     async def _full(_req: Request, e: QueueFull) -> JSONResponse:
-        return JSONResponse({"error": str(e), "retry_after_s": e.retry_after}, status_code=429,
-                            headers={"Retry-After": str(e.retry_after)})
+        resp = error(429, str(e), headers={"Retry-After": str(e.retry_after)})
+        resp.body = json.dumps({**json.loads(resp.body), "retry_after_s": e.retry_after}).encode()
+        resp.headers["content-length"] = str(len(resp.body))
+        return resp
+
+    @app.exception_handler(HTTPException)
+    async def _http(_req: Request, e: HTTPException) -> JSONResponse:
+        if e.status_code == 400:  # FastAPI could not read the body (not UTF-8): the caller's JSON is at fault
+            return error(422, "invalid JSON: the body is not UTF-8 text")
+        return error(e.status_code, str(e.detail), headers=getattr(e, "headers", None))
+
+    @app.exception_handler(sa_exc.OperationalError)
+    @app.exception_handler(sa_exc.InterfaceError)
+    async def _storage_down(_req: Request, e: Exception) -> JSONResponse:
+        log.warning("storage unavailable: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return error(503, "the service's database is unavailable; retry shortly", headers={"Retry-After": "5"})
+
+    @app.exception_handler(Exception)
+    async def _bug(_req: Request, e: Exception) -> JSONResponse:
+        log.exception("internal error")
+        return error(500, f"internal error ({type(e).__name__}); the server log has the traceback")
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, e: RequestValidationError) -> JSONResponse:
         errs = e.errors()
         first = errs[0] if errs else {"loc": (), "msg": "invalid request"}
+        if first.get("type") == "json_invalid":
+            at = next((x for x in first.get("loc", ()) if isinstance(x, int)), None)
+            why = (first.get("ctx") or {}).get("error") or "cannot be parsed"
+            return error(422, f"invalid JSON at byte {at}: {why}" if at is not None else f"invalid JSON: {why}")
         loc = [str(x) for x in first.get("loc", ()) if x not in ("body", "query", "path")]
         field = ".".join(loc) or None
         value = first.get("input")
-        shown = f" {value!r}" if value is not None and not isinstance(value, (dict, list)) else ""
-        return JSONResponse({"error": f"{field or 'request'}{shown}: {first.get('msg')}", "field": field},
-                            status_code=422)
+        shown = f" {describe(value)}" if value is not None and not isinstance(value, (dict, list)) else ""
+        what = "the request body" if field is None and first.get("type") == "dict_type" else field or "request"
+        msg = "expected a JSON object" if what == "the request body" else first.get("msg")
+        return error(422, f"{what}{shown}: {msg}", field)
 
 
 def _not_found(what: str) -> HTTPException:
@@ -174,10 +257,15 @@ def _routes(app: FastAPI, store: Store, runner: Runner, st: Settings) -> None:  
         return job
 
     def finished_run(job_id: str) -> tuple[dict, Path]:
+        """A finished search and its run folder: a done one, or a cancelled/failed one with the partial results
+        it wrote (the trials told before it stopped); else 409."""
         job = job_or_404(job_id)
-        if job["state"] != "done":
-            raise HTTPException(409, f"search {job_id} is {job['state']}; results come when it is done")
-        return job, Path(job["run_dir"])
+        if job["state"] == "done" or (job["state"] in FINISHED and job["result"]
+                                      and (Path(job["run_dir"]) / "trials.csv").is_file()):
+            return job, Path(job["run_dir"])
+        if job["state"] in FINISHED:
+            raise HTTPException(409, f"search {job_id} is {job['state']} and kept no results (no trial was told)")
+        raise HTTPException(409, f"search {job_id} is {job['state']}; results come when it ends")
 
     @app.get("/v1/health")
     def health() -> dict:
@@ -192,6 +280,8 @@ def _routes(app: FastAPI, store: Store, runner: Runner, st: Settings) -> None:  
 
     @app.get("/v1/searches")
     def list_searches(state: str | None = None, tok: dict = read) -> list[dict]:
+        if state is not None and state not in STATES:
+            raise Invalid("state", f"state {describe(state)}: choose from {', '.join(STATES)}")
         return [_view(j) for j in store.jobs((state,) if state else None)]
 
     @app.get("/v1/searches/{job_id}")
@@ -245,8 +335,10 @@ def _routes(app: FastAPI, store: Store, runner: Runner, st: Settings) -> None:  
                 "feasible", "duplicates", "hypervolume", "elapsed_s", "pareto", "prescreen")
 
         def make() -> bytes:
-            s = finished_run(job_id)[0]["result"] or {}
-            return json.dumps({"id": job_id, **{k: s.get(k) for k in keep}}).encode()
+            job = finished_run(job_id)[0]
+            s = job["result"] or {}
+            return json.dumps({"id": job_id, "state": job["state"], "partial": s.get("partial"),
+                               **{k: s.get(k) for k in keep}}).encode()
         return cached(job_id, "pareto", make)
 
     @app.get("/v1/searches/{job_id}/trials")
@@ -275,22 +367,28 @@ def _routes(app: FastAPI, store: Store, runner: Runner, st: Settings) -> None:  
         from nas.zoo import export
 
         _, run = finished_run(job_id)
-        body = body or {}
+        body = {} if body is None else body
         unknown = sorted(set(body) - {"pick", "name", "force"})
         if unknown:
-            raise Invalid(unknown[0], f"{unknown[0]}: unknown field; allowed: pick, name, force")
-        pick = body.get("pick") or ["pareto"]
-        if not isinstance(pick, list) or not all(isinstance(p, str) and p.isalnum() for p in pick):
-            raise Invalid("pick", f"pick {pick!r}: a list of 'pareto' or arch ids")
+            raise Invalid(unknown[0][:40], f"{describe(unknown[0])}: unknown field; allowed: pick, name, force")
+        pick = body.get("pick", ["pareto"])
+        if not isinstance(pick, list) or not pick or \
+                not all(isinstance(p, str) and p.isalnum() and len(p) <= 64 for p in pick):
+            raise Invalid("pick", f"pick {describe(pick)}: a non-empty list of 'pareto' or arch ids")
+        force = body.get("force", False)
+        if not isinstance(force, bool):
+            raise Invalid("force", f"force {describe(force)}: expected true or false")
         name = body.get("name")
         if name is not None:
             from nas.zoo.index import check_name
 
+            if not isinstance(name, str):
+                raise Invalid("name", f"name {describe(name)}: expected a string")
             try:
                 check_name(name)
             except NASError as e:
                 raise Invalid("name", str(e)) from None
-        records = export(run, pick=pick, zoo=st.zoo, name=name, force=bool(body.get("force")))
+        records = export(run, pick=pick, zoo=st.zoo, name=name, force=force)
         return [_zoo_view(r["name"], {k: v for k, v in r.items() if k not in ("name", "path")}) for r in records]
 
     # designs
@@ -307,9 +405,11 @@ def _routes(app: FastAPI, store: Store, runner: Runner, st: Settings) -> None:  
             budget = Budget.parse(d["budget"])
         except NASError as e:
             raise Invalid("budget", str(e)) from None
+        if d.get("device") is None and "latency" in budget.keys:
+            raise Invalid("device", "device: required with a latency budget (a profile the service lists)")
         latency = load_latency_model(d["device"], space) if d.get("device") else None
         res = design(space, budget, top=d["top"], rho=d["rho"], latency=latency, time_limit=float(d["time_limit"]),
-                     uniform=bool(d["uniform"]))
+                     uniform=d["uniform"])
         return {"space": space.name, "budget": str(budget), "solver": getattr(res, "solver", None),
                 "time_s": res.time_s, "latency_provenance": latency.provenance if latency else None,
                 "designs": [_design_row(x) for x in res.designs]}
@@ -425,8 +525,8 @@ def _routes(app: FastAPI, store: Store, runner: Runner, st: Settings) -> None:  
 
     @app.post("/v1/tokens", status_code=201)
     def new_token(body: dict[str, Any], tok: dict = admin) -> dict:
-        scope = auth.check_scope(body.get("scope", "read"))
-        token_id, token = auth.create_token(store, scope, body.get("label"))
+        scope, label = auth.check_request(body)
+        token_id, token = auth.create_token(store, scope, label)
         return {"id": token_id, "scope": scope, "token": token}
 
     @app.get("/", include_in_schema=False)

@@ -24,8 +24,25 @@ def hash_token(token: str) -> str:
 def check_scope(scope: str) -> str:
     """``scope`` when it is one of :data:`SCOPES`, else ParamError naming the allowed ones."""
     if scope not in SCOPES:
-        raise ParamError("scope", f"{scope}: choose from {', '.join(SCOPES)}")
+        raise ParamError("scope", f"{scope[:40]}: choose from {', '.join(SCOPES)}")
     return scope
+
+
+MAX_LABEL = 200
+
+
+def check_request(body: dict) -> tuple[str, str | None]:
+    """The scope and label of a token request (``{"scope": ..., "label": ...}``), else ParamError naming the field."""
+    unknown = sorted(set(body) - {"scope", "label"})
+    if unknown:
+        raise ParamError(str(unknown[0])[:40], ": unknown field; allowed: scope, label")
+    scope = body.get("scope", "read")
+    if not isinstance(scope, str):
+        raise ParamError("scope", f"{type(scope).__name__}: expected a string ({', '.join(SCOPES)})")
+    label = body.get("label")
+    if label is not None and (not isinstance(label, str) or len(label) > MAX_LABEL or not label.isprintable()):
+        raise ParamError("label", f": expected a printable string of at most {MAX_LABEL} characters")
+    return check_scope(scope), label
 
 
 def create_token(store: Store, scope: str, label: str | None = None) -> tuple[str, str]:

@@ -11,15 +11,18 @@ import re
 from typing import Any
 
 from nas.errors import NASError, ParamError
+from nas.search.config import describe
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
-SEARCH_FIELDS = ("space", "budget", "device", "accuracy", "objectives", "strategy", "trials", "seed", "init",
-                 "prescreen", "prescreen_share", "population", "batch", "workers")
-TYPES: dict[str, tuple[type, ...]] = {
-    "space": (str,), "budget": (str, list), "device": (str,), "accuracy": (str,), "objectives": (str, list),
-    "strategy": (str,), "trials": (int,), "seed": (int,), "init": (str,), "prescreen": (int,),
-    "prescreen_share": (int, float), "population": (int,), "batch": (int,), "workers": (int,)}
-"""The JSON type of each search field (a wrong type is a 422 naming it, before any check runs)."""
+
+def search_fields() -> tuple[str, ...]:
+    """The settings a search request may give: those :class:`~nas.search.config.SearchConfig` declares for
+    the service (the CLI's flags come from the same declarations)."""
+    from nas.search.config import search_settings
+
+    return tuple(search_settings(service=True))
+
+
 MAX_WORKERS = 8
 MAX_TRIALS = 100_000
 
@@ -40,7 +43,7 @@ def field_of(e: NASError, default: str | None = None) -> str | None:
 def safe_name(field: str, value: Any) -> str:
     """``value`` when it is a plain name (no '/', no '..', at most 80 characters), else Invalid."""
     if not isinstance(value, str) or not NAME.match(value) or ".." in value:
-        raise Invalid(field, f"{field} {value!r}: not a valid name (letters, digits, '.', '-', '_'; no paths)")
+        raise Invalid(field, f"{field} {describe(value)}: not a valid name (letters, digits, '.', '-', '_'; no paths)")
     return value
 
 
@@ -57,7 +60,7 @@ def check_space(value: Any) -> str:
     """A space name the service knows (never a path)."""
     names = space_names()
     if value not in names:
-        raise Invalid("space", f"space {value!r}: the service takes built-in space names; choose from "
+        raise Invalid("space", f"space {describe(value)}: the service takes built-in space names; choose from "
                                f"{', '.join(names)}")
     return value
 
@@ -73,7 +76,7 @@ def check_device(value: Any) -> str:
     """A device profile name the service lists (never a path)."""
     names = device_names()
     if value not in names:
-        raise Invalid("device", f"device {value!r}: unknown; choose from {', '.join(names)}")
+        raise Invalid("device", f"device {describe(value)}: unknown; choose from {', '.join(names)}")
     return value
 
 
@@ -81,7 +84,7 @@ def check_accuracy(value: Any) -> None:
     """Estimators a request may name: proxy:NAME, or debug:sleep:S (S <= 5; a slow test score). Others name
     files, which a request may not."""
     if not isinstance(value, str):
-        raise Invalid("accuracy", f"accuracy {value!r}: expected a string such as proxy:entropy")
+        raise Invalid("accuracy", f"accuracy {describe(value)}: expected a string such as proxy:entropy")
     kind, _, arg = value.partition(":")
     if kind == "proxy":
         return
@@ -92,31 +95,25 @@ def check_accuracy(value: Any) -> None:
             secs = -1.0
         if 0 <= secs <= 5:
             return
-    raise Invalid("accuracy", f"accuracy {value}: the service takes proxy:NAME (training-free scores); "
+    raise Invalid("accuracy", f"accuracy {describe(value)}: the service takes proxy:NAME (training-free scores); "
                               f"supernet and predictor files are not accepted from requests")
 
 
 def check_search(req: dict[str, Any]) -> dict[str, Any]:
-    """The SearchConfig fields of a valid search request (defaults resolved), else Invalid/ParamError."""
-    from nas.cost.budget import Budget
+    """The SearchConfig fields of a valid search request (defaults resolved), else Invalid/ParamError naming
+    the field. The checks are the engine's (:func:`nas.search.engine.prepare_search`, as ``nas search`` runs
+    them), plus what the service allows: names it lists, training-free scores, its caps on workers and trials."""
     from nas.reporting import SILENT
-    from nas.search import engine
-    from nas.search.config import SearchConfig
-    from nas.space import load_space
+    from nas.search.config import SearchConfig, check_value
+    from nas.search.engine import prepare_search
 
-    unknown = sorted(set(req) - set(SEARCH_FIELDS))
+    allowed = search_fields()
+    unknown = sorted(set(req) - set(allowed))
     if unknown:
-        raise Invalid(unknown[0], f"{unknown[0]}: unknown field; allowed: {', '.join(SEARCH_FIELDS)}")
+        raise Invalid(unknown[0][:40], f"{describe(unknown[0])}: unknown field; allowed: {', '.join(allowed)}")
     d = {k: v for k, v in req.items() if v is not None}
     for k, v in d.items():
-        ok = isinstance(v, TYPES[k]) and not isinstance(v, bool)
-        if ok and isinstance(v, list):
-            ok = all(isinstance(x, str) for x in v)
-        if not ok:
-            want = " or ".join("a list of strings" if t is list else {"str": "a string", "int": "an integer",
-                                                                      "float": "a number"}[t.__name__]
-                               for t in TYPES[k])
-            raise Invalid(k, f"{k} {v!r}: expected {want}")
+        check_value(k, v)
     if not d.get("budget"):
         raise Invalid("budget", "budget: required, e.g. latency:5ms (keys latency, params, macs, memory)")
     d["space"] = check_space(d.get("space", "hybrid"))
@@ -124,33 +121,23 @@ def check_search(req: dict[str, Any]) -> dict[str, Any]:
         check_device(d["device"])
     if "accuracy" in d:
         check_accuracy(d["accuracy"])
-    workers = d.get("workers", 1)
-    if not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
-        raise Invalid("workers", f"workers {workers}: must be 1 to {MAX_WORKERS}")
-    if isinstance(d.get("trials"), int) and d["trials"] > MAX_TRIALS:
+    if d.get("workers", 1) > MAX_WORKERS:
+        raise Invalid("workers", f"workers {d['workers']}: must be 1 to {MAX_WORKERS}")
+    if d.get("trials", 0) > MAX_TRIALS:
         raise Invalid("trials", f"trials {d['trials']}: at most {MAX_TRIALS} per job")
     if isinstance(d.get("objectives"), str):
         d["objectives"] = [o.strip() for o in d["objectives"].split(",") if o.strip()]
+    if "objectives" in d and not d["objectives"]:
+        raise Invalid("objectives", "objectives: empty; list accuracy plus any of latency, params, macs, memory "
+                                    "(or leave it out for the default)")
     cfg = SearchConfig(**{**d, "objectives": tuple(d["objectives"]) if d.get("objectives") else None})
-    space = _step("space", load_space, cfg.space)
-    budget = _step("budget", Budget.parse, cfg.budget)
-    from nas.search.prescreen import validate_prescreen
-
-    validate_prescreen(cfg.prescreen, cfg.prescreen_share)
-    _step("device", engine.resolve_defaults, cfg, space, budget, SILENT)
+    prep = prepare_search(cfg, SILENT)
     from nas.search.estimators import make_estimator
 
-    _step("accuracy", make_estimator, cfg.accuracy, space)
-    engine._check_config(cfg, space)
-    latency = None
-    if "latency" in cfg.objectives or "latency" in budget.keys:
-        from nas.latency import load_latency_model
-
-        cfg.device = cfg.device or _step("device", engine._default_device, space, SILENT)
-        latency = _step("device", load_latency_model, cfg.device, space)
-    _step("budget", engine.check_budget_feasible, space, budget, latency)
-    out = {k: getattr(cfg, k) for k in SEARCH_FIELDS}
+    _step("accuracy", make_estimator, cfg.accuracy, prep.space)
+    out = {k: getattr(cfg, k) for k in allowed}
     out["objectives"] = list(cfg.objectives)
+    out["device"] = d.get("device")  # as asked: None lets the job choose (and calibrate) this machine's profile
     return out
 
 
@@ -173,15 +160,25 @@ def check_design(req: dict[str, Any]) -> dict[str, Any]:
     d = {"space": "hybrid", "top": 1, "rho": "default", "time_limit": 10.0, "uniform": False,
          **{k: v for k, v in req.items() if v is not None}}
     check_space(d["space"])
-    if not d.get("budget"):
+    budget = d.get("budget")
+    if not budget:
         raise Invalid("budget", "budget: required, e.g. macs:300M (keys latency, params, macs, memory)")
+    if not (isinstance(budget, str) or isinstance(budget, list) and all(isinstance(b, str) for b in budget)):
+        raise Invalid("budget", f"budget {describe(budget)}: expected a string such as macs:300M, or a list of them")
     if "device" in d:
         check_device(d["device"])
-    if not isinstance(d["top"], int) or not 1 <= d["top"] <= 20:
-        raise Invalid("top", f"top {d['top']}: must be 1 to 20")
-    if not isinstance(d["time_limit"], (int, float)) or not 0 < d["time_limit"] <= 60:
-        raise Invalid("time_limit", f"time_limit {d['time_limit']}: must be in (0, 60] seconds")
+    if not _number(d["top"], int) or not 1 <= d["top"] <= 20:
+        raise Invalid("top", f"top {describe(d['top'])}: must be an integer 1 to 20")
+    if not _number(d["time_limit"]) or not 0 < d["time_limit"] <= 60:
+        raise Invalid("time_limit", f"time_limit {describe(d['time_limit'])}: must be in (0, 60] seconds")
     rho = d["rho"]
-    if rho not in ("default", None) and not (isinstance(rho, (int, float)) and rho > 0):
-        raise Invalid("rho", f"rho {rho!r}: expected a positive number, 'default' or null (no bound)")
+    if rho not in ("default", None) and not (_number(rho) and rho > 0):
+        raise Invalid("rho", f"rho {describe(rho)}: expected a positive number, 'default' or null (no bound)")
+    if not isinstance(d["uniform"], bool):
+        raise Invalid("uniform", f"uniform {describe(d['uniform'])}: expected true or false")
     return d
+
+
+def _number(value: Any, kind: type | tuple[type, ...] = (int, float)) -> bool:
+    """Whether ``value`` is a JSON number of ``kind`` (true/false are not numbers) and finite."""
+    return isinstance(value, kind) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
