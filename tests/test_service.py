@@ -283,7 +283,7 @@ def test_tokens_401_403_and_422_with_the_cli_message(shared, tmp_path, capsys):
     assert httpx.post(url, json=body).status_code == 401
     assert httpx.post(url, json=body, headers={"Authorization": "Bearer nas_not-a-token"}).status_code == 401
     r = httpx.post(url, json=body, headers={"Authorization": f"Bearer {tok['read']}"})
-    assert r.status_code == 403 and "needs submit" in r.json()["detail"]
+    assert r.status_code == 403 and "needs submit" in r.json()["error"] and r.json()["field"] is None
     assert httpx.get(srv.url + "/v1/tokens", headers={"Authorization": f"Bearer {tok['submit']}"}).status_code == 403
     assert httpx.get(url, headers={"Authorization": f"Bearer {tok['read']}"}).status_code == 200
 
