@@ -103,6 +103,11 @@ def search_settings(service: bool | None = None) -> dict[str, Any]:
 def describe(value: Any, limit: int = 60) -> str:
     """``repr(value)`` clipped to ``limit`` characters, so an error never echoes a long input back."""
     text = value if isinstance(value, str) and value.isprintable() and value.strip() == value and value else repr(value)
+    return clip(text, limit)
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, ending in '...' where it was cut."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -26,7 +26,7 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 
 from nas.errors import NASError, ParamError
-from nas.search.config import describe
+from nas.search.config import clip, describe
 from nas.service import auth
 from nas.service.jobs import FINISHED, STATES, Store
 from nas.service.requests import Invalid, check_design, check_device, check_search, field_of, safe_name
@@ -88,13 +88,15 @@ _PATH = re.compile(r"(?:[A-Za-z]:)?(?:/[^/\s'\":,;()]+){2,}/?")
 def public(message: str) -> str:
     """An error message as a client may see it: one line, server paths cut to their last part, clipped."""
     text = _PATH.sub(lambda m: m.group(0).rstrip("/").rsplit("/", 1)[-1], " ".join(str(message).split()))
-    return text if len(text) <= MAX_ERROR else text[: MAX_ERROR - 3] + "..."
+    return clip(text, MAX_ERROR)
 
 
-def error(status: int, message: str, field: str | None = None, headers: dict | None = None) -> JSONResponse:
-    """Every error answer has one shape: ``{"error": one line, "field": the request field at fault or null}``."""
-    return JSONResponse({"error": public(message), "field": field and public(field)[:80]}, status_code=status,
-                        headers=headers)
+def error(status: int, message: str, field: str | None = None, headers: dict | None = None,
+          **extra: Any) -> JSONResponse:
+    """Every error answer has one shape: ``{"error": one line, "field": the request field at fault or null}``
+    (plus ``extra`` keys, e.g. a 429's ``retry_after_s``)."""
+    return JSONResponse({"error": public(message), "field": field and public(field)[:80], **extra},
+                        status_code=status, headers=headers)
 
 
 class BodyCap:
@@ -142,10 +144,7 @@ def _errors(app: FastAPI) -> None:
 
     @app.exception_handler(QueueFull)
     async def _full(_req: Request, e: QueueFull) -> JSONResponse:
-        resp = error(429, str(e), headers={"Retry-After": str(e.retry_after)})
-        resp.body = json.dumps({**json.loads(resp.body), "retry_after_s": e.retry_after}).encode()
-        resp.headers["content-length"] = str(len(resp.body))
-        return resp
+        return error(429, str(e), headers={"Retry-After": str(e.retry_after)}, retry_after_s=e.retry_after)
 
     @app.exception_handler(HTTPException)
     async def _http(_req: Request, e: HTTPException) -> JSONResponse:
