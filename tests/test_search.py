@@ -129,25 +129,34 @@ def test_existing_study_needs_resume(tmp_path, tiny_space):
     assert list(res.trials["number"]) == list(range(9))
 
 
+def _complete_trials(db: Path) -> int:
+    """Completed trials in a study file, read without Optuna: opening it with Optuna while the search is creating
+    the schema would race the search on the schema's first rows."""
+    import sqlite3
+
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            return con.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.Error:  # the schema is not there yet
+        return 0
+
+
 def test_resume_after_kill_loses_and_repeats_nothing(tmp_path, tiny_space):
     runs = tmp_path / "runs"
     cmd = [sys.executable, "-m", "nas.cli.main", "search", "--space", str(tiny_space), "--budget", "params:1G",
            "--objectives", "accuracy,macs", "--accuracy", "debug:sleep:0.15", "--trials", "40", "--runs", str(runs),
            "--study", "killed"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = tmp_path / "search.err"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
     db = runs / "killed" / "study.db"
-    deadline = time.time() + 60
-    done_before: list[int] = []
-    while time.time() < deadline:
-        time.sleep(0.5)
-        if db.exists():
-            try:
-                st = optuna.load_study(study_name="killed", storage=f"sqlite:///{db}")
-                done_before = [t.number for t in st.get_trials(states=(optuna.trial.TrialState.COMPLETE,))]
-            except Exception:  # noqa: BLE001 - the study may not be created yet
-                continue
-            if len(done_before) >= 6:
-                break
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and _complete_trials(db) < 6:
+        time.sleep(0.3)
+    assert proc.poll() is None, f"the search ended before it was killed: {log.read_text()[-2000:]}"
+    assert _complete_trials(db) >= 6, f"6 trials not done in 120 s: {log.read_text()[-2000:]}"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     st = optuna.load_study(study_name="killed", storage=f"sqlite:///{db}")
