@@ -6,6 +6,10 @@
    The pairs are alternated ``--repeats`` times and the medians compared (the machine is shared).
 2. Restart: a search is killed with the server (kill -9) once TRIALS/4 trials are done; the server is
    restarted; counts completed trials lost or repeated (from the Optuna study in the service database).
+3. Faults (issue 27): the job process alone is killed (SIGKILL, as the OOM killer does) once TRIALS/4 trials
+   are done: the runner starts it again, and the bench counts trials lost or repeated and the seconds from
+   the kill to the first new trial; then a search is cancelled mid-way: are its told trials still served
+   (pareto, trials) and is no trial left RUNNING in its study.
 
     python bench/service_load.py [--trials 300] [--concurrency 200] [--storage postgresql://...] [--json]
 
@@ -188,6 +192,62 @@ def _complete(url: str, study: str) -> dict[int, str]:
             for t in st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
 
 
+def _running(url: str, study: str) -> int:
+    import optuna
+
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    st = optuna.load_study(study_name=study, storage=url)
+    return len(st.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+
+
+def _until(db: str, study: str, n: int, timeout: float = 600) -> dict[int, str]:
+    """Wait for ``n`` completed trials of ``study``; returns them."""
+    deadline, got = time.time() + timeout, {}
+    while len(got) < n and time.time() < deadline:
+        time.sleep(0.2)
+        with contextlib.suppress(Exception):  # the study may not exist yet
+            got = _complete(db, study)
+    return got
+
+
+def _faults(c: httpx.Client, db: str, trials: int) -> dict:
+    """Kill the job process alone mid-search, then cancel another search mid-way (see the module docstring)."""
+    from nas.service.jobs import Store
+
+    job = c.post("/v1/searches", json={**SEARCH, "trials": trials, "accuracy": "debug:sleep:0.05",
+                                       "seed": 7}).json()
+    before = _until(db, job["study"], trials // 4)
+    store = Store(db if not db.startswith("postgresql://") else "postgresql+psycopg://" + db.split("://", 1)[1])
+    pid = store.job(job["id"])["pid"]
+    os.kill(pid, signal.SIGKILL)
+    t_kill, at_kill = time.time(), _complete(db, job["study"])
+    resumed = _until(db, job["study"], len(at_kill) + 1)
+    back_s = round(time.time() - t_kill, 1) if len(resumed) > len(at_kill) else None
+    end = _wait(c, job["id"])
+    final = _complete(db, job["study"])
+    numbers = [t["number"] for t in c.get(f"/v1/searches/{job['id']}/trials").json()]
+    out = {"sigkill": {"trials": trials, "completed_at_kill": len(at_kill), "completed_before": len(before),
+                       "lost": sum(1 for n, aid in at_kill.items() if final.get(n) != aid),
+                       "repeated": len(numbers) - len(set(numbers)) + max(0, len(final) - trials),
+                       "final_completed": len(final), "state": end["state"], "process_starts": end["attempts"],
+                       "seconds_to_next_trial": back_s}}
+    job = c.post("/v1/searches", json={**SEARCH, "trials": trials * 10, "accuracy": "debug:sleep:0.05",
+                                       "seed": 8}).json()
+    _until(db, job["study"], trials // 4)
+    t0 = time.time()
+    c.delete(f"/v1/searches/{job['id']}")
+    end = _wait(c, job["id"])
+    pareto = c.get(f"/v1/searches/{job['id']}/pareto")
+    told = c.get(f"/v1/searches/{job['id']}/trials")
+    out["cancel"] = {"state": end["state"], "seconds": round(time.time() - t0, 1), "pareto_status": pareto.status_code,
+                     "partial": pareto.json().get("partial") if pareto.status_code == 200 else None,
+                     "trials_served": len(told.json()) if told.status_code == 200 else 0,
+                     "completed_in_study": len(_complete(db, job["study"])), "running_left": _running(db, job["study"])}
+    store.close()
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=300, help="trials of the timed search (default 300)")
@@ -253,6 +313,7 @@ def main() -> int:
                           "lost": sum(1 for n, aid in at_kill.items() if final.get(n) != aid),
                           "repeated": len(numbers) - len(set(numbers)) + max(0, len(final) - a.restart_trials),
                           "final_completed": len(final), "state": end["state"], "process_starts": end["attempts"]}
+        out["faults"] = _faults(c, db, a.restart_trials)
     finally:
         svc.stop()
     if a.json:
@@ -274,6 +335,13 @@ def main() -> int:
     print(f"restart: kill -9 at {rs['completed_at_kill']}/{rs['trials']} completed trials; after restart "
           f"{rs['final_completed']} completed, {rs['lost']} lost, {rs['repeated']} repeated ({rs['state']}, "
           f"{rs['process_starts']} process starts)")
+    k, cn = out["faults"]["sigkill"], out["faults"]["cancel"]
+    print(f"job process SIGKILLed at {k['completed_at_kill']}/{k['trials']} completed trials: {k['final_completed']} "
+          f"completed, {k['lost']} lost, {k['repeated']} repeated ({k['state']}, {k['process_starts']} process starts; "
+          f"next trial {k['seconds_to_next_trial']} s after the kill)")
+    print(f"cancel mid-search: {cn['state']} in {cn['seconds']} s; pareto HTTP {cn['pareto_status']} (partial "
+          f"{cn['partial']}), {cn['trials_served']} trials served of {cn['completed_in_study']} completed in the study, "
+          f"{cn['running_left']} left RUNNING")
     return 0
 
 

@@ -581,3 +581,38 @@ def test_rerank_scores_the_best_archs_again_and_chooses_the_front_by_that_score(
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and says in err[0], err
         assert not (tmp_path / "bad").exists()
+
+
+class _BreaksAfter:
+    """An evaluator (parameter count as the score) that raises ``error`` once it has scored ``n`` archs."""
+
+    workers, retried, provenance = 1, 0, "test estimator (parameter count)"
+
+    def __init__(self, n: int, error: BaseException):
+        self.n, self.error, self.scored = n, error, 0
+
+    def run(self, batch):
+        for key, arch in batch:
+            if self.scored >= self.n:
+                raise self.error
+            self.scored += 1
+            yield key, float(nas.count(arch).params), 0.0, "local"
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("error, why", [(RuntimeError("disk full"), "failed: RuntimeError: disk full"),
+                                        (KeyboardInterrupt(), "interrupted")])
+def test_a_broken_or_interrupted_search_keeps_what_it_told(tmp_path, tiny_space, error, why):
+    with pytest.raises(type(error)):
+        run_search(cfg(tmp_path, tiny_space, trials=40, budget="params:1G", prescreen=0),
+                   evaluator=_BreaksAfter(10, error))
+    run = next((tmp_path / "runs").iterdir())
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["partial"] is True and summary["stopped"] == why
+    told = len((run / "trials.csv").read_text().splitlines()) - 1
+    assert 4 <= told < 40 and summary["trials"] == told and summary["pareto"]  # the batches told before it
+    # the study holds the same told trials, and resuming it finishes the search
+    res = run_search(cfg(tmp_path, tiny_space, trials=40, budget="params:1G", prescreen=0, resume=True))
+    assert len(res.trials) == 40 and "partial" not in res.summary

@@ -55,15 +55,16 @@ class Server:
         return ["--home", str(self.home)] + (["--storage", self.storage] if self.storage else [])
 
     def start(self, timeout: float = 60) -> Server:
-        self.home.mkdir(parents=True, exist_ok=True)
-        log = open(self.home / "server.out", "ab")
+        self.log = self.home.parent / f"{self.home.name}.server.out"  # beside the home: the server creates that
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "nas.cli.main", "serve", *self.args(), "--port",
                                       str(self.port), *self.extra], stdout=log, stderr=subprocess.STDOUT,
                                      env=env(), cwd=str(self.home.parent))
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited {self.proc.returncode}: {(self.home / 'server.out').read_text()}")
+                raise RuntimeError(f"server exited {self.proc.returncode}: {self.log.read_text()}")
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(self.url + "/v1/health", timeout=2).status_code == 200:
                     return self
@@ -122,10 +123,19 @@ class Postgres:
             os.chmod(self.folder, 0o755)
         subprocess.run([*self.as_user, "initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust",
                         "--no-sync"], check=True, capture_output=True)
+        self.resume()
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data (an outage, or a restart's first half)."""
+        subprocess.run([*self.as_user, "pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop"], check=True,
+                       capture_output=True)
+
+    def resume(self) -> None:
+        """Start the paused server again on the same port and data."""
         subprocess.run([*self.as_user, "pg_ctl", "-D", str(self.data), "-w", "-l", str(self.folder / "pg.log"),
                         "-o", f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c fsync=off",
                         "start"], check=True, capture_output=True)
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def stop(self) -> None:
         subprocess.run([*self.as_user, "pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop"],

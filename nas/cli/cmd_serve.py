@@ -79,11 +79,10 @@ def url_of(args: argparse.Namespace, home: Path) -> str:
 
 def _store(args: argparse.Namespace):
     try:
-        from nas.service.jobs import Store
+        from nas.service.jobs import Store, make_home
     except ImportError as e:
         raise NASError(f"nas serve needs the serve extra ({e.name} is missing): pip install 'nas[serve]'") from None
-    home = home_of(args)
-    home.mkdir(parents=True, exist_ok=True)
+    home = make_home(home_of(args))
     try:
         return Store(url_of(args, home))
     except NASError:
@@ -102,8 +101,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for flag in ("max_queue", "max_running", "per_token", "max_upload"):
         if getattr(args, flag) < 1:
             raise NASError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be at least 1")
+    os.umask(0o077)  # what the server writes (database, logs, uploads, zoo) is its owner's alone
     home = home_of(args)
-    home.mkdir(parents=True, exist_ok=True)
     url = url_of(args, home)
     _store(args).close()  # a bad URL fails here, in one line
     os.chdir(home)  # uploaded profiles and predictors live in the service folder, where the library looks

@@ -438,13 +438,15 @@ def _store(device: str, space: SearchSpace, archs: Sequence[Arch], measured: dic
 
 
 def host_latency(device: str, space: SearchSpace, mode: str | None = None, measure: Measure | None = None,
-                 reporter: Reporter | None = None, k: int = K_DEFAULT, this_host: bool = False) -> Calibration:
+                 reporter: Reporter | None = None, k: int = K_DEFAULT, this_host: bool = False,
+                 wait_s: float = BUSY_WAIT_S) -> Calibration:
     """The latency model to use for ``device`` on this host (see the module docstring for ``mode``).
 
     ``measure`` times archs here (default: :func:`quiet_measure`; tests pass a fake). ``this_host``: the
     latency wanted is this machine's even though ``device`` is another CPU's profile (the tool chose it as
     the starting point because none of this CPU exists); a device the user names for another CPU is left
-    alone. A machine that stays busy is not measured: the shipped model is used and a warning says so."""
+    alone. A machine that stays busy (``wait_s`` at a time) is not measured: the shipped model is used and a
+    warning says so."""
     mode = mode or default_mode()
     if mode not in MODES:
         raise ParamError("calibrate", f"'{mode}' unknown; choose from {', '.join(MODES)}")
@@ -455,7 +457,7 @@ def host_latency(device: str, space: SearchSpace, mode: str | None = None, measu
     if measure is None and not (this_host or is_this_machine(device)):
         return Calibration(base, f"latency: {base.provenance} (device {device} is not this machine: nothing "
                                  "measured here)", mode)
-    measure = measure or quiet_measure(device, rep)
+    measure = measure or quiet_measure(device, rep, wait_s)
     t0 = time.perf_counter()
     try:
         cal = _host_latency(base, device, space, mode, measure, rep, k)

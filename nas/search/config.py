@@ -84,6 +84,10 @@ class SearchConfig:
                                      open_low=True, metavar="F")
     calibrate: str | None = setting(None, "auto | always | never | off (default: $NAS_CALIBRATE, else auto)",
                                     kind="str", choices=MODES, cli=False)
+    busy_wait_s: float = setting(120.0, "seconds calibration and verification wait for other processes to calm "
+                                        "down; a host still busy after that is not measured (latency stays "
+                                        "predicted, and the results say so)", kind="float", low=0, high=86_400,
+                                 flag="--busy-wait", metavar="S")
     verify: bool = setting(True, "measure the Pareto archs on this host afterwards; an arch over the budget when "
                                  "measured is dropped, the predictor refitted and the search continued",
                            kind="bool", cli=False)

@@ -184,7 +184,9 @@ def run_search(cfg: SearchConfig, reporter: Reporter | None = None, evaluator: A
 
     Latency is predicted for this host (the shipped profile calibrated here, :mod:`nas.latency.calibrate`)
     and the front is measured here afterwards (:mod:`nas.search.verify`); ``measure`` (archs -> ms) replaces
-    the timer (tests). Progress (trials told, hypervolume so far) and warnings go to ``reporter``."""
+    the timer (tests). Progress (trials told, hypervolume so far) and warnings go to ``reporter``. A search
+    that fails or is interrupted after trials were told writes those to its run folder (``summary["partial"]``,
+    ``summary["stopped"]``) before the error goes on, so a cancelled or broken run still shows what it found."""
     rep = or_silent(reporter)
     prep = prepare_search(cfg, rep)
     space, budget = prep.space, prep.budget
@@ -193,12 +195,13 @@ def run_search(cfg: SearchConfig, reporter: Reporter | None = None, evaluator: A
     if "latency" in cfg.objectives or "latency" in budget.keys:
         from nas.latency.calibrate import host_latency
 
-        cal = host_latency(cfg.device, space, cfg.calibrate, measure, rep, this_host=prep.this_host)
+        cal = host_latency(cfg.device, space, cfg.calibrate, measure, rep, this_host=prep.this_host,
+                           wait_s=cfg.busy_wait_s)
         latency_model = cal.model
     check_budget_feasible(space, budget, latency_model)
     own_evaluator = evaluator is None
     evaluator = evaluator or _evaluator(cfg, space)  # first: data or a checkpoint it cannot load writes nothing
-    second = None
+    second = search = None
     verified = reranked = None
     try:
         if cfg.rerank:  # likewise the re-rank's (built again where it runs, after the search's workers are gone)
@@ -220,12 +223,29 @@ def run_search(cfg: SearchConfig, reporter: Reporter | None = None, evaluator: A
             reranked = _rerank(search, cal, second, rep)
             if search.verify_report is not None:  # it measured the new front: the report counts that too
                 verified = search.verify_report.summary()
+    except BaseException as e:
+        if search is not None and search.rows:
+            _write_partial(search, evaluator, time.perf_counter() - t_start, cal, e)
+        raise
     finally:
         if own_evaluator:
             evaluator.close()
         if second is not None:
             second.close()
     return search.finish(evaluator, time.perf_counter() - t_start, cal, verified, reranked)
+
+
+def _write_partial(search: _Search, evaluator: Any, elapsed: float, cal: Any, error: BaseException) -> None:
+    """The run folder of a search that failed or was interrupted: the trials told before it, marked partial.
+    Best effort: the error that ended the search is the one reported, never a second one from here."""
+    if isinstance(error, KeyboardInterrupt):
+        why = f"interrupted: {error}" if str(error) else "interrupted"
+    else:
+        why = f"failed: {type(error).__name__}: {error}"
+    try:
+        search.finish(evaluator, elapsed, cal, partial=why[:300])
+    except Exception:  # noqa: BLE001, S110 - the original error goes on
+        pass
 
 
 def _verify(search: _Search, cal: Any, evaluator: Any, rep: Reporter) -> dict | None:
@@ -477,8 +497,9 @@ class _Search:
 
     # ---- the end -------------------------------------------------------------------------------------
     def finish(self, evaluator: Any, elapsed: float, cal: Any = None, verified: dict | None = None,
-               reranked: Any = None) -> SearchResult:
-        """Write the run folder (nas.search.report) and return the result."""
+               reranked: Any = None, partial: str | None = None) -> SearchResult:
+        """Write the run folder (nas.search.report) and return the result; ``partial`` says why the search
+        ended before its trials (summary ``partial`` and ``stopped``: the rows are those told so far)."""
         import pandas as pd
 
         from nas.search.report import write_run
@@ -491,6 +512,8 @@ class _Search:
                  "verify": verified,
                  "rerank": None if reranked is None else {**reranked.to_dict(),
                                                           "line": reranked.line([r.arch_id for r in pareto])}}
+        if partial is not None:
+            extra.update(partial=True, stopped=partial)
         summary = write_run(self.run_dir, self.cfg, self.space, table, pareto, self.budget, self.acc_provenance,
                             self.latency.provenance if self.latency else None, elapsed,
                             getattr(evaluator, "retried", 0), extra=extra)

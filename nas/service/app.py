@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException
 from nas.errors import NASError, ParamError
 from nas.search.config import clip, describe
 from nas.service import auth
-from nas.service.jobs import FINISHED, STATES, Store
+from nas.service.jobs import FINISHED, STATES, Store, is_storage_error, make_home
 from nas.service.requests import Invalid, check_design, check_device, check_search, field_of, safe_name
 from nas.service.runner import QueueFull, Runner
 
@@ -54,7 +54,7 @@ class Settings:
 
 def create_app(settings: Settings, start_runner: bool = True) -> FastAPI:
     """The service app; its lifespan starts the scheduler (resuming jobs a killed server left running)."""
-    settings.home.mkdir(parents=True, exist_ok=True)
+    make_home(settings.home)
     store = Store(settings.url)
     runner = Runner(store, settings.url, settings.home, max_queue=settings.max_queue,
                     max_running=settings.max_running, per_token=settings.per_token,
@@ -159,7 +159,9 @@ def _errors(app: FastAPI) -> None:
         return error(503, "the service's database is unavailable; retry shortly", headers={"Retry-After": "5"})
 
     @app.exception_handler(Exception)
-    async def _bug(_req: Request, e: Exception) -> JSONResponse:
+    async def _bug(req: Request, e: Exception) -> JSONResponse:
+        if is_storage_error(e):  # wrapped by Optuna (StorageInternalError): the database, not a bug
+            return await _storage_down(req, e)
         log.exception("internal error")
         return error(500, f"internal error ({type(e).__name__}); the server log has the traceback")
 
@@ -331,7 +333,8 @@ def _routes(app: FastAPI, store: Store, runner: Runner, st: Settings) -> None:  
     @app.get("/v1/searches/{job_id}/pareto")
     async def search_pareto(job_id: str, tok: dict = read) -> Response:
         keep = ("study", "space", "device", "budget", "objectives", "estimator", "latency", "trials", "evaluated",
-                "feasible", "duplicates", "hypervolume", "elapsed_s", "pareto", "prescreen")
+                "feasible", "duplicates", "hypervolume", "elapsed_s", "pareto", "prescreen", "calibration", "verify",
+                "stopped")
 
         def make() -> bytes:
             job = finished_run(job_id)[0]

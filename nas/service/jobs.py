@@ -8,6 +8,7 @@ URL (``postgresql+psycopg://user@host:port/db``).
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import time
 from pathlib import Path
@@ -59,14 +60,44 @@ TOKENS = sa.Table(
 )
 
 
+def make_home(home: Path) -> Path:
+    """The service folder, created readable by its owner alone (it holds the database, logs and uploads);
+    an existing folder keeps the modes its owner gave it."""
+    home = Path(home)
+    home.parent.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, exist_ok=True)
+    return home
+
+
 def default_url(home: Path) -> str:
     """The embedded database: SQLite ``service.db`` in the service folder."""
     return f"sqlite:///{(Path(home) / 'service.db').resolve()}"
 
 
+STORAGE_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError)  # the database is down or restarting
+
+
+def is_storage_error(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) is the database being unreachable, which a retry outlives: a lost
+    connection, a server restarting (Optuna wraps these in its own StorageInternalError)."""
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, STORAGE_ERRORS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def make_engine(url: str) -> sa.engine.Engine:
-    """A SQLAlchemy engine for ``url``; SQLite in WAL mode with a 60 s busy timeout (several processes write)."""
+    """A SQLAlchemy engine for ``url``; SQLite in WAL mode with a 60 s busy timeout (several processes write).
+    A new SQLite file is created readable by its owner alone (it holds token hashes and every job)."""
     if url.startswith("sqlite"):
+        path = sa.engine.make_url(url).database
+        if path and path != ":memory:" and not Path(path).exists():
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         engine = sa.create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
 
         @sa.event.listens_for(engine, "connect")
@@ -155,6 +186,10 @@ class Store:
             q = q.where(JOBS.c.state.in_(only_if))
         with self.engine.begin() as c:
             return c.execute(q.values(**values)).rowcount > 0
+
+    def requeue(self, job_id: str) -> bool:
+        """Put a running job whose process died back at the head of the queue (its study resumes)."""
+        return self.update(job_id, only_if=("running",), state="queued", resume_first=1, pid=None)
 
     def requeue_running(self) -> list[str]:
         """After a restart: jobs left running go back to the head of the queue (their study resumes)."""

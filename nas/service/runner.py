@@ -6,6 +6,12 @@ the app turns into 429 + Retry-After); the scheduler claims queued rows while fe
 jobs run, and reaps finished processes. On start, jobs a killed server left running are put back at the
 head of the queue; their processes resume their Optuna studies. Processes run outside the server's GIL,
 so serving requests does not slow the search, and die with the scheduler thread (``PR_SET_PDEATHSIG``).
+
+A job process that dies without ending its job (killed by a signal, e.g. the OOM killer; or exit code
+:data:`~nas.service.worker.RETRY`: the database was away, or it was stopped while its job ran) is started again, resuming, up to
+:data:`MAX_STARTS` process starts. A cancel sends SIGTERM (the process writes its partial results) and
+SIGKILL after :data:`CANCEL_GRACE_S`. A job's table row is changed before the runner forgets its process, so
+a database outage in the middle of reaping loses nothing: the next tick does it again.
 """
 from __future__ import annotations
 
@@ -19,8 +25,11 @@ import time
 from pathlib import Path
 
 from nas.service.jobs import ACTIVE, Store
+from nas.service.worker import RETRY, fail_running_trials
 
 log = logging.getLogger("nas.service")
+MAX_STARTS = 5  # process starts of one job (the first and its resumptions) before it fails
+CANCEL_GRACE_S = 30.0  # a cancelled job's process gets this long to write its partial results
 
 
 class QueueFull(Exception):
@@ -40,6 +49,7 @@ class Runner:
         self.max_queue, self.max_running, self.per_token = max_queue, max_running, per_token
         self.ray_address, self.poll_s = ray_address, poll_s
         self.procs: dict[str, subprocess.Popen] = {}
+        self._term_sent: dict[str, float] = {}  # job id -> when its cancel's SIGTERM went
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -110,35 +120,73 @@ class Runner:
             job = self.store.job(job_id)
             if code is None:
                 if job is not None and job["state"] == "cancelling":
-                    _end(proc)
-                    self.store.update(job_id, only_if=("cancelling",), state="cancelled", pid=None)
-                    self.store.add_event(job_id, "state", {"state": "cancelled"})
-                    del self.procs[job_id]
+                    self._signal_cancel(job_id, proc)
                 continue
-            del self.procs[job_id]
-            if job is not None and job["state"] in ("running", "cancelling"):
-                state = "cancelled" if job["state"] == "cancelling" else "failed"
-                err = None if state == "cancelled" else f"the job process exited with code {code}; see its log"
-                self.store.update(job_id, state=state, error=err, pid=None)
-                self.store.add_event(job_id, "state", {"state": state, "error": err})
+            self._reap(job_id, job, code)
+            del self.procs[job_id]  # only once the table says how it ended
+            self._term_sent.pop(job_id, None)
         while len(self.procs) < self.max_running and not self._stop.is_set():
             job = self.store.claim_next()
             if job is None:
                 break
             self.procs[job["id"]] = self._spawn(job)
 
+    def _signal_cancel(self, job_id: str, proc: subprocess.Popen) -> None:
+        """SIGTERM a cancelled job's process once; SIGKILL it when it has not ended after the grace time."""
+        sent = self._term_sent.get(job_id)
+        if sent is None:
+            self._term_sent[job_id] = time.time()
+            proc.send_signal(signal.SIGTERM)
+        elif time.time() - sent > CANCEL_GRACE_S:
+            proc.kill()
+
+    def _reap(self, job_id: str, job: dict | None, code: int) -> None:
+        """Record how a job process ended when the process itself could not: cancelled, failed, or queued to
+        resume (a signal killed it, or the database was away) while it has starts left."""
+        if job is None or job["state"] not in ("running", "cancelling"):
+            return  # the process recorded the job's end itself
+        if job["state"] == "running" and (code < 0 or code == RETRY) and job["attempts"] < MAX_STARTS:
+            why = (f"killed by {_signal_name(-code)}" if code < 0 else "the database was unavailable")
+            if self.store.requeue(job_id):
+                self.store.add_event(job_id, "state", {"state": "queued", "reason": f"{why}; resuming",
+                                                       "attempt": job["attempts"]})
+                log.warning("job %s: %s; queued to resume (start %d of %d)", job_id, why, job["attempts"] + 1,
+                            MAX_STARTS)
+            return
+        state = "cancelled" if job["state"] == "cancelling" else "failed"
+        err = None
+        if state == "failed":
+            how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
+            err = f"the job process {how}" + (f" (after {job['attempts']} starts)" if job["attempts"] > 1 else "")
+            err += "; see its log"
+        try:
+            fail_running_trials(self.url, job["study"])
+        except Exception:  # noqa: BLE001 - the job's end is recorded even when its study cannot be read
+            log.exception("job %s: could not mark its running trials failed", job_id)
+        self.store.update(job_id, only_if=("running", "cancelling"), state=state, error=err, pid=None)
+        self.store.add_event(job_id, "state", {"state": state, "error": err})
+
     def _spawn(self, job: dict) -> subprocess.Popen:
         logs = self.home / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
+        logs.mkdir(mode=0o700, parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "nas.service.worker", "--db", self.url, "--job", job["id"],
                "--parent", str(os.getpid())]
         if self.ray_address:
             cmd += ["--ray-address", self.ray_address]
-        with open(logs / f"{job['id']}.log", "ab") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        fd = os.open(logs / f"{job['id']}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with open(fd, "ab") as out:  # its own session: its process group (Ray's helpers too) dies with it
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
         self.store.update(job["id"], pid=proc.pid)
         self.store.add_event(job["id"], "state", {"state": "running", "attempt": job["attempts"]})
         return proc
+
+
+def _signal_name(num: int) -> str:
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return f"signal {num}"
 
 
 def _end(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
