@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     from nas.errors import NASError
     from nas.io import read_json, sha256_file, write_json
     from nas.proxies import rank_ensemble
-    from nas.search.estimators import ProxyEstimator, make_estimator
+    from nas.search.estimators import ProxyEstimator, make_estimator, split_score
     from nas.search.prescreen import Prescreener
     from nas.space import load_space
     from nas.supernet.checkpoint import FILENAME, load_checkpoint
@@ -244,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         with ui.progress(len(archs), f"train:{e} (short training)") as bar:
             vals = []
             for a in archs:
-                vals.append(est.evaluate(a))
+                score, _ = split_score(est.evaluate(a))  # minus the validation loss: what the search ranks by
+                vals.append(float("nan") if score is None else score)
                 bar.advance()
         scores[f"train:{e}"] = vals
         short[f"train:{e}"] = {"provenance": est.provenance, "wall_s": round(time.perf_counter() - t0, 1),

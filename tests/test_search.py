@@ -500,14 +500,16 @@ def test_short_training_scores_by_validation_loss_and_drives_a_search(tmp_path, 
     short, longer = make_estimator("train:2:digits", sp), make_estimator("train:8:digits", sp)
     s = short.evaluate(arch)
     assert s == short.evaluate(arch)
-    assert -math.log(10) < s < longer.evaluate(arch) < 0
-    assert "short training from scratch: 2 epoch(s)" in short.provenance and "not an accuracy" in short.provenance
+    assert -math.log(10) < s.score < longer.evaluate(arch).score < 0
+    assert 0.0 <= s.accuracy <= 1.0  # the validation top-1 it counted on the way, reported beside the score
+    assert "short training from scratch: 2 epoch(s)" in short.provenance and "ranks archs" in short.provenance
 
     res = run_search(cfg(tmp_path, space, trials=3, accuracy="train:1:digits", objectives=("accuracy", "params")))
     est = res.summary["estimator"]
     assert est["measures"] == "score" and est["provenance"].startswith("short training from scratch")
     assert "accuracy" not in res.trials.columns and (res.trials["score"] < 0).all()
     assert all(math.isfinite(p.accuracy) for p in res.pareto)
+    assert res.trials["trained_accuracy"].between(0, 1).all()  # each scored arch's validation accuracy too
 
     capsys.readouterr()
     for spec, says in [("train:0:digits", "train:EPOCHS:DATA"), (f"train:1:fashion-mnist:{tmp_path / 'none'}", "none")]:

@@ -113,6 +113,7 @@ def _print_front(s: dict, where: str) -> None:
     ui.info("params/MACs/memory: counted analytically")
     stat = "p90" if (ver.get("statistic") == "p90") else "median"
     lat_col = [f"latency (measured {stat}, min-max, n)", "predicted"] if measured else ["latency"]
+    trained = any("trained_accuracy" in e["metrics"] for e in s["pareto"])  # its recipe: the estimator's line
     rows = []
     for e in s["pareto"]:
         m = e["metrics"]
@@ -123,18 +124,25 @@ def _print_front(s: dict, where: str) -> None:
         if rr:
             v = m.get(rerank_column(rr["name"]))
             row[f"re-rank {rr['measures']}"] = "-" if v is None else f"{v:.4g}"
+        if trained:
+            t = m.get("trained_accuracy")
+            row["trained accuracy"] = "-" if t is None else f"{100 * t:.2f}%"
         row.update({what: "-" if m[what] is None else f"{m[what]:.4g}", lat_col[0]: lat})
         if measured:
             row["predicted"] = fmt_ms(m["latency_predicted_ms"]) if m.get("latency_predicted_ms") is not None else "-"
         row.update({"params": fmt_params(m["params"]), "macs": fmt_macs(m["macs"]), "memory": fmt_bytes(m["memory"]),
                     "arch": e["arch"]})
         rows.append(row)
-    cols = ["id", *([f"re-rank {rr['measures']}"] if rr else []), what, *lat_col, "params", "macs", "memory", "arch"]
+    cols = ["id", *([f"re-rank {rr['measures']}"] if rr else []), *(["trained accuracy"] if trained else []), what,
+            *lat_col, "params", "macs", "memory", "arch"]
     ui.print_table(f"Pareto front of {s['study']} ({len(rows)} archs, budget {s['budget'] or 'none'})", cols, rows)
     print(f"{s['trials']} trials ({s['evaluated']} scored, {s['feasible']} feasible, {s['duplicates']} duplicates) "
           f"in {s['elapsed_s']:.0f}s; hypervolume {s['hypervolume']:.4g}; results in {where}")
     if rr:
         print(rr["line"])
+    elif what == "score":
+        print("training-free: no network was trained for this front (its score only ranks archs); add --data "
+              "fashion-mnist (or other DATA) to train the best archs briefly and choose the front by that")
     if ver:
         print(ver.get("line") or ver.get("note"))
     pre = s.get("prescreen")

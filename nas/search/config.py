@@ -17,6 +17,7 @@ best single training-free score there (Spearman 0.79-0.81 on the NASLib data, be
 STRATEGIES = ("nsga2", "tpe", "evolution", "random")
 INITS = ("feasible", "random")
 METRICS = ("accuracy", "latency", "params", "macs", "memory")
+DATA_EPOCHS = 2  # --data's short training: train:2 ranks trained accuracy at Kendall tau 0.67 (bench/README.md)
 SENSES = {"accuracy": "max", "latency": "min", "params": "min", "macs": "min", "memory": "min"}
 COLUMN = {"accuracy": "accuracy", "latency": "latency_ms", "params": "params", "macs": "macs", "memory": "memory"}
 
@@ -95,6 +96,11 @@ class SearchConfig:
                                        "estimator (e.g. train:2:fashion-mnist, which ranks trained accuracy far "
                                        "better than a training-free score) and choose the front by that score",
                                  kind="str", service=False, metavar="SPEC", show_default=False)
+    data: str | None = setting(None, "train the best archs on DATA (e.g. fashion-mnist, or fashion-mnist:DIR): after "
+                                     "the training-free search, the --rerank-top best are trained briefly from "
+                                     "scratch (--rerank train:2:DATA unless --rerank is given) and the front is "
+                                     "chosen by that, with each front arch's trained accuracy; without it nothing "
+                                     "is trained", kind="str", service=False, metavar="DATA", show_default=False)
     rerank_top: int = setting(20, "archs the re-rank scores: the N best by non-dominated sorting, spread over each "
                                   "front", kind="int", low=1, high=10_000, service=False, metavar="N")
 

@@ -18,7 +18,6 @@ for pre-screened archs, ``predicted_accuracy``.
 """
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +37,7 @@ from nas.errors import BudgetError, NASError, ParamError
 from nas.reporting import Reporter, or_silent
 from nas.search.config import (  # noqa: F401
     COLUMN,
+    DATA_EPOCHS,
     DEFAULT_SCORES,
     INITS,
     METRICS,
@@ -49,6 +49,7 @@ from nas.search.config import (  # noqa: F401
     measures,
     rerank_column,
 )
+from nas.search.estimators import split_score
 from nas.search.feasible import sample_feasible
 from nas.search.pareto import hypervolume
 from nas.search.prescreen import Prescreener, prescreen_slots, screening_error, validate_prescreen
@@ -285,6 +286,13 @@ def resolve_defaults(cfg: SearchConfig, space: SpaceFamily, budget: Budget, repo
 
     if cfg.accuracy is None:
         cfg.accuracy = DEFAULT_SCORES["yaml" if isinstance(space, SearchSpace) else space.name]
+    if cfg.data and not cfg.rerank:
+        from nas.data import DATA_KINDS
+
+        if cfg.data.partition(":")[0] not in DATA_KINDS:
+            raise ParamError("data", f"'{cfg.data}' unknown; choose from {', '.join(DATA_KINDS)} (a kind may take "
+                                     ":ARG, e.g. fashion-mnist:DIR)")
+        cfg.rerank = f"train:{DATA_EPOCHS}:{cfg.data}"
     if cfg.objectives is None:
         cfg.objectives = ("accuracy", "latency")
         if "latency" not in budget.keys:
@@ -465,26 +473,30 @@ class _Search:
             prior = self.scored.get(row.arch_id)
             if prior is not None:  # identical archs are scored once
                 row.accuracy, row.evaluated, row.duplicate_of = prior.accuracy, prior.evaluated, prior.number
+                row.trained_accuracy = prior.trained_accuracy
             elif saved is not None and row.feasible:  # scored before a kill; the score was stored as it arrived
                 row.accuracy, row.evaluated, row.eval_s, row.worker = (saved["accuracy"], True, saved["eval_s"],
                                                                        saved["worker"])
+                row.trained_accuracy = saved.get("trained_accuracy")
                 self.scored[row.arch_id] = row
             elif row.feasible:
                 to_score.append((trial.number, row.arch))
                 self.scored[row.arch_id] = row  # later duplicates in this batch wait for this one
         by_number = {trial.number: (trial, row) for trial, row, _ in asked}
-        for number, score, secs, worker in evaluator.run(to_score):
+        for number, value, secs, worker in evaluator.run(to_score):
             trial, row = by_number[number]
-            score = float(score) if math.isfinite(score) else None  # no signal (e.g. NWOT of a cut cell): ranks last
+            score, row.trained_accuracy = split_score(value)  # no signal (e.g. NWOT of a cut cell): None, ranks last
             row.accuracy, row.evaluated, row.eval_s, row.worker = score, True, secs, worker
             # stored at once, so a run killed before this batch is told does not score it again
-            trial.set_user_attr("score", {"accuracy": score, "eval_s": secs, "worker": worker})
+            trial.set_user_attr("score", {"accuracy": score, "eval_s": secs, "worker": worker,
+                                          **({"trained_accuracy": row.trained_accuracy}
+                                             if row.trained_accuracy is not None else {})})
         floor = min((r.accuracy for r in self.rows if r.accuracy is not None), default=0.0)
         told = []
         for trial, row, _ in sorted(asked, key=lambda x: x[0].number):
             if row.duplicate_of is not None and row.accuracy is None:
                 src = self.scored[row.arch_id]
-                row.accuracy, row.evaluated = src.accuracy, src.evaluated
+                row.accuracy, row.evaluated, row.trained_accuracy = src.accuracy, src.evaluated, src.trained_accuracy
             for k, v in row.violations.items():
                 trial.set_constraint(k, v)
             self.rows.append(row)

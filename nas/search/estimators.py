@@ -7,10 +7,11 @@ provenance, which the tables, the summary and the model cards print next to its 
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from nas.errors import ParamError
 from nas.space import Arch, SearchSpace
@@ -23,6 +24,22 @@ class AccuracyEstimator(Protocol):
     provenance: str
 
     def evaluate(self, arch: Arch) -> float: ...
+
+
+
+class Scored(NamedTuple):
+    """An estimator's value with the accuracy measured on the way: short training ranks by minus the validation
+    loss (``score``) and also counts its validation top-1 (``accuracy``), which is what a user reads."""
+
+    score: float
+    accuracy: float | None = None
+
+
+def split_score(value: float | Scored) -> tuple[float | None, float | None]:
+    """``(score, measured accuracy)`` of what an estimator returned; a non-finite score (no signal) is None."""
+    score, acc = (value.score, value.accuracy) if isinstance(value, Scored) else (value, None)
+    score = float(score)
+    return (score if math.isfinite(score) else None), (None if acc is None else float(acc))
 
 
 @dataclass
@@ -173,15 +190,17 @@ class ShortTrainEstimator:
         v = f"{len(self._data.val):,}" if self._data is not None else f"up to {r['val_subset']:,}"
         return (f"short training from scratch: {self.epochs} epoch(s) on {n} {self.data} training samples "
                 f"(SGD lr {r['lr']:g}, cosine, batch {r['batch_size']}, shifts <= {r['shift']} px, seed {r['seed']}); "
-                f"score = minus the cross-entropy on {v} validation samples (ranks archs; not an accuracy)")
+                f"score = minus the cross-entropy on {v} validation samples (ranks archs); trained accuracy = "
+                f"top-1 on the same {v} validation samples")
 
-    def evaluate(self, arch: Arch) -> float:
+    def evaluate(self, arch: Arch) -> Scored:
         from nas.supernet.train import train_standalone
 
         space = self.space if self.space is not None else arch.space
         if self._data is None:
             self._data = self._load(space)
-        return -float(train_standalone(arch, self._data, self._cfg, space=space)["loss"])
+        r = train_standalone(arch, self._data, self._cfg, space=space)
+        return Scored(-float(r["loss"]), float(r["accuracy"]))
 
 
 @dataclass

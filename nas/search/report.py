@@ -29,6 +29,9 @@ def write_run(run_dir: Path, cfg: Any, space: Any, table: Any, pareto: list[Tria
     measure = measures(cfg.accuracy)
     rerank = getattr(cfg, "rerank", None)  # the second estimator's value, named like the first's (nas.search.rerank)
     second = rerank_column(rerank) if rerank else None
+    rerank_provenance = ((extra or {}).get("rerank") or {}).get("provenance")
+    trained_provenance = (rerank_provenance if str(rerank).startswith("train:")
+                          else acc_provenance if str(cfg.accuracy).startswith("train:") else None)
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(run_dir / "trials.csv") as tmp:
         table.to_csv(tmp, index=False)
@@ -43,13 +46,16 @@ def write_run(run_dir: Path, cfg: Any, space: Any, table: Any, pareto: list[Tria
         measured = r.measured_latency_ms is not None
         entries.append({
             "id": arch.id, "arch_file": rel, "arch": str(arch), "trial": r.number,
-            "metrics": {**({second: r.rerank_score} if second else {}), measure: r.accuracy,
+            "metrics": {**({second: r.rerank_score} if second else {}),
+                        **({"trained_accuracy": r.trained_accuracy} if r.trained_accuracy is not None else {}),
+                        measure: r.accuracy,
                         "latency_ms": r.value("latency_ms"), "params": r.params,
                         "macs": r.macs, "memory": r.memory, "latency_predicted_ms": r.latency_ms,
                         **({"latency_min_ms": r.measured_spread_ms[0], "latency_max_ms": r.measured_spread_ms[1],
                             "latency_timings": r.measured_timings, "latency_bound_ms": r.latency_bound_ms}
                            if measured and r.measured_spread_ms else {})},
-            "provenance": {**({second: ((extra or {}).get("rerank") or {}).get("provenance")} if second else {}),
+            "provenance": {**({second: rerank_provenance} if second else {}),
+                           **({"trained_accuracy": trained_provenance} if r.trained_accuracy is not None else {}),
                            measure: acc_provenance,
                            "latency": (measured_provenance((extra or {}).get("verify"), cfg.device)
                                        if measured else lat_provenance),

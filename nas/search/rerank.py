@@ -17,6 +17,7 @@ import numpy as np
 
 from nas.reporting import Reporter
 from nas.search.config import measures
+from nas.search.estimators import split_score
 from nas.search.pareto import nondominated_order
 from nas.search.quality import estimator_quality
 from nas.search.rows import TrialRow, distinct_feasible
@@ -71,23 +72,25 @@ def rerank(search: Any, evaluator: Any, reporter: Reporter, front_before: Sequen
     rep.candidates = [r.arch_id for r in cand]
     attrs = search.study.user_attrs
     scores: dict[str, float | None] = {}
+    trained: dict[str, float | None] = {}  # validation accuracy of a short training (train:N:DATA)
     for r in cand:
         saved = attrs.get(f"rerank:{r.arch_id}")
         if isinstance(saved, dict) and saved.get("spec") == spec:
-            scores[r.arch_id] = saved.get("score")
+            scores[r.arch_id], trained[r.arch_id] = saved.get("score"), saved.get("trained_accuracy")
             rep.reused += 1
     todo = [(r.arch_id, r.arch) for r in cand if r.arch_id not in scores]
     with reporter.progress(len(todo), f"re-rank by {spec}") as bar:
-        for arch_id, score, secs, worker in evaluator.run(todo):
-            score = float(score) if np.isfinite(score) else None
-            scores[arch_id] = score
+        for arch_id, value, secs, worker in evaluator.run(todo):
+            scores[arch_id], trained[arch_id] = split_score(value)
             rep.scored += 1
             rep.eval_s += secs
             # stored at once: a run killed during the re-rank keeps what it paid for
-            search.study.set_user_attr(f"rerank:{arch_id}",
-                                       {"spec": spec, "score": score, "eval_s": secs, "worker": worker})
+            search.study.set_user_attr(f"rerank:{arch_id}", {"spec": spec, "score": scores[arch_id], "eval_s": secs,
+                                                             "worker": worker, "trained_accuracy": trained[arch_id]})
             bar.advance()
     for r in search.rows:
         r.rerank_score = scores.get(r.arch_id)
+        if trained.get(r.arch_id) is not None:
+            r.trained_accuracy = trained[r.arch_id]
     search.columns = [COLUMN if c == "accuracy" else c for c in search.columns]
     return rep

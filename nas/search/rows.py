@@ -41,6 +41,7 @@ class TrialRow:
     measured_timings: int = 0  # ... how many timings (at separate moments) the median is of
     latency_bound_ms: float | None = None  # ... the median plus the host's margin: what the budget is tested on
     rerank_score: float | None = None  # the second estimator's value, for the archs re-ranked (nas.search.rerank)
+    trained_accuracy: float | None = None  # validation top-1 after the short training that scored it (train:N:DATA)
 
     @property
     def arch_id(self) -> str:
@@ -89,6 +90,8 @@ class TrialRow:
                     "latency_bound_ms": self.latency_bound_ms})
         if self.rerank_score is not None:  # a column only in re-ranked searches' tables
             out[rerank_column] = self.rerank_score
+        if self.trained_accuracy is not None:  # ... and where a short training scored the arch
+            out["trained_accuracy"] = self.trained_accuracy
         return out
 
     @classmethod
@@ -104,7 +107,8 @@ class TrialRow:
                    measured_latency_ms=rec.get("measured_latency_ms"),
                    measured_spread_ms=(None if rec.get("measured_min_ms") is None
                                        else (rec["measured_min_ms"], rec["measured_max_ms"])),
-                   measured_timings=int(rec.get("measured_timings") or 0), latency_bound_ms=rec.get("latency_bound_ms"))
+                   measured_timings=int(rec.get("measured_timings") or 0), latency_bound_ms=rec.get("latency_bound_ms"),
+                   trained_accuracy=rec.get("trained_accuracy"))
 
 
 def distinct_feasible(rows: Sequence[TrialRow], columns: Sequence[str]) -> list[TrialRow]:
