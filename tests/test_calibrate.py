@@ -451,7 +451,7 @@ def test_on_another_cpu_the_default_search_calibrates_the_nearest_cpu_profile_to
     assert "no profile of this CPU" in log.lines[0] and "calibrated to this host" in log.lines[0]
 
     fake = FakeHost(tiny, scale=0.6, slow="layer:mbconv", factor=1.4)
-    monkeypatch.setattr(cal_mod, "quiet_measure", lambda device, reporter=None: fake)  # this host's timer
+    monkeypatch.setattr(cal_mod, "quiet_measure", lambda device, reporter=None, wait_s=None: fake)  # this host's timer
     res = run_search(SearchConfig(budget="latency:0.5ms", space="tiny", trials=30, seed=0, accuracy="proxy:params",
                                   runs_dir=tmp_path / "a", calibrate="auto"))
     s = res.summary
