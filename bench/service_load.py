@@ -288,7 +288,7 @@ def main() -> int:
         out["requests"] = {"requests": sum(x["requests"] for x in loads), "rounds": sum(x["rounds"] for x in loads),
                            "errors": sum(x["errors"] for x in loads),
                            "error_kinds": {k: v for x in loads for k, v in x["error_kinds"].items()},
-                           "p50_ms": statistics.median(x["p50_ms"] for x in loads), "p99_ms": lat[-1]["p99_ms"],
+                           "p50_ms": round(statistics.median(x["p50_ms"] for x in loads), 1), "p99_ms": lat[-1]["p99_ms"],
                            "max_ms": max(x["max_ms"] for x in loads),
                            "server_cpu_s": round(sum(x["server_cpu_s"] for x in loads), 1),
                            "load_generator_cpu_s": round(sum(x["load_generator_cpu_s"] for x in loads), 1)}
