@@ -188,7 +188,7 @@ def pick_random(space: Any, budget: Any, lat: Any, st: dict, s: dict, data: str,
                 save: Any) -> list:
     """Method (b): feasible uniform draws scored by the short-training estimator until ``target_cpu`` CPU
     seconds are spent (resumable: the pool and each score are saved in ``st``); best score first."""
-    from nas.search.estimators import make_estimator
+    from nas.search.estimators import make_estimator, split_score
     from nas.search.feasible import sample_feasible
 
     c0 = time.process_time()
@@ -205,8 +205,8 @@ def pick_random(space: Any, budget: Any, lat: Any, st: dict, s: dict, data: str,
             continue
         c0 = time.process_time()
         est = est or make_estimator(f"train:{s['rerank_epochs']}:{data}", space)  # its data load counts too
-        v = est.evaluate(a)  # a float, or (score, accuracy) where the estimator reports both
-        st["scores"][a.id] = float(getattr(v, "score", v))
+        score, _ = split_score(est.evaluate(a))  # minus the validation loss: what the re-rank ranks by
+        st["scores"][a.id] = float("-inf") if score is None else score
         st["cpu_s"] += time.process_time() - c0
         save()
         log(f"random: {len(st['scores'])} scored, {st['cpu_s']:.0f} of {target_cpu:.0f} CPU s")
