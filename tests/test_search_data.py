@@ -32,7 +32,7 @@ ARGS = ["search", "--space", "hybrid-s", "--budget", "params:150K", "--objective
 
 
 def test_data_trains_the_best_archs_and_reports_their_accuracy(tmp_path, fashion_subset, capsys):
-    code = main([*ARGS, "--data", f"fashion-mnist:{fashion_subset}", "--rerank-top", "2",
+    code = main([*ARGS, "--data", f"fashion-mnist:{fashion_subset}", "--rerank-top", "2", "--refine", "0",
                  "--runs", str(tmp_path / "runs"), "--json"])
     s = json.loads(capsys.readouterr().out)
     assert code == 0
@@ -48,7 +48,7 @@ def test_data_trains_the_best_archs_and_reports_their_accuracy(tmp_path, fashion
 
 
 def test_table_shows_trained_accuracy_and_no_data_says_training_free(tmp_path, fashion_subset, capsys):
-    assert main([*ARGS, "--data", f"fashion-mnist:{fashion_subset}", "--rerank-top", "1",
+    assert main([*ARGS, "--data", f"fashion-mnist:{fashion_subset}", "--rerank-top", "1", "--refine", "0",
                  "--runs", str(tmp_path / "a")]) == 0
     out = capsys.readouterr()
     assert "trained accuracy" in out.out and "%" in out.out and "training-free: no network" not in out.out
@@ -61,3 +61,64 @@ def test_unknown_data_is_one_line_naming_the_flag(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--data" in err[0] and "fashion-mnist" in err[0]
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_refine_sweeps_the_mixers_then_searches_near_the_budget_edge(tmp_path, fashion_subset, capsys):
+    import csv
+
+    runs = tmp_path / "runs"
+    args = [*ARGS, "--data", f"fashion-mnist:{fashion_subset}", "--rerank-top", "2", "--refine", "8",
+            "--runs", str(runs), "--json"]
+    assert main(args) == 0
+    s = json.loads(capsys.readouterr().out)
+    ref = s["rerank"]["refine"]
+    assert ref["asked"] == 8 and ref["scored"] + ref["reused"] == len(ref["sweep"]) + len(ref["local"]) == 8
+    assert len(ref["sweep"]) >= 3 and len(ref["local"]) >= 1
+    assert all("+" not in m for m in ref["sweep"].values())  # every layer of a sweep arch has the same mixer
+    assert len(set(ref["sweep"].values())) == len(ref["sweep"])  # one arch per mixer
+    assert "refined: a mixer sweep of" in s["rerank"]["line"]
+    with open(runs / s["study"] / "trials.csv") as f:
+        rows = {r["arch_id"]: r for r in csv.DictReader(f)}
+    for arch_id in [*ref["sweep"], *ref["local"]]:
+        r = rows[arch_id]
+        assert r["source"] in ("sweep", "refine") and r["feasible"] == "True" and int(r["params"]) <= 150_000
+        assert r["rerank_score"] not in ("", None) and 0.0 < float(r["trained_accuracy"]) <= 1.0
+    # the refined archs compete for the front like the re-ranked ones: the front is the best by the second score
+    scored = [float(r["rerank_score"]) for r in rows.values() if r["rerank_score"] not in ("", None)]
+    assert s["pareto"][0]["metrics"]["rerank_score"] == max(scored)
+    # resumed, it pays for nothing again: every second score is read back from the study
+    assert main([*args[:-1], "--resume", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["rerank"]["scored"] == 0 and again["rerank"]["refine"]["scored"] == 0
+    assert [e["id"] for e in again["pareto"]] == [e["id"] for e in s["pareto"]]
+
+
+def test_refine_without_a_second_estimator_is_one_line(tmp_path, capsys):
+    assert main([*ARGS, "--refine", "4", "--runs", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "refine" in err[0] and "--data" in err[0]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_mutants_stay_inside_the_budget_near_its_edge_first():
+    import random
+    import types
+
+    import nas
+    from nas.cost.budget import Budget
+    from nas.search.refine import EDGE, mutants, with_mixer
+
+    space = nas.load_space("hybrid-s")
+    search = types.SimpleNamespace(space=space, budget=Budget.parse("params:300K"), latency=None, latency_factor=1.0)
+    rng = random.Random(1)
+    parent = next(a for a in (space.sample(rng=rng) for _ in range(500)) if 250_000 < nas.count(a).params <= 300_000)
+    seen = {parent.id}
+    got = mutants(search, [parent], 10, rng, seen)
+    params = [nas.count(p.arch).params for p in got]
+    assert len(got) == 10 and len({p.arch.id for p in got}) == 10 and parent.id not in {p.arch.id for p in got}
+    assert all(p <= 300_000 for p in params) and all(p.source == "refine" for p in got)
+    near = [p >= EDGE * 300_000 for p in params]
+    assert near == sorted(near, reverse=True)  # those near the edge come first
+    assert {p.arch.id for p in got} <= seen  # remembered, so the next batch does not repeat them
+    one = with_mixer(space, parent, "mbconv")
+    assert {layer.mixer for st in one.stages for layer in st.layers} == {"mbconv"}

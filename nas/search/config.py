@@ -17,6 +17,7 @@ best single training-free score there (Spearman 0.79-0.81 on the NASLib data, be
 STRATEGIES = ("nsga2", "tpe", "evolution", "random")
 INITS = ("feasible", "random")
 METRICS = ("accuracy", "latency", "params", "macs", "memory")
+DATA_REFINE = 20  # --data's refinement (nas.search.refine): evaluations of the short training beyond the re-rank
 DATA_EPOCHS = 2  # --data's short training: train:2 ranks trained accuracy at Kendall tau 0.67 (bench/README.md)
 SENSES = {"accuracy": "max", "latency": "min", "params": "min", "macs": "min", "memory": "min"}
 COLUMN = {"accuracy": "accuracy", "latency": "latency_ms", "params": "params", "macs": "macs", "memory": "memory"}
@@ -103,6 +104,10 @@ class SearchConfig:
                                      "is trained", kind="str", service=False, metavar="DATA", show_default=False)
     rerank_top: int = setting(20, "archs the re-rank scores: the N best by non-dominated sorting, spread over each "
                                   "front", kind="int", low=1, high=10_000, service=False, metavar="N")
+    refine: int | None = setting(None, "after the re-rank, N more archs scored by its estimator: one per mixer type "
+                                       "(each layer of that type, most of the budget used), then mutations of the "
+                                       "best inside the budget near its edge (default: 20 with --data, else 0)",
+                                 kind="int", low=0, high=10_000, service=False, metavar="N", show_default=False)
 
 
 def search_settings(service: bool | None = None) -> dict[str, Any]:

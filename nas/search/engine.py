@@ -38,6 +38,7 @@ from nas.reporting import Reporter, or_silent
 from nas.search.config import (  # noqa: F401
     COLUMN,
     DATA_EPOCHS,
+    DATA_REFINE,
     DEFAULT_SCORES,
     INITS,
     METRICS,
@@ -266,13 +267,23 @@ def _verify(search: _Search, cal: Any, evaluator: Any, rep: Reporter) -> dict | 
 
 
 def _rerank(search: _Search, cal: Any, second: Any, rep: Reporter) -> Any:
-    """Score the best archs again with the second estimator (nas.search.rerank); the front they make is
-    measured here like the first one was, without more search (the scores would not compare)."""
+    """Score the best archs again with the second estimator (nas.search.rerank), refine with it where asked
+    (nas.search.refine: new archs scored by both estimators); the front they make is measured here like the first
+    one was, without more search by the first score (the scores would not compare)."""
     from nas.search.rerank import rerank
     from nas.search.verify import row_front, verify
 
     before = [r.arch_id for r in row_front(search.rows, search.columns, search.senses)]
     report = rerank(search, second, rep, before)
+    if search.cfg.refine:
+        from nas.search.evaluators import LocalEvaluator
+        from nas.search.refine import refine
+
+        first = LocalEvaluator(search.cfg.accuracy, search.space, search.cfg.threads)  # the new trials' own score
+        try:
+            report.refine = refine(search, first, second, rep, search.cfg.refine)
+        finally:
+            first.close()
     if search.verify_report is not None:
         search.verify_report = verify(search, cal, None, rep, rounds=0, report=search.verify_report)
     return report
@@ -293,6 +304,8 @@ def resolve_defaults(cfg: SearchConfig, space: SpaceFamily, budget: Budget, repo
             raise ParamError("data", f"'{cfg.data}' unknown; choose from {', '.join(DATA_KINDS)} (a kind may take "
                                      ":ARG, e.g. fashion-mnist:DIR)")
         cfg.rerank = f"train:{DATA_EPOCHS}:{cfg.data}"
+    if cfg.refine is None:
+        cfg.refine = DATA_REFINE if cfg.data else 0
     if cfg.objectives is None:
         cfg.objectives = ("accuracy", "latency")
         if "latency" not in budget.keys:
@@ -317,6 +330,9 @@ def _check_config(cfg: SearchConfig, space: SearchSpace) -> None:
     check_spec(cfg.accuracy, space)
     if cfg.rerank is not None:
         check_spec(cfg.rerank, space, "rerank")
+    elif cfg.refine:
+        raise ParamError("refine", f"{cfg.refine}: refining scores archs with the re-rank's estimator; give --rerank "
+                                   "SPEC or --data DATA too")
     bad = [o for o in cfg.objectives if o not in METRICS]
     if bad or "accuracy" not in cfg.objectives or len(set(cfg.objectives)) != len(cfg.objectives):
         raise ParamError("objectives", f"{','.join(cfg.objectives)}: list accuracy plus any of latency, params, macs, "
@@ -339,7 +355,8 @@ class _Search:
 
     def __init__(self, cfg: SearchConfig, space: SearchSpace, budget: Budget, latency_model: Any):
         self.cfg, self.space, self.budget, self.latency = cfg, space, budget, latency_model
-        self.columns = [COLUMN[o] for o in cfg.objectives]
+        self.columns = [COLUMN[o] for o in cfg.objectives]  # the front's (a re-rank puts its score for accuracy)
+        self.study_columns = list(self.columns)  # what the study's trials are told: its objectives, always
         self.measure = measures(cfg.accuracy)  # accuracy or score: what the tables call the estimator's value
         self.senses = [SENSES[o] for o in cfg.objectives]
         self.name = _study_name(cfg, space)
@@ -435,9 +452,11 @@ class _Search:
             out += self.evolution.propose(self.rows, n - len(out))
         return out
 
-    def _ask(self, n: int) -> list[tuple[optuna.Trial, TrialRow]]:
-        """Ask ``n`` trials and cost them: counted params/MACs/memory, predicted latency (one batch), budget."""
-        self.sampler.queue([(p, self._params(p.arch)) for p in self._proposals(n)])
+    def _ask(self, n: int, proposals: list[Proposal] | None = None) -> list[tuple[optuna.Trial, TrialRow]]:
+        """Ask ``n`` trials and cost them: counted params/MACs/memory, predicted latency (one batch), budget.
+        ``proposals`` (the refinement's) replace the batch's own."""
+        props = self._proposals(n) if proposals is None else proposals
+        self.sampler.queue([(p, self._params(p.arch)) for p in props])
         asked = []
         for _ in range(n):
             trial = self.study.ask(self.dists)
@@ -465,9 +484,10 @@ class _Search:
             out.append((trial, row, attrs.get("score")))
         return out
 
-    def step(self, evaluator: Any, n: int) -> list[TrialRow]:
-        """Ask ``n`` trials, cost them, score the feasible new archs, tell them in trial order."""
-        asked = self._ask(n)
+    def step(self, evaluator: Any, n: int, proposals: list[Proposal] | None = None) -> list[TrialRow]:
+        """Ask ``n`` trials (``proposals``: these archs, else the strategy's), cost them, score the feasible new
+        archs, tell them in trial order."""
+        asked = self._ask(n, proposals)
         to_score = []
         for trial, row, saved in asked:
             prior = self.scored.get(row.arch_id)
@@ -503,7 +523,7 @@ class _Search:
             row.hypervolume = _hv(self.rows, self.cfg.objectives, self.lat_ref)
             trial.set_user_attr("row", row.record(self.measure))
             acc = row.accuracy if row.accuracy is not None else floor  # infeasible: ranked by violation alone
-            self.study.tell(trial, [acc if c == "accuracy" else float(row.value(c)) for c in self.columns])
+            self.study.tell(trial, [acc if c == "accuracy" else float(row.value(c)) for c in self.study_columns])
             told.append(row)
         return told
 
@@ -604,7 +624,8 @@ def _config_dict(cfg: SearchConfig, space: SearchSpace) -> dict:
             else ",".join(cfg.budget), "accuracy": cfg.accuracy, "objectives": list(cfg.objectives),
             "strategy": cfg.strategy, "trials": cfg.trials, "seed": cfg.seed, "prescreen": cfg.prescreen, "init": cfg.init,
             "prescreen_share": cfg.prescreen_share,
-            "rerank": cfg.rerank, "rerank_top": cfg.rerank_top if cfg.rerank else None}
+            "rerank": cfg.rerank, "rerank_top": cfg.rerank_top if cfg.rerank else None,
+            "refine": cfg.refine if cfg.rerank else None}
 
 
 def _default_device(space: SearchSpace, reporter: Reporter, calibrate: str | None = None) -> str:

@@ -47,18 +47,54 @@ class RerankReport:
     eval_s: float = 0.0
     candidates: list[str] = field(default_factory=list)
     front_before: list[str] = field(default_factory=list)
+    refine: Any = None  # nas.search.refine.RefineReport, when the re-rank was refined
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "measures": measures(self.name), "provenance": self.provenance,
                 "quality": estimator_quality(self.name), "top": self.top, "scored": self.scored,
                 "reused": self.reused, "eval_s": round(self.eval_s, 2), "candidates": self.candidates,
-                "front_before": self.front_before}
+                "front_before": self.front_before,
+                **({"refine": self.refine.to_dict()} if self.refine is not None else {})}
 
     def line(self, front_after: Sequence[str]) -> str:
         kept = len(set(front_after) & set(self.front_before))
         return (f"re-ranked: the {len(self.candidates)} best archs by the search's score re-scored by {self.name} "
                 f"({self.scored} scored in {self.eval_s:.0f}s, {self.reused} stored); the front has "
-                f"{len(front_after)} archs, {kept} of them on the search's own front of {len(self.front_before)}")
+                f"{len(front_after)} archs, {kept} of them on the search's own front of {len(self.front_before)}"
+                + (f"; {self.refine.line()}" if self.refine is not None else ""))
+
+
+def score_rows(search: Any, evaluator: Any, rows: Sequence[TrialRow], reporter: Reporter,
+               label: str) -> tuple[int, int, float]:
+    """Give ``rows``' archs the second estimator's score (``search.cfg.rerank``): a score stored on the study is
+    reused, a new one is stored as it arrives (a run killed meanwhile keeps what it paid for); every row of a
+    scored arch gets it (``rerank_score``, and ``trained_accuracy`` from a short training). Returns
+    (scored, reused, seconds spent)."""
+    spec, attrs = search.cfg.rerank, search.study.user_attrs
+    scores: dict[str, float | None] = {}
+    trained: dict[str, float | None] = {}  # validation accuracy of a short training (train:N:DATA)
+    reused = scored = 0
+    secs_total = 0.0
+    for r in rows:
+        saved = attrs.get(f"rerank:{r.arch_id}")
+        if r.arch_id not in scores and isinstance(saved, dict) and saved.get("spec") == spec:
+            scores[r.arch_id], trained[r.arch_id] = saved.get("score"), saved.get("trained_accuracy")
+            reused += 1
+    todo = list({r.arch_id: r.arch for r in rows if r.arch_id not in scores}.items())
+    with reporter.progress(len(todo), label) as bar:
+        for arch_id, value, secs, worker in evaluator.run(todo):
+            scores[arch_id], trained[arch_id] = split_score(value)
+            scored += 1
+            secs_total += secs
+            search.study.set_user_attr(f"rerank:{arch_id}", {"spec": spec, "score": scores[arch_id], "eval_s": secs,
+                                                             "worker": worker, "trained_accuracy": trained[arch_id]})
+            bar.advance()
+    for r in search.rows:
+        if r.arch_id in scores:
+            r.rerank_score = scores[r.arch_id]
+            if trained.get(r.arch_id) is not None:
+                r.trained_accuracy = trained[r.arch_id]
+    return scored, reused, secs_total
 
 
 def rerank(search: Any, evaluator: Any, reporter: Reporter, front_before: Sequence[str] = ()) -> RerankReport:
@@ -70,27 +106,6 @@ def rerank(search: Any, evaluator: Any, reporter: Reporter, front_before: Sequen
                        front_before=list(front_before))
     cand = candidates(search.rows, search.columns, search.senses, search.cfg.rerank_top)
     rep.candidates = [r.arch_id for r in cand]
-    attrs = search.study.user_attrs
-    scores: dict[str, float | None] = {}
-    trained: dict[str, float | None] = {}  # validation accuracy of a short training (train:N:DATA)
-    for r in cand:
-        saved = attrs.get(f"rerank:{r.arch_id}")
-        if isinstance(saved, dict) and saved.get("spec") == spec:
-            scores[r.arch_id], trained[r.arch_id] = saved.get("score"), saved.get("trained_accuracy")
-            rep.reused += 1
-    todo = [(r.arch_id, r.arch) for r in cand if r.arch_id not in scores]
-    with reporter.progress(len(todo), f"re-rank by {spec}") as bar:
-        for arch_id, value, secs, worker in evaluator.run(todo):
-            scores[arch_id], trained[arch_id] = split_score(value)
-            rep.scored += 1
-            rep.eval_s += secs
-            # stored at once: a run killed during the re-rank keeps what it paid for
-            search.study.set_user_attr(f"rerank:{arch_id}", {"spec": spec, "score": scores[arch_id], "eval_s": secs,
-                                                             "worker": worker, "trained_accuracy": trained[arch_id]})
-            bar.advance()
-    for r in search.rows:
-        r.rerank_score = scores.get(r.arch_id)
-        if trained.get(r.arch_id) is not None:
-            r.trained_accuracy = trained[r.arch_id]
+    rep.scored, rep.reused, rep.eval_s = score_rows(search, evaluator, cand, reporter, f"re-rank by {spec}")
     search.columns = [COLUMN if c == "accuracy" else c for c in search.columns]
     return rep

@@ -1,0 +1,217 @@
+"""Refine: after the re-rank, more archs chosen for the second estimator and scored by it, near the budget's edge.
+
+A training-free score ranks trained accuracy weakly (Kendall tau 0.15 for entropy on hybrid-s), so the archs it
+hands the re-rank are little better than random ones, spread over the whole front. Under a budget the user
+wants the best arch that fits, and the second estimator (``train:2``: tau 0.67) is the one that can tell, so
+``nas search --refine N`` spends ``N`` more of its evaluations where they can pay:
+
+1. **mixer sweep** (YAML spaces): one arch per token-mixer type, every layer of that type where its stage
+   allows it, the one using the most of the budget among :data:`SWEEP_DRAWS` draws so converted (half of them
+   uniform over the archs inside the budget, half over the whole space). It
+   finds which block suits the data at this cost before the details are tuned.
+2. **local search**: mutations of the best archs by the second score (:data:`PARENTS` of them), kept when
+   inside the budget and using at least :data:`EDGE` of it (for latency: the prediction times the
+   verification's factor), scored in batches until ``N`` evaluations are spent.
+
+Each new arch is a trial of the study (source ``sweep`` / ``refine``) with its costs and the first score,
+so the trials table and the resume work as for any other; its second score is stored as it arrives.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nas.errors import SpaceError
+from nas.reporting import Reporter
+from nas.search.feasible import batch_costs, feasible_mask, sample_feasible
+from nas.search.proposals import Proposal
+from nas.search.rerank import score_rows
+from nas.space import Arch, SearchSpace
+
+EDGE = 0.85  # a refined arch uses at least this share of the budget's tightest limit (when any mutant does)
+SWEEP_DRAWS = 400  # uniform draws converted to each mixer; the one using the most of the budget is kept
+PARENTS = 2  # local search mutates the best this many archs by the second score
+MUTATION = 0.12  # each choice of a parent is drawn again with this probability
+TRIES = 400  # mutants drawn per batch at most, looking for ones inside the budget near its edge
+
+
+@dataclass
+class RefineReport:
+    """What the refinement did (summary.json ``rerank.refine``)."""
+
+    asked: int
+    sweep: dict[str, str] = field(default_factory=dict)  # arch id -> its mixers (most used first)
+    local: list[str] = field(default_factory=list)
+    scored: int = 0
+    reused: int = 0
+    eval_s: float = 0.0
+    best_before: float | None = None
+    best_after: float | None = None
+    best_mixer: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"asked": self.asked, "sweep": self.sweep, "local": self.local, "scored": self.scored,
+                "reused": self.reused, "eval_s": round(self.eval_s, 2), "edge": EDGE,
+                "best_before": self.best_before, "best_after": self.best_after, "best_mixer": self.best_mixer}
+
+    def line(self) -> str:
+        best = ("n/a" if self.best_after is None else
+                f"{self.best_before:.4g} -> {self.best_after:.4g}" if self.best_before is not None
+                else f"{self.best_after:.4g}")
+        sweep = (f"a mixer sweep of {len(self.sweep)} archs (best: {self.best_mixer}), " if self.sweep else "")
+        return (f"refined: {sweep}{len(self.local)} local-search archs inside the budget using >= {EDGE:.0%} of "
+                f"it ({self.scored} scored in {self.eval_s:.0f}s, {self.reused} stored); best second score {best}")
+
+
+def fill(budget: Any, costs: dict[str, np.ndarray]) -> np.ndarray:
+    """How much of the budget each arch uses: its largest value/limit over the budget's keys (1 = at the limit)."""
+    n = len(next(iter(costs.values())))
+    out = np.zeros(n)
+    for con in budget:
+        v = costs.get(con.key)
+        if v is not None:
+            out = np.maximum(out, np.asarray(v, dtype=float) / con.limit)
+    return out
+
+
+def _costs(search: Any, archs: list[Arch]) -> dict[str, np.ndarray]:
+    """Counted costs and the latency the budget is tested on for an unmeasured arch (prediction x factor)."""
+    return batch_costs(archs, _latency(search))
+
+
+def with_mixer(space: SearchSpace, arch: Arch, mixer: str) -> Arch | None:
+    """``arch`` with every layer's mixer set to ``mixer`` where the layer's stage offers it (None if no stage
+    does, or the result is not an arch of the space)."""
+    d = arch.to_dict()
+    hit = False
+    for st, sd in zip(space.stages, d["stages"]):
+        if mixer not in st.mixers:
+            continue
+        for layer in sd["layers"]:
+            layer["mixer"] = mixer
+            for k in ("kernel", "ratio", "groups"):
+                if layer.get(k) is None and st.layer_choices(k):
+                    layer[k] = st.layer_choices(k)[0]
+            hit = True
+    if not hit:
+        return None
+    try:
+        return space.make_arch(d)
+    except SpaceError:
+        return None
+
+
+class _Scaled:
+    """The search's latency model times the verification's factor (what an unmeasured arch is tested on)."""
+
+    def __init__(self, search: Any):
+        self.model, self.factor = search.latency, search.latency_factor
+
+    def predict(self, archs: list[Arch]) -> np.ndarray:
+        return np.asarray(self.model.predict(archs), dtype=float) * self.factor
+
+
+def _latency(search: Any) -> _Scaled | None:
+    return _Scaled(search) if search.latency is not None else None
+
+
+def sweep(search: Any, rng: random.Random, seen: set[str]) -> list[Proposal]:
+    """One arch per mixer type of the space (see the module docstring), inside the budget, most of it used."""
+    space = search.space
+    mixers = sorted({m for st in space.stages for m in st.mixers if m not in ("skip", "identity")})
+    base = sample_feasible(space, search.budget, SWEEP_DRAWS // 2, rng, _latency(search), max_draws=20_000)
+    base += [space.sample(rng=rng) for _ in range(SWEEP_DRAWS - len(base))]  # and some beyond it
+    out = []
+    for m in mixers:
+        archs = [a for a in (with_mixer(space, b, m) for b in base) if a is not None and a.id not in seen]
+        if not archs:
+            continue
+        costs = _costs(search, archs)
+        ok = feasible_mask(search.budget, costs)
+        if not ok.any():
+            continue
+        used = np.where(ok, fill(search.budget, costs), -np.inf)
+        a = archs[int(np.argmax(used))]
+        seen.add(a.id)
+        out.append(Proposal(a, "sweep"))
+    return out
+
+
+def mutants(search: Any, parents: list[Arch], n: int, rng: random.Random, seen: set[str]) -> list[Proposal]:
+    """Up to ``n`` distinct unseen mutations of ``parents`` (in turn) inside the budget, those using at least
+    :data:`EDGE` of it first."""
+    space = search.space
+    drawn: list[Arch] = []
+    ids = set(seen)
+    for i in range(TRIES):
+        a = space.mutate(parents[i % len(parents)], prob=MUTATION, rng=rng)
+        if a.id not in ids:
+            ids.add(a.id)
+            drawn.append(a)
+    if not drawn:
+        return []
+    costs = _costs(search, drawn)
+    ok = feasible_mask(search.budget, costs)
+    used = fill(search.budget, costs)
+    near = [a for a, k, u in zip(drawn, ok, used) if k and u >= EDGE]
+    rest = [a for a, k, u in zip(drawn, ok, used) if k and u < EDGE]
+    picked = (near + rest)[:n]
+    seen.update(a.id for a in picked)
+    return [Proposal(a, "refine") for a in picked]
+
+
+def refine(search: Any, first: Any, second: Any, reporter: Reporter, n: int) -> RefineReport:
+    """Spend ``n`` evaluations of the second estimator (``second``) on a mixer sweep and a local search (module
+    docstring); ``first`` scores the new trials with the search's own estimator. Resumes: archs of an earlier,
+    interrupted refinement (their trials and second scores are on the study) count against ``n``."""
+    rep = RefineReport(asked=n)
+    scored = [r for r in search.rows if r.rerank_score is not None and r.feasible]
+    rep.best_before = max((r.rerank_score for r in scored), default=None)
+    done = [r for r in search.rows if r.source in ("sweep", "refine")]
+    seen = {r.arch_id for r in search.rows}
+    rng = random.Random(search.cfg.seed * 7 + 104729 + len(done))
+    batch = max(1, getattr(second, "workers", 1))
+
+    def run(props: list[Proposal]) -> list:
+        rows = search.step(first, len(props), proposals=props) if props else []
+        tally(score_rows(search, second, [r for r in rows if r.feasible], reporter, f"refine by {search.cfg.rerank}"))
+        return rows
+
+    def tally(counts: tuple[int, int, float]) -> None:
+        rep.scored, rep.reused, rep.eval_s = rep.scored + counts[0], rep.reused + counts[1], rep.eval_s + counts[2]
+
+    if done:  # a resumed run: their second scores are read back from the study (any missing are paid for now)
+        tally(score_rows(search, second, [r for r in done if r.feasible], reporter,
+                         f"refine by {search.cfg.rerank}"))
+    if isinstance(search.space, SearchSpace) and not any(r.source == "sweep" for r in done):
+        props = sweep(search, rng, seen)[:max(0, n - len(done))]
+        done += run(props)
+    while len(done) < n:
+        ranked = sorted((r for r in search.rows if r.rerank_score is not None and r.feasible),
+                        key=lambda r: -r.rerank_score)
+        if not ranked:
+            break
+        props = mutants(search, [r.arch for r in ranked[:PARENTS]], min(batch * 4, n - len(done)), rng, seen)
+        if not props:
+            break
+        done += run(props)
+    rep.sweep = {r.arch_id: _mixers(r.arch) for r in done if r.source == "sweep"}
+    rep.local = [r.arch_id for r in done if r.source == "refine"]
+    final = [r for r in search.rows if r.rerank_score is not None and r.feasible]
+    best = max(final, key=lambda r: r.rerank_score, default=None)
+    rep.best_after = None if best is None else best.rerank_score
+    swept = [r for r in done if r.source == "sweep" and r.rerank_score is not None]
+    rep.best_mixer = _mixers(max(swept, key=lambda r: r.rerank_score).arch) if swept else None
+    return rep
+
+
+def _mixers(arch: Arch) -> str:
+    """The mixer types of an arch's layers, most used first (a sweep arch has one, bar stages without it)."""
+    counts: dict[str, int] = {}
+    for st in arch.stages:
+        for layer in st.layers:
+            counts[layer.mixer] = counts.get(layer.mixer, 0) + 1
+    return "+".join(sorted(counts, key=lambda m: (-counts[m], m)))
