@@ -5,7 +5,8 @@ choosing an arch are compared by the trained test accuracy of their pick:
 
 a. ``search``: ``nas search`` with its best pipeline (``nas.search.engine.run_search``): the default score
    (entropy) and NSGA-II with pre-screening, the front verified on this host, then its ``--rerank-top`` best
-   archs re-scored by ``train:2:fashion-mnist``; the pick is the front's best arch by that re-rank score.
+   archs re-scored by ``train:2:fashion-mnist`` and ``--refine`` more scored by it (``nas.search.refine``: a
+   mixer sweep, then a local search near the budget's edge); the pick is the front's best arch by that score.
 b. ``random``: random search with the same compute: feasible archs drawn uniformly
    (``nas.search.feasible.sample_feasible``, the search's latency model), each scored by the same
    ``train:2`` estimator until its CPU seconds equal the search's (all of them: calibration, search,
@@ -19,7 +20,10 @@ d. ``largest-macs``: the arch with the most MACs among 2,000 feasible draws (``p
 Every candidate is timed here (``nas.latency.calibrate.quiet_measure``: the device profile's end-to-end
 protocol, 1 thread, the quiet guard; 3 timing runs interleaved over the candidates) and counts as inside
 the budget when the median of its timings is; one that is not is replaced by the method's next candidate (the
-search's own verification is stricter: median plus the host's noise margin). Each pick is then trained with
+search's own verification is stricter: median plus the host's noise margin). Then, per budget, every method's
+pick and the candidates it replaced are timed again all together (3 runs interleaved over them all, so every
+method meets the same moments of the host's speed, which drifts by 10-60% over an hour here), and each
+method's pick is its first candidate inside the budget by those side-by-side timings alone. Each pick is then trained with
 the ground truth's recipe and trainer (``bench/accuracy_groundtruth.py``: ``RECIPE``, ``_train`` =
 ``nas.supernet.train.train_standalone``), seeds 0 and 1, and tested on the whole t10k split. Target: the
 search's pick >= the best of (b)-(d) + 0.5 points at both budgets.
@@ -75,9 +79,9 @@ SPACE = "hybrid-s"
 FAMILIES = ("mobilenet", "resnet", "convnext", "poolformer")
 METHODS = ("search", "random", *FAMILIES, "largest-macs")
 SETTINGS = {  # everything that changes a pick; the training recipe is gt.RECIPE
-    "full": {"budgets": "1.5,2.5", "trials": 300, "rerank_top": 20, "rerank_epochs": 2, "pool": 2000,
+    "full": {"budgets": "1.5,2.5", "trials": 300, "rerank_top": 8, "refine": 20, "rerank_epochs": 2, "pool": 2000,
              "seeds": [0, 1], "timings": 3, "calib": 60, "holdout": 40, "seed": 0},
-    "smoke": {"budgets": "1.5,2.5", "trials": 12, "rerank_top": 2, "rerank_epochs": 1, "pool": 200,
+    "smoke": {"budgets": "1.5,2.5", "trials": 12, "rerank_top": 2, "refine": 3, "rerank_epochs": 1, "pool": 200,
               "seeds": [0], "timings": 3, "calib": 8, "holdout": 4, "seed": 0},
 }
 SMOKE_RECIPE = {"train_subset": 600, "val_subset": 300, "epochs": 1, "batch_size": 64}  # as gt --smoke
@@ -170,7 +174,8 @@ def pick_search(b: float, s: dict, data: str, work: Path, smoke: bool) -> tuple[
     from nas.search.engine import run_search
 
     cfg = SearchConfig(budget=f"latency:{b:g}ms", space=SPACE, rerank=f"train:{s['rerank_epochs']}:{data}",
-                       rerank_top=s["rerank_top"], trials=s["trials"], seed=s["seed"], runs_dir=work / "runs",
+                       rerank_top=s["rerank_top"], refine=s["refine"], trials=s["trials"], seed=s["seed"],
+                       runs_dir=work / "runs",
                        study=f"search-{b:g}ms", calibrate="off" if smoke else None)
     shutil.rmtree(work / "runs" / cfg.study, ignore_errors=True)  # a partial run's CPU seconds would not add up
     c0 = time.process_time()
@@ -254,8 +259,9 @@ def choose(b: float, st: dict, s: dict, data: str, work: Path, smoke: bool, devi
         c0 = time.process_time()
         arch, over = first_inside(cands, b, clock, s["timings"], known)
         cpu = cpu0 + time.process_time() - c0
+        by_id = {a.id: a for a in cands}
         st[method] = {"arch": arch.to_dict() if arch else None, "cpu_s": round(cpu, 1), "over_budget": over,
-                      "candidates": len(cands), **extra}
+                      "over_archs": [by_id[i].to_dict() for i in over], "candidates": len(cands), **extra}
         save()
         log(f"{b:g} ms {method}: {arch.id if arch else 'nothing inside'} ({len(over)} over the budget replaced)")
 
@@ -270,14 +276,75 @@ def choose(b: float, st: dict, s: dict, data: str, work: Path, smoke: bool, devi
     for fam in FAMILIES:
         if fam not in st:
             record(fam, family_rungs(fam, b, lat), 0.0)
-            if st[fam]["arch"] is not None:  # rung k of the file, counted from its smallest (0)
-                ids = [a.id for a in ladder(fam)]
-                st[fam]["rung"] = f"{ids.index(space.arch_from_dict(st[fam]['arch']).id)} of {len(ids)}"
-                save()
     if "largest-macs" not in st:
         c0 = time.process_time()
         cands = largest_by_macs(space, budget, lat, s)
         record("largest-macs", cands, time.process_time() - c0)
+    side_by_side(b, st, s, work, clock or Clock(device, guarded=not smoke), save)
+
+
+def over_archs(b: float, st: dict, method: str, s: dict, work: Path) -> list:
+    """The archs a method's pick replaced for timing over the budget, best first (stored with the pick; a state
+    written before they were is resolved from where they came from: the search's study, the random pool, the
+    ladders, the MACs pool)."""
+    import nas
+
+    space, p = nas.load_space(SPACE), st[method]
+    if "over_archs" in p:
+        return [space.arch_from_dict(d) for d in p["over_archs"]]
+    if method == "search":
+        import optuna
+
+        from nas.search.engine import params_to_arch
+
+        study = optuna.load_study(study_name=f"search-{b:g}ms",
+                                  storage=f"sqlite:///{work / 'runs' / f'search-{b:g}ms' / 'study.db'}")
+        pool = [params_to_arch(space, t.params) for t in study.get_trials(deepcopy=False)]
+    elif method == "random":
+        pool = [space.arch_from_dict(d) for d in st["random_state"]["pool"]]
+    elif method in FAMILIES:
+        pool = ladder(method)
+    else:
+        from nas.cost.budget import Budget
+        from nas.latency.calibrate import load_latency_model
+
+        pool = largest_by_macs(space, Budget.parse(f"latency:{b:g}ms"), load_latency_model(None, space), s)
+    by_id = {a.id: a for a in pool}
+    return [by_id[i] for i in p["over_budget"]]
+
+
+def final_picks(st: dict) -> dict[str, dict | None]:
+    """Each method's pick at a budget: by the side-by-side timings where they were taken, else its own."""
+    sbs = st.get("side_by_side")
+    return {m: (sbs["picks"].get(m) if sbs else st[m]["arch"]) for m in METHODS if st.get(m)}
+
+
+def side_by_side(b: float, st: dict, s: dict, work: Path, clock: Clock, save: Any) -> None:
+    """Time every method's pick and the candidates it replaced again, all together in one run (``timings``
+    rounds interleaved over them all), so that no method is judged at another moment of the host's speed than
+    the others; each method's pick becomes its first candidate inside the budget by these timings alone."""
+    if "side_by_side" in st:
+        return
+    import nas
+
+    space = nas.load_space(SPACE)
+    order = {m: [*over_archs(b, st, m, s, work), space.arch_from_dict(st[m]["arch"])]
+             for m in METHODS if st.get(m) and st[m]["arch"] is not None}
+    archs = list({a.id: a for cands in order.values() for a in cands}.values())
+    times: dict[str, list[float]] = {a.id: [] for a in archs}
+    for k in range(s["timings"]):
+        log(f"{b:g} ms side by side: timing run {k + 1} of {s['timings']} over {len(archs)} archs")
+        for a, ms in zip(archs, clock.once(archs)):
+            times[a.id].append(round(ms, 4))
+    picks = {}
+    for m, cands in order.items():
+        inside = [a for a in cands if statistics.median(times[a.id]) <= b]
+        picks[m] = inside[0].to_dict() if inside else None
+    st["side_by_side"] = {"timings": times, "picks": picks,
+                          "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    save()
+    for m, d in picks.items():
+        log(f"{b:g} ms side by side {m}: {space.arch_from_dict(d).id if d else 'nothing inside'}")
 
 
 # ---- training and the table ---------------------------------------------------------------------------
@@ -325,12 +392,19 @@ def rows_of(state: dict, table: Path, seeds: list[int]) -> list[dict]:
             p = st.get(m)
             if p is None:
                 continue
-            row: dict[str, Any] = {"budget_ms": float(key), "method": m, "rung": p.get("rung"),
+            row: dict[str, Any] = {"budget_ms": float(key), "method": m, "rung": None,
                                    "cpu_s_choosing": p["cpu_s"],
                                    "candidates_over_budget": len(p["over_budget"])}
-            if p["arch"] is not None:
-                a = space.arch_from_dict(p["arch"])
-                ts, c = st["timings"][a.id], nas.count(a)
+            sbs = st.get("side_by_side")
+            arch = final_picks(st)[m]
+            if sbs:
+                row["timed"] = f"side by side, {sbs['date']}"
+            if arch is not None:
+                a = space.arch_from_dict(arch)
+                if m in FAMILIES:  # rung k of the file, counted from its smallest (0)
+                    ids = [x.id for x in ladder(m)]
+                    row["rung"] = f"{ids.index(a.id)} of {len(ids)}"
+                ts, c = (sbs or st)["timings"][a.id], nas.count(a)
                 got = [acc[a.id][sd] for sd in seeds if sd in acc.get(a.id, {})]
                 row.update(arch_id=a.id, arch=str(a), latency_ms=statistics.median(ts), latency_min_ms=min(ts),
                            latency_max_ms=max(ts), latency_timings_ms=ts, params=c.params, macs=c.macs,
@@ -371,6 +445,11 @@ def print_table(rows: list[dict], verdict: dict) -> None:
           f"{r['latency_ms']:.3f} ({r['latency_min_ms']:.3f}-{r['latency_max_ms']:.3f})" if "latency_ms" in r else "-",
           fmt_params(r["params"]) if "params" in r else "-", fmt_macs(r["macs"]) if "macs" in r else "-", acc(r),
           f"{r['cpu_s_choosing']:.1f}"] for r in rows], json_mode=False)
+    for b in sorted({r["budget_ms"] for r in rows}):
+        when = {r["timed"] for r in rows if r["budget_ms"] == b and r.get("timed")}
+        if when:
+            print(f"{b:g} ms: every pick and the candidates it replaced timed {', '.join(sorted(when))} (3 runs "
+                  "interleaved over them all); the picks are the first candidates inside by those timings")
     for b, v in verdict.items():
         shown = "n/a" if v["margin_points"] is None else f"{v['margin_points']:+.2f} points"
         print(f"{b}: search - best baseline = {shown} (target >= +0.50): "
@@ -432,8 +511,8 @@ def main(argv: list[str] | None = None) -> int:
         for b in budgets:  # all timing first: nothing else of ours runs while archs are measured
             choose(b, state["budgets"].setdefault(f"{b:g}", {}), s, args.data, work, args.smoke, device, save)
         space = nas.load_space(SPACE)
-        picks = {a.id: a for st in state["budgets"].values() for m in METHODS
-                 if st.get(m) and st[m]["arch"] and (a := space.arch_from_dict(st[m]["arch"]))}
+        picks = {a.id: a for st in state["budgets"].values() for d in final_picks(st).values()
+                 if d and (a := space.arch_from_dict(d))}
         train_picks([(a, sd) for a in picks.values() for sd in s["seeds"]], recipe, args.data, table,
                     1 if args.smoke else args.workers)
     rows = rows_of(state, table, s["seeds"])
