@@ -566,3 +566,25 @@ def test_an_impossible_latency_budget_exits_2_before_anything_is_measured(home, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "latency:0.0001ms" in err[0] and "nothing was measured" in err[0], err
     assert not (tmp_path / "runs").exists()
+
+
+def test_refine_times_its_archs_here_before_scoring_them(home, tiny, tmp_path):
+    """--refine asks new archs near the budget's edge: each is timed here first, and only those measured inside the
+    budget (median plus the host's margin) get the second score, so no evaluation is spent on an arch the
+    verification would drop."""
+    limit = 0.5
+    fake = NearLimitSlower(tiny, limit)
+    res = run_search(SearchConfig(budget=f"latency:{limit}ms", space="tiny", trials=40, seed=2,
+                                  accuracy="proxy:params", runs_dir=tmp_path / "runs", calibrate="auto",
+                                  rerank="proxy:nwot", rerank_top=4, refine=10), measure=fake)
+    ref = res.summary["rerank"]["refine"]
+    refined = set(ref["sweep"]) | set(ref["local"])
+    assert ref["scored"] == len(refined) == 10 and ref["measured"] >= 10
+    rows = res.trials.drop_duplicates("arch_id").set_index("arch_id")
+    for arch_id in refined:
+        r = rows.loc[arch_id]
+        assert r["measured_timings"] >= 3 and r["latency_bound_ms"] <= limit and r["feasible"]
+        assert r["rerank_score"] == r["rerank_score"]  # scored (not NaN)
+    timed_over = rows[(rows["source"].isin(["sweep", "refine"])) & (rows["latency_bound_ms"] > limit)]
+    assert len(timed_over) and timed_over["rerank_score"].isna().all()  # measured over the budget: never scored
+    assert res.summary["pareto"] and all(e["metrics"]["latency_ms"] <= limit for e in res.summary["pareto"])

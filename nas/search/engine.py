@@ -280,8 +280,14 @@ def _rerank(search: _Search, cal: Any, second: Any, rep: Reporter) -> Any:
         from nas.search.refine import refine
 
         first = LocalEvaluator(search.cfg.accuracy, search.space, search.cfg.threads)  # the new trials' own score
+        measure = None
+        if search.verify_report is not None and cal is not None and cal.measure is not None:
+            from nas.search.verify import measure_rows
+
+            def measure(rows: list) -> bool:  # timed here before any is trained
+                return measure_rows(search, cal, rows, rep)
         try:
-            report.refine = refine(search, first, second, rep, search.cfg.refine)
+            report.refine = refine(search, first, second, rep, search.cfg.refine, measure)
         finally:
             first.close()
     if search.verify_report is not None:

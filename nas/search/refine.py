@@ -19,6 +19,7 @@ so the trials table and the resume work as for any other; its second score is st
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,8 @@ SWEEP_DRAWS = 400  # uniform draws converted to each mixer; the one using the mo
 PARENTS = 2  # local search mutates the best this many archs by the second score
 MUTATION = 0.12  # each choice of a parent is drawn again with this probability
 TRIES = 400  # mutants drawn per batch at most, looking for ones inside the budget near its edge
+OVERDRAW = 2  # with a timer, twice the batch's mutants are asked and measured; the first inside are scored
+ROUNDS_PER_EVAL = 3  # batches at most per evaluation asked (each must find a mutant measured inside the budget)
 
 
 @dataclass
@@ -51,10 +54,11 @@ class RefineReport:
     best_before: float | None = None
     best_after: float | None = None
     best_mixer: str | None = None
+    measured: int = 0  # new archs timed on this host before any was scored
 
     def to_dict(self) -> dict[str, Any]:
         return {"asked": self.asked, "sweep": self.sweep, "local": self.local, "scored": self.scored,
-                "reused": self.reused, "eval_s": round(self.eval_s, 2), "edge": EDGE,
+                "reused": self.reused, "eval_s": round(self.eval_s, 2), "edge": EDGE, "measured": self.measured,
                 "best_before": self.best_before, "best_after": self.best_after, "best_mixer": self.best_mixer}
 
     def line(self) -> str:
@@ -62,8 +66,10 @@ class RefineReport:
                 f"{self.best_before:.4g} -> {self.best_after:.4g}" if self.best_before is not None
                 else f"{self.best_after:.4g}")
         sweep = (f"a mixer sweep of {len(self.sweep)} archs (best: {self.best_mixer}), " if self.sweep else "")
+        timed = f", {self.measured} timed here first" if self.measured else ""
         return (f"refined: {sweep}{len(self.local)} local-search archs inside the budget using >= {EDGE:.0%} of "
-                f"it ({self.scored} scored in {self.eval_s:.0f}s, {self.reused} stored); best second score {best}")
+                f"it ({self.scored} scored in {self.eval_s:.0f}s, {self.reused} stored{timed}); best second score "
+                f"{best}")
 
 
 def fill(budget: Any, costs: dict[str, np.ndarray]) -> np.ndarray:
@@ -163,41 +169,52 @@ def mutants(search: Any, parents: list[Arch], n: int, rng: random.Random, seen: 
     return [Proposal(a, "refine") for a in picked]
 
 
-def refine(search: Any, first: Any, second: Any, reporter: Reporter, n: int) -> RefineReport:
+def refine(search: Any, first: Any, second: Any, reporter: Reporter, n: int,
+           measure: Callable[[list], bool] | None = None) -> RefineReport:
     """Spend ``n`` evaluations of the second estimator (``second``) on a mixer sweep and a local search (module
-    docstring); ``first`` scores the new trials with the search's own estimator. Resumes: archs of an earlier,
-    interrupted refinement (their trials and second scores are on the study) count against ``n``."""
+    docstring); ``first`` scores the new trials with the search's own estimator. ``measure`` (rows -> whether it
+    could) times new archs on this host first, so only those measured inside the budget are scored: a timing
+    costs well under a second, a short training tens. Resumes: archs of an earlier, interrupted refinement
+    (their trials and second scores are on the study) count against ``n``."""
     rep = RefineReport(asked=n)
     scored = [r for r in search.rows if r.rerank_score is not None and r.feasible]
     rep.best_before = max((r.rerank_score for r in scored), default=None)
-    done = [r for r in search.rows if r.source in ("sweep", "refine")]
+    attrs = search.study.user_attrs  # an earlier run's refined archs: those it scored (the second score is stored)
+    done = [r for r in search.rows if r.source in ("sweep", "refine") and r.feasible
+            and isinstance(attrs.get(f"rerank:{r.arch_id}"), dict)]
     seen = {r.arch_id for r in search.rows}
     rng = random.Random(search.cfg.seed * 7 + 104729 + len(done))
     batch = max(1, getattr(second, "workers", 1))
 
-    def run(props: list[Proposal]) -> list:
+    def run(props: list[Proposal], keep: int) -> list:
+        """Ask the proposals as trials, measure them (when it can), score the first ``keep`` inside the budget."""
         rows = search.step(first, len(props), proposals=props) if props else []
-        tally(score_rows(search, second, [r for r in rows if r.feasible], reporter, f"refine by {search.cfg.rerank}"))
-        return rows
+        if measure is not None and rows:
+            rep.measured += len(rows) if measure(rows) else 0
+        inside = [r for r in rows if r.feasible][:keep]
+        tally(score_rows(search, second, inside, reporter, f"refine by {search.cfg.rerank}"))
+        return inside
 
     def tally(counts: tuple[int, int, float]) -> None:
         rep.scored, rep.reused, rep.eval_s = rep.scored + counts[0], rep.reused + counts[1], rep.eval_s + counts[2]
 
-    if done:  # a resumed run: their second scores are read back from the study (any missing are paid for now)
-        tally(score_rows(search, second, [r for r in done if r.feasible], reporter,
-                         f"refine by {search.cfg.rerank}"))
-    if isinstance(search.space, SearchSpace) and not any(r.source == "sweep" for r in done):
-        props = sweep(search, rng, seen)[:max(0, n - len(done))]
-        done += run(props)
-    while len(done) < n:
+    if done:  # a resumed run: their second scores are read back from the study
+        tally(score_rows(search, second, done, reporter, f"refine by {search.cfg.rerank}"))
+    if isinstance(search.space, SearchSpace) and not any(r.source == "sweep" for r in search.rows):
+        done += run(sweep(search, rng, seen), max(0, n - len(done)))
+    over = 1 if measure is None else OVERDRAW  # measured first: draw more, as some will time over the budget
+    for _ in range(ROUNDS_PER_EVAL * n):
+        if len(done) >= n:
+            break
         ranked = sorted((r for r in search.rows if r.rerank_score is not None and r.feasible),
                         key=lambda r: -r.rerank_score)
         if not ranked:
             break
-        props = mutants(search, [r.arch for r in ranked[:PARENTS]], min(batch * 4, n - len(done)), rng, seen)
+        want = min(batch * 4, n - len(done))
+        props = mutants(search, [r.arch for r in ranked[:PARENTS]], over * want, rng, seen)
         if not props:
             break
-        done += run(props)
+        done += run(props, want)
     rep.sweep = {r.arch_id: _mixers(r.arch) for r in done if r.source == "sweep"}
     rep.local = [r.arch_id for r in done if r.source == "refine"]
     final = [r for r in search.rows if r.rerank_score is not None and r.feasible]

@@ -283,6 +283,34 @@ def _time(measure: Any, archs: Sequence[Any]) -> list[tuple[float, float]]:
     return [(float(m), float(m)) for m in measure(archs)]
 
 
+def measure_rows(search: Any, cal: Any, rows: Sequence[TrialRow], reporter: Reporter) -> bool:
+    """Time ``rows``' archs here :data:`MIN_TIMINGS` times each (interleaved) before anything is spent on them, into
+    the verification's report, and restate every row's budget test (the median plus the host's margin): the
+    refinement trains only archs measured inside. False (nothing recorded) when the host stayed busy."""
+    from nas.latency.calibrate import record_measurements
+
+    rep = search.verify_report
+    timings = rep.arch_timings
+    new = list({r.arch_id: r for r in rows if r.arch_id not in timings}.values())
+    if not new:
+        return True
+    got: dict[str, ArchTimings] = {r.arch_id: ArchTimings() for r in new}
+    try:
+        for _ in range(MIN_TIMINGS):
+            for r, (p50, p90) in zip(new, _time(cal.measure, [r.arch for r in new])):
+                got[r.arch_id].add(p50, p90)
+    except ProfileError as e:
+        reporter.warn(f"refine: its archs stay predicted (the machine stayed busy: {e})")
+        return False
+    timings.update(got)
+    rep.timings += MIN_TIMINGS * len(new)
+    rep.measured += len(new)
+    record_measurements(search.cfg.device, search.space, [r.arch for r in new],
+                        [got[r.arch_id].value("p50") for r in new])
+    restate(search.rows, search.budget, timings, noise=rep.noise, factor=search.latency_factor)
+    return True
+
+
 def verify(search: Any, cal: Any, evaluator: Any, reporter: Reporter, rounds: int = ROUNDS,
            report: VerifyReport | None = None) -> VerifyReport:
     """Measure ``search``'s front on this host until it holds (see the module docstring); ``cal`` is the
