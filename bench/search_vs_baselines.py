@@ -310,7 +310,10 @@ def over_archs(b: float, st: dict, method: str, s: dict, work: Path) -> list:
 
         pool = largest_by_macs(space, Budget.parse(f"latency:{b:g}ms"), load_latency_model(None, space), s)
     by_id = {a.id: a for a in pool}
-    return [by_id[i] for i in p["over_budget"]]
+    lost = [i for i in p["over_budget"] if i not in by_id]  # a pool drawn again with a since-recalibrated model
+    if lost:
+        log(f"{b:g} ms {method}: {len(lost)} of the candidates it replaced are not found again; they are not re-timed")
+    return [by_id[i] for i in p["over_budget"] if i in by_id]
 
 
 def final_picks(st: dict) -> dict[str, dict | None]:
