@@ -177,8 +177,7 @@ def refine(search: Any, first: Any, second: Any, reporter: Reporter, n: int,
     costs well under a second, a short training tens. Resumes: archs of an earlier, interrupted refinement
     (their trials and second scores are on the study) count against ``n``."""
     rep = RefineReport(asked=n)
-    scored = [r for r in search.rows if r.rerank_score is not None and r.feasible]
-    rep.best_before = max((r.rerank_score for r in scored), default=None)
+    rep.best_before = next((r.rerank_score for r in _ranked(search)), None)
     attrs = search.study.user_attrs  # an earlier run's refined archs: those it scored (the second score is stored)
     done = [r for r in search.rows if r.source in ("sweep", "refine") and r.feasible
             and isinstance(attrs.get(f"rerank:{r.arch_id}"), dict)]
@@ -206,8 +205,7 @@ def refine(search: Any, first: Any, second: Any, reporter: Reporter, n: int,
     for _ in range(ROUNDS_PER_EVAL * n):
         if len(done) >= n:
             break
-        ranked = sorted((r for r in search.rows if r.rerank_score is not None and r.feasible),
-                        key=lambda r: -r.rerank_score)
+        ranked = _ranked(search)
         if not ranked:
             break
         want = min(batch * 4, n - len(done))
@@ -217,12 +215,15 @@ def refine(search: Any, first: Any, second: Any, reporter: Reporter, n: int,
         done += run(props, want)
     rep.sweep = {r.arch_id: _mixers(r.arch) for r in done if r.source == "sweep"}
     rep.local = [r.arch_id for r in done if r.source == "refine"]
-    final = [r for r in search.rows if r.rerank_score is not None and r.feasible]
-    best = max(final, key=lambda r: r.rerank_score, default=None)
-    rep.best_after = None if best is None else best.rerank_score
+    rep.best_after = next((r.rerank_score for r in _ranked(search)), None)
     swept = [r for r in done if r.source == "sweep" and r.rerank_score is not None]
     rep.best_mixer = _mixers(max(swept, key=lambda r: r.rerank_score).arch) if swept else None
     return rep
+
+
+def _ranked(search: Any) -> list:
+    """The feasible rows with a second score, best first."""
+    return sorted((r for r in search.rows if r.rerank_score is not None and r.feasible), key=lambda r: -r.rerank_score)
 
 
 def _mixers(arch: Arch) -> str:
