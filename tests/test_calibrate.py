@@ -568,10 +568,24 @@ def test_an_impossible_latency_budget_exits_2_before_anything_is_measured(home, 
     assert not (tmp_path / "runs").exists()
 
 
+def _trial_mixers(run_dir) -> dict[str, str]:
+    """arch id -> its mixers (most used first) for every trial of the run's study."""
+    import optuna
+
+    from nas.search.engine import params_to_arch
+    from nas.search.refine import _mixers
+    from nas.space import load_space
+
+    study = optuna.load_study(study_name=run_dir.name, storage=f"sqlite:///{run_dir / 'study.db'}")
+    space = load_space("tiny")
+    archs = [params_to_arch(space, t.params) for t in study.get_trials(deepcopy=False)]
+    return {a.id: _mixers(a) for a in archs}
+
+
 def test_refine_times_its_archs_here_before_scoring_them(home, tiny, tmp_path):
     """--refine asks new archs near the budget's edge: each is timed here first, and only those measured inside the
     budget (median plus the host's margin) get the second score, so no evaluation is spent on an arch the
-    verification would drop."""
+    verification would drop. The mixer sweep times a ladder per mixer and scores the largest rung inside."""
     limit = 0.5
     fake = NearLimitSlower(tiny, limit)
     res = run_search(SearchConfig(budget=f"latency:{limit}ms", space="tiny", trials=40, seed=2,
@@ -587,4 +601,17 @@ def test_refine_times_its_archs_here_before_scoring_them(home, tiny, tmp_path):
         assert r["rerank_score"] == r["rerank_score"]  # scored (not NaN)
     timed_over = rows[(rows["source"].isin(["sweep", "refine"])) & (rows["latency_bound_ms"] > limit)]
     assert len(timed_over) and timed_over["rerank_score"].isna().all()  # measured over the budget: never scored
+    # the mixer sweep stepped down its ladder: per mixer, the rung scored is the largest measured inside
+    sweep = rows[rows["source"] == "sweep"]
+    mixers = _trial_mixers(res.run_dir)
+    assert len(sweep) > len(ref["sweep"]) >= 1
+    stepped = 0
+    for arch_id, mixer in ref["sweep"].items():
+        same = sweep[[mixers[i] == mixer for i in sweep.index]]
+        above = same[same["latency_ms"] > same.loc[arch_id, "latency_ms"]]
+        assert (above["latency_bound_ms"] > limit).all()  # every larger rung was timed over the budget
+        stepped += len(above) > 0
+    assert stepped  # at least one mixer's edge arch timed over and a smaller rung took its place
+    inside = {mixers[i] for i in sweep.index if sweep.loc[i, "latency_bound_ms"] <= limit}
+    assert inside == set(ref["sweep"].values())  # no mixer with a rung inside is left out
     assert res.summary["pareto"] and all(e["metrics"]["latency_ms"] <= limit for e in res.summary["pareto"])

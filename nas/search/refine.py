@@ -7,8 +7,11 @@ wants the best arch that fits, and the second estimator (``train:2``: tau 0.67) 
 
 1. **mixer sweep** (YAML spaces): one arch per token-mixer type, every layer of that type where its stage
    allows it, the one using the most of the budget among :data:`SWEEP_DRAWS` draws so converted (half of them
-   uniform over the archs inside the budget, half over the whole space). It
-   finds which block suits the data at this cost before the details are tuned.
+   uniform over the archs inside the budget, half over the whole space). When the host can time archs, each
+   mixer gets a ladder of :data:`SWEEP_RUNGS` such archs, each using at least :data:`SWEEP_STEP` less of the
+   budget than the one before, all timed here, and the largest measured inside is the one scored: a prediction
+   at the budget's very edge is over it about half the time. It finds which block suits the data at this cost
+   before the details are tuned.
 2. **local search**: mutations of the best archs by the second score (:data:`PARENTS` of them), kept when
    inside the budget and using at least :data:`EDGE` of it (for latency: the prediction times the
    verification's factor), scored in batches until ``N`` evaluations are spent.
@@ -34,6 +37,8 @@ from nas.space import Arch, SearchSpace
 
 EDGE = 0.85  # a refined arch uses at least this share of the budget's tightest limit (when any mutant does)
 SWEEP_DRAWS = 400  # uniform draws converted to each mixer; the one using the most of the budget is kept
+SWEEP_RUNGS = 3  # with a timer: per mixer, this many archs stepping down from the budget's edge are timed
+SWEEP_STEP = 0.06  # each rung uses at least this share of the budget less than the rung above it
 PARENTS = 2  # local search mutates the best this many archs by the second score
 MUTATION = 0.12  # each choice of a parent is drawn again with this probability
 TRIES = 400  # mutants drawn per batch at most, looking for ones inside the budget near its edge
@@ -124,25 +129,33 @@ def _latency(search: Any) -> _Scaled | None:
     return _Scaled(search) if search.latency is not None else None
 
 
-def sweep(search: Any, rng: random.Random, seen: set[str]) -> list[Proposal]:
-    """One arch per mixer type of the space (see the module docstring), inside the budget, most of it used."""
+def sweep(search: Any, rng: random.Random, seen: set[str], rungs: int = 1) -> list[list[Proposal]]:
+    """Per mixer type of the space (see the module docstring), a ladder of up to ``rungs`` archs inside the
+    budget: the one using the most of it first, then each using at least :data:`SWEEP_STEP` less."""
     space = search.space
     mixers = sorted({m for st in space.stages for m in st.mixers if m not in ("skip", "identity")})
     base = sample_feasible(space, search.budget, SWEEP_DRAWS // 2, rng, _latency(search), max_draws=20_000)
     base += [space.sample(rng=rng) for _ in range(SWEEP_DRAWS - len(base))]  # and some beyond it
     out = []
     for m in mixers:
-        archs = [a for a in (with_mixer(space, b, m) for b in base) if a is not None and a.id not in seen]
+        archs = list({a.id: a for a in (with_mixer(space, b, m) for b in base)
+                      if a is not None and a.id not in seen}.values())
         if not archs:
             continue
         costs = _costs(search, archs)
         ok = feasible_mask(search.budget, costs)
-        if not ok.any():
-            continue
-        used = np.where(ok, fill(search.budget, costs), -np.inf)
-        a = archs[int(np.argmax(used))]
-        seen.add(a.id)
-        out.append(Proposal(a, "sweep"))
+        used = fill(search.budget, costs)
+        ladder: list[Proposal] = []
+        top = np.inf
+        for i in sorted(np.flatnonzero(ok), key=lambda i: -used[i]):
+            if len(ladder) == rungs:
+                break
+            if used[i] <= top - SWEEP_STEP:
+                ladder.append(Proposal(archs[i], "sweep"))
+                top = used[i]
+        seen.update(p.arch.id for p in ladder)
+        if ladder:
+            out.append(ladder)
     return out
 
 
@@ -185,12 +198,14 @@ def refine(search: Any, first: Any, second: Any, reporter: Reporter, n: int,
     rng = random.Random(search.cfg.seed * 7 + 104729 + len(done))
     batch = max(1, getattr(second, "workers", 1))
 
-    def run(props: list[Proposal], keep: int) -> list:
-        """Ask the proposals as trials, measure them (when it can), score the first ``keep`` inside the budget."""
+    def ask(props: list[Proposal]) -> list:
+        """Ask the proposals as trials and measure them (when it can): the rows, in the proposals' order."""
         rows = search.step(first, len(props), proposals=props) if props else []
         if measure is not None and rows:
             rep.measured += len(rows) if measure(rows) else 0
-        inside = [r for r in rows if r.feasible][:keep]
+        return rows
+
+    def score(inside: list) -> list:
         tally(score_rows(search, second, inside, reporter, f"refine by {search.cfg.rerank}"))
         return inside
 
@@ -198,9 +213,13 @@ def refine(search: Any, first: Any, second: Any, reporter: Reporter, n: int,
         rep.scored, rep.reused, rep.eval_s = rep.scored + counts[0], rep.reused + counts[1], rep.eval_s + counts[2]
 
     if done:  # a resumed run: their second scores are read back from the study
-        tally(score_rows(search, second, done, reporter, f"refine by {search.cfg.rerank}"))
+        score(done)
     if isinstance(search.space, SearchSpace) and not any(r.source == "sweep" for r in search.rows):
-        done += run(sweep(search, rng, seen), max(0, n - len(done)))
+        ladders = sweep(search, rng, seen, SWEEP_RUNGS if measure is not None else 1)
+        rows = {r.arch_id: r for r in ask([p for lad in ladders for p in lad])}
+        tops = [next((rows[p.arch.id] for p in lad if p.arch.id in rows and rows[p.arch.id].feasible), None)
+                for lad in ladders]  # per mixer: the rung using the most of the budget that is inside it
+        done += score([r for r in tops if r is not None][:max(0, n - len(done))])
     over = 1 if measure is None else OVERDRAW  # measured first: draw more, as some will time over the budget
     for _ in range(ROUNDS_PER_EVAL * n):
         if len(done) >= n:
@@ -212,7 +231,7 @@ def refine(search: Any, first: Any, second: Any, reporter: Reporter, n: int,
         props = mutants(search, [r.arch for r in ranked[:PARENTS]], over * want, rng, seen)
         if not props:
             break
-        done += run(props, want)
+        done += score([r for r in ask(props) if r.feasible][:want])
     rep.sweep = {r.arch_id: _mixers(r.arch) for r in done if r.source == "sweep"}
     rep.local = [r.arch_id for r in done if r.source == "refine"]
     rep.best_after = next((r.rerank_score for r in _ranked(search)), None)
