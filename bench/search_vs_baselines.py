@@ -18,7 +18,8 @@ c. hand-designed references written in the space (``bench/archs/*.yaml``, one wi
 d. ``largest-macs``: the arch with the most MACs among 2,000 feasible draws (``pool``), measured inside the budget.
 
 Every candidate is timed here (``nas.latency.calibrate.quiet_measure``: the device profile's end-to-end
-protocol, 1 thread, the quiet guard; 3 timing runs interleaved over the candidates) and counts as inside
+protocol, 1 thread, the quiet guard and the speed sentinel: at the host's full speed; 3 timing runs
+interleaved over the candidates) and counts as inside
 the budget when the median of its timings is; one that is not is replaced by the method's next candidate (the
 search's own verification is stricter: median plus the host's noise margin). Then, per budget, every method's
 pick and the candidates it replaced are timed again all together (3 runs interleaved over them all, so every
@@ -127,8 +128,10 @@ def host_profile(space: Any, s: dict, smoke: bool) -> str:
 
 class Clock:
     """Times archs on this host with the device profile's end-to-end protocol at 1 thread: the quiet-guarded
-    measurement the search's verification uses (``quiet_measure(...).full``, slow windows kept), or in smoke
-    runs the bare timer (the other core may be busy)."""
+    measurement of the calibration (``quiet_measure(...).full``: windows with other processes' load or with the
+    host itself running slow are thrown away and timed again, so every method is judged at the host's full
+    speed, not at whichever slow spell its timing met), or in smoke runs the bare timer (the other core may be
+    busy)."""
 
     def __init__(self, device: str, guarded: bool):
         from nas.latency.calibrate import quiet_measure
@@ -143,7 +146,7 @@ class Clock:
         from nas.profile.run import measure_arch
 
         if self.full is not None:
-            return [m.median_ms for m in self.full(archs, slow_windows=True, keep=True)]
+            return [m.median_ms for m in self.full(archs, keep=True)]
         return [measure_arch(a, self.timer).median_ms for a in archs]
 
 
