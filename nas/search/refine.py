@@ -14,7 +14,9 @@ wants the best arch that fits, and the second estimator (``train:2``: tau 0.67) 
    before the details are tuned.
 2. **local search**: mutations of the best archs by the second score (:data:`PARENTS` of them), kept when
    inside the budget and using at least :data:`EDGE` of it (for latency: the prediction times the
-   verification's factor), scored in batches until ``N`` evaluations are spent.
+   verification's factor), those using the most of it first, scored in batches until ``N`` evaluations are
+   spent. When a batch timed here has nothing inside, the next aims :data:`SWEEP_STEP` lower (a predictor that is
+   optimistic at the edge would otherwise starve the search); a batch all inside lets it aim half a step higher.
 
 Each new arch is a trial of the study (source ``sweep`` / ``refine``) with its costs and the first score,
 so the trials table and the resume work as for any other; its second score is stored as it arrives.
@@ -38,7 +40,8 @@ from nas.space import Arch, SearchSpace
 EDGE = 0.85  # a refined arch uses at least this share of the budget's tightest limit (when any mutant does)
 SWEEP_DRAWS = 400  # uniform draws converted to each mixer; the one using the most of the budget is kept
 SWEEP_RUNGS = 3  # with a timer: per mixer, this many archs stepping down from the budget's edge are timed
-SWEEP_STEP = 0.06  # each rung uses at least this share of the budget less than the rung above it
+SWEEP_STEP = 0.06  # each rung uses at least this share of the budget less than the rung above it (and the local
+#                   search's aim steps down by it after a batch timed all over the budget)
 PARENTS = 2  # local search mutates the best this many archs by the second score
 MUTATION = 0.12  # each choice of a parent is drawn again with this probability
 TRIES = 400  # mutants drawn per batch at most, looking for ones inside the budget near its edge
@@ -60,10 +63,12 @@ class RefineReport:
     best_after: float | None = None
     best_mixer: str | None = None
     measured: int = 0  # new archs timed on this host before any was scored
+    ceiling: float = 1.0  # the share of the budget the local search aimed at last (predicted)
 
     def to_dict(self) -> dict[str, Any]:
         return {"asked": self.asked, "sweep": self.sweep, "local": self.local, "scored": self.scored,
                 "reused": self.reused, "eval_s": round(self.eval_s, 2), "edge": EDGE, "measured": self.measured,
+                "ceiling": round(self.ceiling, 3),
                 "best_before": self.best_before, "best_after": self.best_after, "best_mixer": self.best_mixer}
 
     def line(self) -> str:
@@ -159,9 +164,11 @@ def sweep(search: Any, rng: random.Random, seen: set[str], rungs: int = 1) -> li
     return out
 
 
-def mutants(search: Any, parents: list[Arch], n: int, rng: random.Random, seen: set[str]) -> list[Proposal]:
-    """Up to ``n`` distinct unseen mutations of ``parents`` (in turn) inside the budget, those using at least
-    :data:`EDGE` of it first."""
+def mutants(search: Any, parents: list[Arch], n: int, rng: random.Random, seen: set[str],
+            ceiling: float = 1.0) -> list[Proposal]:
+    """Up to ``n`` distinct unseen mutations of ``parents`` (in turn) inside the budget, using at most ``ceiling``
+    of it, those using the most first (at one cost, more capacity trains better: the hand-designed ladders' largest
+    rung inside the budget wins)."""
     space = search.space
     drawn: list[Arch] = []
     ids = set(seen)
@@ -175,8 +182,9 @@ def mutants(search: Any, parents: list[Arch], n: int, rng: random.Random, seen: 
     costs = _costs(search, drawn)
     ok = feasible_mask(search.budget, costs)
     used = fill(search.budget, costs)
-    near = [a for a, k, u in zip(drawn, ok, used) if k and u >= EDGE]
-    rest = [a for a, k, u in zip(drawn, ok, used) if k and u < EDGE]
+    inside = sorted((i for i in range(len(drawn)) if ok[i] and used[i] <= ceiling), key=lambda i: -used[i])
+    near = [drawn[i] for i in inside if used[i] >= EDGE]
+    rest = [drawn[i] for i in inside if used[i] < EDGE]
     picked = (near + rest)[:n]
     seen.update(a.id for a in picked)
     return [Proposal(a, "refine") for a in picked]
@@ -221,6 +229,7 @@ def refine(search: Any, first: Any, second: Any, reporter: Reporter, n: int,
                 for lad in ladders]  # per mixer: the rung using the most of the budget that is inside it
         done += score([r for r in tops if r is not None][:max(0, n - len(done))])
     over = 1 if measure is None else OVERDRAW  # measured first: draw more, as some will time over the budget
+    ceiling = 1.0  # the share of the budget the local search's mutants may use at most (as predicted)
     for _ in range(ROUNDS_PER_EVAL * n):
         if len(done) >= n:
             break
@@ -228,10 +237,16 @@ def refine(search: Any, first: Any, second: Any, reporter: Reporter, n: int,
         if not ranked:
             break
         want = min(batch * 4, n - len(done))
-        props = mutants(search, [r.arch for r in ranked[:PARENTS]], over * want, rng, seen)
+        props = mutants(search, [r.arch for r in ranked[:PARENTS]], over * want, rng, seen, ceiling)
         if not props:
             break
-        done += score([r for r in ask(props) if r.feasible][:want])
+        rows = ask(props)
+        inside = [r for r in rows if r.feasible]
+        if measure is not None:  # predicted near the edge but timed over it: aim lower; all inside: higher again
+            ceiling = (ceiling - SWEEP_STEP if not inside else
+                       min(1.0, ceiling + SWEEP_STEP / 2) if len(inside) == len(rows) else ceiling)
+        done += score(inside[:want])
+    rep.ceiling = ceiling
     rep.sweep = {r.arch_id: _mixers(r.arch) for r in done if r.source == "sweep"}
     rep.local = [r.arch_id for r in done if r.source == "refine"]
     rep.best_after = next((r.rerank_score for r in _ranked(search)), None)
