@@ -31,7 +31,7 @@ from nas.zoo.index import (
 ARCH_FORMAT = "nas-zoo-arch/1"
 
 
-def read_arch_file(path: str | os.PathLike, expected_id: str | None = None):
+def read_entry_arch(path: str | os.PathLike, expected_id: str | None = None):
     """The Arch in an entry's ``arch.yaml``, its space rebuilt from the embedded, re-validated definition.
 
     Falls back to the space named by ``space`` when the file embeds none. The arch's id must equal the
@@ -129,7 +129,7 @@ def load_arch(name: str, zoo: str | os.PathLike | None = None):
     """The Arch of a zoo entry (checksum checked first)."""
     record = get_record(zoo, name)
     folder = check_files(zoo, name, record, (ARCH_FILE,))
-    return read_arch_file(folder / ARCH_FILE, record.get("id"))
+    return read_entry_arch(folder / ARCH_FILE, record.get("id"))
 
 
 def create_model(
@@ -155,7 +155,7 @@ def create_model(
     if pretrained and not has_weights:
         raise ZooError(f"zoo model {name!r} is architecture-only (no weights); use pretrained=False")
     folder = check_files(zoo, name, record, (ARCH_FILE, WEIGHTS_FILE) if pretrained else (ARCH_FILE,))
-    arch = read_arch_file(folder / ARCH_FILE, record.get("id"))
+    arch = read_entry_arch(folder / ARCH_FILE, record.get("id"))
     model = build(arch, features_only=features_only, out_indices=out_indices)
     if pretrained:
         load_into(model, load_state(folder / WEIGHTS_FILE), str(folder / WEIGHTS_FILE), features_only)
@@ -217,7 +217,7 @@ def verify(name: str | None = None, zoo: str | os.PathLike | None = None) -> lis
         try:
             folder = check_files(zoo, n, record)
             res["checksums"] = "ok"
-            arch = read_arch_file(folder / ARCH_FILE, record.get("id"))
+            arch = read_entry_arch(folder / ARCH_FILE, record.get("id"))
             onnx_rec = record.get("onnx") or {}
             atol = float(onnx_rec.get("atol", DEFAULT_ATOL))
             batches = tuple(int(b) for b in onnx_rec.get("batches", DEFAULT_BATCHES))
