@@ -584,12 +584,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except Exception as e:  # a user error is one line; anything else keeps its traceback
-        from nas.errors import NASError
+    from nas.errors import run_script
 
-        if isinstance(e, NASError):
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
-        raise
+    run_script(main)

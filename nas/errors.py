@@ -1,6 +1,9 @@
 """One exception family for user mistakes; the CLI turns these into one line and exit code 2."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NoReturn
+
 
 class NASError(Exception):
     """A user-facing error: bad input, missing file, impossible request.
@@ -46,3 +49,16 @@ def where(path: object | None, key: str | None = None) -> str:
     """Format the 'file: key' prefix error messages start with."""
     parts = [str(p) for p in (path, key) if p not in (None, "")]
     return ": ".join(parts)
+
+
+def run_script(main: Callable[[], int]) -> NoReturn:
+    """Exit with ``main()``'s code, as the CLI would: a :class:`NASError` becomes one line on stderr and exit code 2,
+    anything else keeps its traceback (the ``__main__`` of the bench scripts)."""
+    import sys
+
+    try:
+        code = main()
+    except NASError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(code)
