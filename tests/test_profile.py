@@ -226,11 +226,13 @@ def test_resume_after_kill_measures_only_the_rest(tiny, tmp_path, monkeypatch):
         return real(unit, timer)
 
     monkeypatch.setattr(prun, "measure_unit", counting)
-    report = run_profile(_settings(tiny, root))
+    # recheck off: on a loaded machine a saved block can come out unstable and be re-measured on purpose,
+    # which is not what this test is about (the recheck has its own tests)
+    report = run_profile(_settings(tiny, root, recheck=False))
     total = len(space_units(tiny, [32]))
     assert report.complete and counted["n"] >= total - len(saved)
     assert report.spaces[0].blocks_new == total - len(saved)
-    again = run_profile(_settings(tiny, root))  # nothing left: skips everything
+    again = run_profile(_settings(tiny, root, recheck=False))  # nothing left: skips everything
     assert again.spaces[0].blocks_new == 0 and again.spaces[0].archs_new == 0
 
 
