@@ -33,7 +33,7 @@ ARGS = ["search", "--space", "hybrid-s", "--budget", "params:150K", "--objective
 
 def test_data_trains_the_best_archs_and_reports_their_accuracy(tmp_path, fashion_subset, capsys):
     code = main([*ARGS, "--data", f"fashion-mnist:{fashion_subset}", "--rerank-top", "2", "--refine", "0",
-                 "--runs", str(tmp_path / "runs"), "--json"])
+                 "--confirm", "0", "--runs", str(tmp_path / "runs"), "--json"])
     s = json.loads(capsys.readouterr().out)
     assert code == 0
     assert s["rerank"]["name"] == f"train:2:fashion-mnist:{fashion_subset}" and s["rerank"]["scored"] == 2
@@ -52,6 +52,7 @@ def test_table_shows_trained_accuracy_and_no_data_says_training_free(tmp_path, f
                  "--runs", str(tmp_path / "a")]) == 0
     out = capsys.readouterr()
     assert "trained accuracy" in out.out and "%" in out.out and "training-free: no network" not in out.out
+    assert "confirm score" in out.out and "confirmed: the 1 best arch by the re-rank" in out.out  # --data confirms by default
     assert main([*ARGS, "--runs", str(tmp_path / "b")]) == 0
     assert "training-free: no network was trained" in capsys.readouterr().out
 
@@ -68,7 +69,7 @@ def test_refine_sweeps_the_mixers_then_searches_near_the_budget_edge(tmp_path, f
 
     runs = tmp_path / "runs"
     args = [*ARGS, "--data", f"fashion-mnist:{fashion_subset}", "--rerank-top", "2", "--refine", "8",
-            "--runs", str(runs), "--json"]
+            "--confirm", "0", "--runs", str(runs), "--json"]
     assert main(args) == 0
     s = json.loads(capsys.readouterr().out)
     ref = s["rerank"]["refine"]
@@ -91,6 +92,46 @@ def test_refine_sweeps_the_mixers_then_searches_near_the_budget_edge(tmp_path, f
     again = json.loads(capsys.readouterr().out)
     assert again["rerank"]["scored"] == 0 and again["rerank"]["refine"]["scored"] == 0
     assert [e["id"] for e in again["pareto"]] == [e["id"] for e in s["pareto"]]
+
+
+def test_confirm_trains_the_best_again_for_longer_and_picks_by_that(tmp_path, fashion_subset, capsys):
+    import csv
+
+    runs = tmp_path / "runs"
+    data = f"fashion-mnist:{fashion_subset}"
+    args = [*ARGS, "--data", data, "--rerank-top", "4", "--refine", "0", "--confirm", "2", "--runs", str(runs),
+            "--json"]
+    assert main(args) == 0
+    s = json.loads(capsys.readouterr().out)
+    cf = s["rerank"]["confirm"]
+    assert cf["name"] == f"train:6:{data}" and cf["scored"] == 2 and len(cf["candidates"]) == 2
+    with open(runs / s["study"] / "trials.csv") as f:
+        rows = {r["arch_id"]: r for r in csv.DictReader(f)}
+    by_rerank = sorted({i: float(r["rerank_score"]) for i, r in rows.items() if r["rerank_score"]}.items(),
+                       key=lambda kv: -kv[1])
+    assert cf["candidates"] == [i for i, _ in by_rerank[:2]]  # the re-rank's two best (all inside a params budget)
+    # the front is chosen among the confirmed archs, by the longer training's score, and reports its accuracy
+    assert {e["id"] for e in s["pareto"]} <= set(cf["candidates"])
+    best = max(cf["candidates"], key=lambda i: float(rows[i]["confirm_score"]))
+    assert s["pareto"][0]["id"] == best == cf["best_after"]
+    for e in s["pareto"]:
+        assert e["metrics"]["confirm_score"] == float(rows[e["id"]]["confirm_score"])
+        assert e["metrics"]["trained_accuracy"] == float(rows[e["id"]]["confirm_accuracy"])
+        assert "6 epoch(s)" in e["provenance"]["trained_accuracy"] and "6 epoch(s)" in e["provenance"]["confirm_score"]
+    assert "confirmed: the 2 best archs by the re-rank trained again by train:6" in s["rerank"]["line"]
+    # resumed, it trains nothing again
+    assert main([*args[:-1], "--resume", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["rerank"]["confirm"]["scored"] == 0 and again["rerank"]["confirm"]["reused"] == 2
+    assert [e["id"] for e in again["pareto"]] == [e["id"] for e in s["pareto"]]
+
+
+def test_confirm_needs_a_rerank_by_training_in_one_line(tmp_path, capsys):
+    for extra in ([], ["--rerank", "proxy:params"]):
+        assert main([*ARGS, *extra, "--confirm", "2", "--runs", str(tmp_path / "runs")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--confirm" in err[0] and "--data" in err[0]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
 def test_refine_without_a_second_estimator_is_one_line(tmp_path, capsys):

@@ -106,6 +106,9 @@ def _print_front(s: dict, where: str) -> None:
     if rr:
         ui.info(f"re-rank {rr['measures']}: {rr['provenance']}; "
                 + (rr["quality"]["line"] if rr.get("quality") else "not yet measured against trained accuracy"))
+    cf = (rr or {}).get("confirm")
+    if cf and cf.get("candidates"):
+        ui.info(f"confirm {cf['measures']}: {cf['provenance']}; trained accuracy of the front: from this training")
     if s["latency"]["provenance"]:
         ui.info(f"latency: {s['latency']['provenance']}")
     ver = s.get("verify") or {}
@@ -124,6 +127,9 @@ def _print_front(s: dict, where: str) -> None:
         if rr:
             v = m.get(rerank_column(rr["name"]))
             row[f"re-rank {rr['measures']}"] = "-" if v is None else f"{v:.4g}"
+        if cf:
+            v = m.get("confirm_score")
+            row[f"confirm {cf['measures']}"] = "-" if v is None else f"{v:.4g}"
         if trained:
             t = m.get("trained_accuracy")
             row["trained accuracy"] = "-" if t is None else f"{100 * t:.2f}%"
@@ -133,7 +139,7 @@ def _print_front(s: dict, where: str) -> None:
         row.update({"params": fmt_params(m["params"]), "macs": fmt_macs(m["macs"]), "memory": fmt_bytes(m["memory"]),
                     "arch": e["arch"]})
         rows.append(row)
-    cols = ["id", *([f"re-rank {rr['measures']}"] if rr else []), *(["trained accuracy"] if trained else []), what,
+    cols = ["id", *([f"re-rank {rr['measures']}"] if rr else []), *([f"confirm {cf['measures']}"] if cf else []), *(["trained accuracy"] if trained else []), what,
             *lat_col, "params", "macs", "memory", "arch"]
     ui.print_table(f"Pareto front of {s['study']} ({len(rows)} archs, budget {s['budget'] or 'none'})", cols, rows)
     print(f"{s['trials']} trials ({s['evaluated']} scored, {s['feasible']} feasible, {s['duplicates']} duplicates) "

@@ -18,6 +18,7 @@ STRATEGIES = ("nsga2", "tpe", "evolution", "random")
 INITS = ("feasible", "random")
 METRICS = ("accuracy", "latency", "params", "macs", "memory")
 DATA_REFINE = 20  # --data's refinement (nas.search.refine): evaluations of the short training beyond the re-rank
+DATA_CONFIRM = 3  # --data's confirmation (nas.search.confirm): the re-rank's best archs trained again for longer
 DATA_EPOCHS = 2  # --data's short training: train:2 ranks trained accuracy at Kendall tau 0.67 (bench/README.md)
 SENSES = {"accuracy": "max", "latency": "min", "params": "min", "macs": "min", "memory": "min"}
 COLUMN = {"accuracy": "accuracy", "latency": "latency_ms", "params": "params", "macs": "macs", "memory": "memory"}
@@ -108,6 +109,11 @@ class SearchConfig:
                                        "(each layer of that type, most of the budget used), then mutations of the "
                                        "best inside the budget near its edge (default: 20 with --data, else 0)",
                                  kind="int", low=0, high=10_000, service=False, metavar="N", show_default=False)
+    confirm: int | None = setting(None, "after the re-rank (and --refine), its N best archs inside the budget trained "
+                                        "again for 3x its epochs (train:2 -> train:6) and the front chosen among "
+                                        "them by that: a short training favours nets that learn fast (default: 3 "
+                                        "with --data, else 0)",
+                                  kind="int", low=0, high=1_000, service=False, metavar="N", show_default=False)
 
 
 def search_settings(service: bool | None = None) -> dict[str, Any]:

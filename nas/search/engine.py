@@ -37,6 +37,7 @@ from nas.errors import BudgetError, NASError, ParamError
 from nas.reporting import Reporter, or_silent
 from nas.search.config import (  # noqa: F401
     COLUMN,
+    DATA_CONFIRM,
     DATA_EPOCHS,
     DATA_REFINE,
     DEFAULT_SCORES,
@@ -280,19 +281,32 @@ def _rerank(search: _Search, cal: Any, second: Any, rep: Reporter) -> Any:
         from nas.search.refine import refine
 
         first = LocalEvaluator(search.cfg.accuracy, search.space, search.cfg.threads)  # the new trials' own score
-        measure = None
-        if search.verify_report is not None and cal is not None and cal.measure is not None:
-            from nas.search.verify import measure_rows
-
-            def measure(rows: list) -> bool:  # timed here before any is trained
-                return measure_rows(search, cal, rows, rep)
         try:
-            report.refine = refine(search, first, second, rep, search.cfg.refine, measure)
+            report.refine = refine(search, first, second, rep, search.cfg.refine, _timer(search, cal, rep))
         finally:
             first.close()
+    if search.cfg.confirm:
+        from nas.search.confirm import confirm, confirm_spec
+
+        second.close()  # its workers hand their CPUs to the longer trainings
+        longer = _evaluator(search.cfg, search.space, confirm_spec(search.cfg.rerank))
+        try:
+            report.confirm = confirm(search, longer, rep, search.cfg.confirm, _timer(search, cal, rep))
+        finally:
+            longer.close()
     if search.verify_report is not None:
         search.verify_report = verify(search, cal, None, rep, rounds=0, report=search.verify_report)
     return report
+
+
+def _timer(search: _Search, cal: Any, rep: Reporter) -> Any:
+    """rows -> whether it could time them here (nas.search.verify.measure_rows), for the stages after the re-rank
+    that time archs before they train them; None where the front was not verified on this host."""
+    if search.verify_report is None or cal is None or cal.measure is None:
+        return None
+    from nas.search.verify import measure_rows
+
+    return lambda rows: measure_rows(search, cal, rows, rep)
 
 
 def resolve_defaults(cfg: SearchConfig, space: SpaceFamily, budget: Budget, reporter: Reporter) -> None:
@@ -312,6 +326,8 @@ def resolve_defaults(cfg: SearchConfig, space: SpaceFamily, budget: Budget, repo
         cfg.rerank = f"train:{DATA_EPOCHS}:{cfg.data}"
     if cfg.refine is None:
         cfg.refine = DATA_REFINE if cfg.data else 0
+    if cfg.confirm is None:
+        cfg.confirm = DATA_CONFIRM if cfg.data else 0
     if cfg.objectives is None:
         cfg.objectives = ("accuracy", "latency")
         if "latency" not in budget.keys:
@@ -339,6 +355,10 @@ def _check_config(cfg: SearchConfig, space: SearchSpace) -> None:
     elif cfg.refine:
         raise ParamError("refine", f"{cfg.refine}: refining scores archs with the re-rank's estimator; give --rerank "
                                    "SPEC or --data DATA too")
+    if cfg.confirm:
+        from nas.search.confirm import confirm_spec
+
+        confirm_spec(cfg.rerank)  # a re-rank by short training, which it trains for longer
     bad = [o for o in cfg.objectives if o not in METRICS]
     if bad or "accuracy" not in cfg.objectives or len(set(cfg.objectives)) != len(cfg.objectives):
         raise ParamError("objectives", f"{','.join(cfg.objectives)}: list accuracy plus any of latency, params, macs, "
@@ -631,7 +651,7 @@ def _config_dict(cfg: SearchConfig, space: SearchSpace) -> dict:
             "strategy": cfg.strategy, "trials": cfg.trials, "seed": cfg.seed, "prescreen": cfg.prescreen, "init": cfg.init,
             "prescreen_share": cfg.prescreen_share,
             "rerank": cfg.rerank, "rerank_top": cfg.rerank_top if cfg.rerank else None,
-            "refine": cfg.refine if cfg.rerank else None}
+            "refine": cfg.refine if cfg.rerank else None, "confirm": cfg.confirm if cfg.rerank else None}
 
 
 def _default_device(space: SearchSpace, reporter: Reporter, calibrate: str | None = None) -> str:

@@ -32,6 +32,7 @@ def write_run(run_dir: Path, cfg: Any, space: Any, table: Any, pareto: list[Tria
     rerank_provenance = ((extra or {}).get("rerank") or {}).get("provenance")
     trained_provenance = (rerank_provenance if str(rerank).startswith("train:")
                           else acc_provenance if str(cfg.accuracy).startswith("train:") else None)
+    confirmed = ((extra or {}).get("rerank") or {}).get("confirm") or {}  # its longer training (nas.search.confirm)
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(run_dir / "trials.csv") as tmp:
         table.to_csv(tmp, index=False)
@@ -44,10 +45,14 @@ def write_run(run_dir: Path, cfg: Any, space: Any, table: Any, pareto: list[Tria
         rel = f"pareto/{arch.id}.yaml"
         arch.save(run_dir / rel)
         measured = r.measured_latency_ms is not None
+        longer = r.confirm_score is not None
+        trained, trained_how = ((r.confirm_accuracy, confirmed.get("provenance")) if longer
+                                else (r.trained_accuracy, trained_provenance))
         entries.append({
             "id": arch.id, "arch_file": rel, "arch": str(arch), "trial": r.number,
             "metrics": {**({second: r.rerank_score} if second else {}),
-                        **({"trained_accuracy": r.trained_accuracy} if r.trained_accuracy is not None else {}),
+                        **({"confirm_score": r.confirm_score} if longer else {}),
+                        **({"trained_accuracy": trained} if trained is not None else {}),
                         measure: r.accuracy,
                         "latency_ms": r.value("latency_ms"), "params": r.params,
                         "macs": r.macs, "memory": r.memory, "latency_predicted_ms": r.latency_ms,
@@ -55,7 +60,8 @@ def write_run(run_dir: Path, cfg: Any, space: Any, table: Any, pareto: list[Tria
                             "latency_timings": r.measured_timings, "latency_bound_ms": r.latency_bound_ms}
                            if measured and r.measured_spread_ms else {})},
             "provenance": {**({second: rerank_provenance} if second else {}),
-                           **({"trained_accuracy": trained_provenance} if r.trained_accuracy is not None else {}),
+                           **({"confirm_score": confirmed.get("provenance")} if longer else {}),
+                           **({"trained_accuracy": trained_how} if trained is not None else {}),
                            measure: acc_provenance,
                            "latency": (measured_provenance((extra or {}).get("verify"), cfg.device)
                                        if measured else lat_provenance),

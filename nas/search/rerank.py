@@ -48,35 +48,45 @@ class RerankReport:
     candidates: list[str] = field(default_factory=list)
     front_before: list[str] = field(default_factory=list)
     refine: Any = None  # nas.search.refine.RefineReport, when the re-rank was refined
+    confirm: Any = None  # nas.search.confirm.ConfirmReport, when its best were trained again
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "measures": measures(self.name), "provenance": self.provenance,
                 "quality": estimator_quality(self.name), "top": self.top, "scored": self.scored,
                 "reused": self.reused, "eval_s": round(self.eval_s, 2), "candidates": self.candidates,
                 "front_before": self.front_before,
-                **({"refine": self.refine.to_dict()} if self.refine is not None else {})}
+                **({"refine": self.refine.to_dict()} if self.refine is not None else {}),
+                **({"confirm": self.confirm.to_dict()} if self.confirm is not None else {})}
 
     def line(self, front_after: Sequence[str]) -> str:
         kept = len(set(front_after) & set(self.front_before))
         return (f"re-ranked: the {len(self.candidates)} best archs by the search's score re-scored by {self.name} "
                 f"({self.scored} scored in {self.eval_s:.0f}s, {self.reused} stored); the front has "
                 f"{len(front_after)} archs, {kept} of them on the search's own front of {len(self.front_before)}"
-                + (f"; {self.refine.line()}" if self.refine is not None else ""))
+                + (f"; {self.refine.line()}" if self.refine is not None else "")
+                + (f"; {self.confirm.line()}" if self.confirm is not None else ""))
+
+
+STAGES = {"rerank": ("rerank_score", "trained_accuracy"), "confirm": ("confirm_score", "confirm_accuracy")}
+"""Per scoring stage after the search (this re-rank, nas.search.confirm): the TrialRow fields of its score and of
+its training's validation accuracy; its scores are stored on the study as ``<stage>:<arch id>``."""
 
 
 def score_rows(search: Any, evaluator: Any, rows: Sequence[TrialRow], reporter: Reporter,
-               label: str) -> tuple[int, int, float]:
-    """Give ``rows``' archs the second estimator's score (``search.cfg.rerank``): a score stored on the study is
-    reused, a new one is stored as it arrives (a run killed meanwhile keeps what it paid for); every row of a
-    scored arch gets it (``rerank_score``, and ``trained_accuracy`` from a short training). Returns
+               label: str, spec: str | None = None, stage: str = "rerank") -> tuple[int, int, float]:
+    """Give ``rows``' archs ``stage``'s score by ``evaluator`` (``spec``, default the re-rank's
+    ``search.cfg.rerank``): a score stored on the study under that spec is reused, a new one is stored as it
+    arrives (a run killed meanwhile keeps what it paid for); every row of a scored arch gets it (the fields of
+    :data:`STAGES`: ``rerank_score``, and ``trained_accuracy`` from a short training). Returns
     (scored, reused, seconds spent)."""
-    spec, attrs = search.cfg.rerank, search.study.user_attrs
+    spec, attrs = spec or search.cfg.rerank, search.study.user_attrs
+    score_field, acc_field = STAGES[stage]
     scores: dict[str, float | None] = {}
-    trained: dict[str, float | None] = {}  # validation accuracy of a short training (train:N:DATA)
+    trained: dict[str, float | None] = {}  # validation accuracy of a training (train:N:DATA)
     reused = scored = 0
     secs_total = 0.0
     for r in rows:
-        saved = attrs.get(f"rerank:{r.arch_id}")
+        saved = attrs.get(f"{stage}:{r.arch_id}")
         if r.arch_id not in scores and isinstance(saved, dict) and saved.get("spec") == spec:
             scores[r.arch_id], trained[r.arch_id] = saved.get("score"), saved.get("trained_accuracy")
             reused += 1
@@ -86,14 +96,14 @@ def score_rows(search: Any, evaluator: Any, rows: Sequence[TrialRow], reporter: 
             scores[arch_id], trained[arch_id] = split_score(value)
             scored += 1
             secs_total += secs
-            search.study.set_user_attr(f"rerank:{arch_id}", {"spec": spec, "score": scores[arch_id], "eval_s": secs,
-                                                             "worker": worker, "trained_accuracy": trained[arch_id]})
+            search.study.set_user_attr(f"{stage}:{arch_id}", {"spec": spec, "score": scores[arch_id], "eval_s": secs,
+                                                              "worker": worker, "trained_accuracy": trained[arch_id]})
             bar.advance()
     for r in search.rows:
         if r.arch_id in scores:
-            r.rerank_score = scores[r.arch_id]
+            setattr(r, score_field, scores[r.arch_id])
             if trained.get(r.arch_id) is not None:
-                r.trained_accuracy = trained[r.arch_id]
+                setattr(r, acc_field, trained[r.arch_id])
     return scored, reused, secs_total
 
 

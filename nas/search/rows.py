@@ -42,6 +42,8 @@ class TrialRow:
     latency_bound_ms: float | None = None  # ... the median plus the host's margin: what the budget is tested on
     rerank_score: float | None = None  # the second estimator's value, for the archs re-ranked (nas.search.rerank)
     trained_accuracy: float | None = None  # validation top-1 after the short training that scored it (train:N:DATA)
+    confirm_score: float | None = None  # the longer training's score, for the archs confirmed (nas.search.confirm)
+    confirm_accuracy: float | None = None  # ... and its validation top-1
 
     @property
     def arch_id(self) -> str:
@@ -92,6 +94,8 @@ class TrialRow:
             out[rerank_column] = self.rerank_score
         if self.trained_accuracy is not None:  # ... and where a short training scored the arch
             out["trained_accuracy"] = self.trained_accuracy
+        if self.confirm_score is not None:  # ... and where a longer training confirmed it
+            out.update(confirm_score=self.confirm_score, confirm_accuracy=self.confirm_accuracy)
         return out
 
     @classmethod

@@ -300,7 +300,7 @@ def measure_rows(search: Any, cal: Any, rows: Sequence[TrialRow], reporter: Repo
             for r, (p50, p90) in zip(new, _time(cal.measure, [r.arch for r in new])):
                 got[r.arch_id].add(p50, p90)
     except ProfileError as e:
-        reporter.warn(f"refine: its archs stay predicted (the machine stayed busy: {e})")
+        reporter.warn(f"timing before training: the archs stay predicted (the machine stayed busy: {e})")
         return False
     timings.update(got)
     rep.timings += MIN_TIMINGS * len(new)
