@@ -163,3 +163,48 @@ def test_mutants_stay_inside_the_budget_using_the_most_of_it_first():
     assert {p.arch.id for p in got} <= seen  # remembered, so the next batch does not repeat them
     one = with_mixer(space, parent, "mbconv")
     assert {layer.mixer for st in one.stages for layer in st.layers} == {"mbconv"}
+
+
+def test_confirm_times_its_candidates_first_and_one_over_the_budget_gives_its_place():
+    """Only archs measured inside the budget are trained again: one timed over is replaced by the next best."""
+    import random
+    from types import SimpleNamespace
+
+    from nas.reporting import SILENT
+    from nas.search.confirm import confirm
+    from nas.search.rows import TrialRow
+    from nas.space import load_space
+
+    space = load_space("hybrid-s")
+    rng = random.Random(0)
+    archs = list({a.id: a for a in (space.sample(rng=rng) for _ in range(8))}.values())[:5]
+    rows = [TrialRow(number=i, arch=a, latency_ms=1.0, params=1, macs=1, memory=1, violations={"latency": -0.1},
+                     rerank_score=-float(i)) for i, a in enumerate(archs)]  # re-rank order: archs[0] best
+    attrs: dict = {}
+    search = SimpleNamespace(cfg=SimpleNamespace(rerank="train:2:fashion-mnist"), rows=rows,
+                             columns=["rerank_score", "latency_ms"],
+                             study=SimpleNamespace(user_attrs=attrs, set_user_attr=attrs.__setitem__))
+    timed: list[list[str]] = []
+
+    def measure(batch: list) -> bool:  # archs[1] is over the budget when timed here
+        timed.append([r.arch_id for r in batch])
+        for r in batch:
+            r.measured_latency_ms = 1.2 if r.arch is archs[1] else 0.9
+            r.violations = {"latency": 0.2 if r.arch is archs[1] else -0.1}
+        return True
+
+    class Longer:  # the confirming score reverses the re-rank's order
+        provenance = "fake: 6 epoch(s)"
+
+        def run(self, todo):
+            for arch_id, arch in todo:
+                yield arch_id, float(archs.index(arch)), 1.0, "local"
+
+    rep = confirm(search, Longer(), SILENT, 3, measure)
+    ids = [a.id for a in archs]
+    assert timed == [ids[:3], [ids[3]]]  # the next best timed only once one was over
+    assert rep.candidates == [ids[0], ids[2], ids[3]] and rep.measured == 4 and rep.scored == 3
+    assert rep.best_before == ids[0] and rep.best_after == ids[3]
+    assert rows[1].confirm_score is None and rows[4].confirm_score is None
+    assert search.columns == ["confirm_score", "latency_ms"]
+    assert set(attrs) == {f"confirm:{i}" for i in rep.candidates}
