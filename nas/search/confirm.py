@@ -12,15 +12,13 @@ trained, so only archs measured inside the budget are confirmed. Scores are stor
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from nas.errors import ParamError
 from nas.reporting import Reporter
-from nas.search.config import measures
-from nas.search.quality import estimator_quality
 from nas.search.rerank import COLUMN as RERANK
-from nas.search.rerank import score_rows
+from nas.search.rerank import StageReport, score_rows
 
 EPOCHS_FACTOR = 3  # the confirming training runs this many times the re-rank's epochs
 COLUMN = "confirm_score"
@@ -38,26 +36,16 @@ def confirm_spec(rerank: str | None) -> str:
 
 
 @dataclass
-class ConfirmReport:
-    """What the confirmation did (summary.json ``confirm``)."""
+class ConfirmReport(StageReport):
+    """What the confirmation did (summary.json ``rerank.confirm``)."""
 
-    name: str
-    provenance: str
-    top: int
-    scored: int = 0
-    reused: int = 0
-    eval_s: float = 0.0
     measured: int = 0  # candidates timed here first
-    candidates: list[str] = field(default_factory=list)
     best_before: str | None = None  # the best arch by the re-rank's score
     best_after: str | None = None  # ... and by the confirming score
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "measures": measures(self.name), "provenance": self.provenance,
-                "quality": estimator_quality(self.name), "top": self.top, "scored": self.scored,
-                "reused": self.reused, "eval_s": round(self.eval_s, 2), "measured": self.measured,
-                "candidates": self.candidates, "best_before": self.best_before, "best_after": self.best_after,
-                "line": self.line()}
+        return {**super().to_dict(), "measured": self.measured, "best_before": self.best_before,
+                "best_after": self.best_after, "line": self.line()}
 
     def line(self) -> str:
         if not self.candidates:

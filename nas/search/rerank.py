@@ -36,8 +36,9 @@ def candidates(rows: Sequence[TrialRow], columns: Sequence[str], senses: Sequenc
 
 
 @dataclass
-class RerankReport:
-    """What the re-rank did (summary.json ``rerank``)."""
+class StageReport:
+    """What a scoring stage after the search did (this re-rank, nas.search.confirm): its estimator, how many
+    archs it was to score, scored, read back from the study, in how many seconds, and which."""
 
     name: str
     provenance: str
@@ -46,15 +47,23 @@ class RerankReport:
     reused: int = 0
     eval_s: float = 0.0
     candidates: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "measures": measures(self.name), "provenance": self.provenance,
+                "quality": estimator_quality(self.name), "top": self.top, "scored": self.scored,
+                "reused": self.reused, "eval_s": round(self.eval_s, 2), "candidates": self.candidates}
+
+
+@dataclass
+class RerankReport(StageReport):
+    """What the re-rank did (summary.json ``rerank``)."""
+
     front_before: list[str] = field(default_factory=list)
     refine: Any = None  # nas.search.refine.RefineReport, when the re-rank was refined
     confirm: Any = None  # nas.search.confirm.ConfirmReport, when its best were trained again
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "measures": measures(self.name), "provenance": self.provenance,
-                "quality": estimator_quality(self.name), "top": self.top, "scored": self.scored,
-                "reused": self.reused, "eval_s": round(self.eval_s, 2), "candidates": self.candidates,
-                "front_before": self.front_before,
+        return {**super().to_dict(), "front_before": self.front_before,
                 **({"refine": self.refine.to_dict()} if self.refine is not None else {}),
                 **({"confirm": self.confirm.to_dict()} if self.confirm is not None else {})}
 
