@@ -19,6 +19,7 @@ from nas.errors import ParamError
 from nas.reporting import Reporter
 from nas.search.rerank import COLUMN as RERANK
 from nas.search.rerank import StageReport, score_rows
+from nas.search.rows import distinct_feasible
 
 EPOCHS_FACTOR = 3  # the confirming training runs this many times the re-rank's epochs
 COLUMN = "confirm_score"
@@ -60,14 +61,7 @@ class ConfirmReport(StageReport):
 
 def ranked(search: Any) -> list:
     """The feasible rows with a re-rank score, one per arch, best first."""
-    seen: set[str] = set()
-    out = []
-    for r in sorted((r for r in search.rows if r.rerank_score is not None and r.feasible),
-                    key=lambda r: -r.rerank_score):
-        if r.arch_id not in seen:
-            seen.add(r.arch_id)
-            out.append(r)
-    return out
+    return sorted(distinct_feasible(search.rows, [RERANK]), key=lambda r: -r.rerank_score)
 
 
 def confirm(search: Any, evaluator: Any, reporter: Reporter, n: int,
