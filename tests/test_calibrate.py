@@ -389,6 +389,64 @@ def test_no_reported_arch_has_a_true_median_over_the_budget_on_a_wobbly_host(hom
     assert "margin for this host's noise" in ver["line"]
 
 
+class Drifting(Wobbly):
+    """A host whose own speed wanders: each timing pass meets a moment 1.0-1.4x slow, which its speed sentinel
+    records. Timed as it is, every timing carries that moment's slowness; timed at full speed (the quiet guard waits
+    the slow moments out), only a +-2% wobble."""
+
+    SLOW = (1.0, 1.3, 1.1, 1.4, 1.0, 1.25, 1.05, 1.35)
+
+    def __init__(self, base, seed=0):
+        super().__init__(base, wobble=0.02, seed=seed)
+        self.speed = self.Sentinel()
+        self.asked: list[bool] = []
+
+    class Sentinel:
+        def __init__(self):
+            self.ratios: list[float] = []
+
+        def spread(self, since=0):
+            r = np.asarray(self.ratios[since:])
+            return None if not r.size else {"p5": float(np.percentile(r, 5)), "p50": float(np.median(r)),
+                                            "p95": float(np.percentile(r, 95)), "max": float(r.max()),
+                                            "checks": int(r.size)}
+
+    def full(self, archs, slow_windows=False, keep=False):
+        from types import SimpleNamespace
+
+        self.asked.append(slow_windows)
+        ratio = self.SLOW[len(self.asked) % len(self.SLOW)]
+        self.speed.ratios += [ratio] * 4
+        slow = ratio if slow_windows else 1.0
+        return [SimpleNamespace(median_ms=slow * v, p90_ms=slow * v) for v in self(archs)]
+
+
+def test_verify_speed_full_times_at_full_speed_and_uses_the_budget_a_drifting_host_costs(home, tiny, tmp_path):
+    """On a host whose speed wanders 1-1.4x, the default verification keeps the slow moments and sets a margin for
+    the drift, so its front keeps well under the limit; ``verify_speed="full"`` times at full speed (the slow
+    stretches waited out), its margin covers the timing noise only, its front goes nearer the limit and still no
+    arch is over it, and the report and provenance say at what speed it was timed."""
+    limit = 0.5
+    fronts = {}
+    for speed in ("as-is", "full"):
+        fake = Drifting(tiny)
+        res = run_search(SearchConfig(budget=f"latency:{limit}ms", space="tiny", trials=40, seed=0,
+                                      accuracy="proxy:params", runs_dir=tmp_path / speed, calibrate="never",
+                                      verify_speed=speed), measure=fake)
+        s, ver = res.summary, res.summary["verify"]
+        assert s["pareto"] and ver["speed"] == speed
+        assert set(fake.asked) == {speed == "as-is"}  # slow windows kept only when timed as it is
+        true = fake.true_ms([load_arch(res.run_dir / e["arch_file"], tiny.space) for e in s["pareto"]])
+        assert (true <= limit).all()
+        fronts[speed] = (true.max(), ver["host_noise"], s["pareto"][0]["provenance"]["latency"], ver["line"])
+    (as_is_max, as_is_noise, as_is_prov, _), (full_max, full_noise, full_prov, full_line) = fronts["as-is"], fronts["full"]
+    assert as_is_noise["drift_log"] > 0.05 and full_noise["drift_log"] == 0.0
+    assert full_noise["margin_at_min_timings"] < 0.1 < as_is_noise["margin_at_min_timings"]
+    assert full_max > as_is_max  # the full-speed front uses more of the budget
+    assert "full speed" in full_prov and "full speed" not in as_is_prov and "speed drift" in as_is_prov
+    assert "at the host's full speed" in full_line and "noise at full speed" in full_line
+
+
 def test_a_p90_budget_holds_the_90th_percentile(home, tiny, tmp_path):
     """``latency@p90:...``: each reported arch's latency is the median of its timing runs' 90th percentiles, and
     that is what meets the budget (here the p90 runs 20% over the median)."""

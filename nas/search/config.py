@@ -16,6 +16,7 @@ best single training-free score there (Spearman 0.79-0.81 on the NASLib data, be
 
 STRATEGIES = ("nsga2", "tpe", "evolution", "random")
 INITS = ("feasible", "random")
+VERIFY_SPEEDS = ("as-is", "full")  # how the verification times the front: nas.search.verify
 METRICS = ("accuracy", "latency", "params", "macs", "memory")
 DATA_REFINE = 20  # --data's refinement (nas.search.refine): evaluations of the short training beyond the re-rank
 DATA_CONFIRM = 3  # --data's confirmation (nas.search.confirm): the re-rank's best archs trained again for longer
@@ -94,6 +95,13 @@ class SearchConfig:
     verify: bool = setting(True, "measure the Pareto archs on this host afterwards; an arch over the budget when "
                                  "measured is dropped, the predictor refitted and the search continued",
                            kind="bool", cli=False)
+    verify_speed: str = setting(
+        "as-is", "as-is: the front timed with the host as it runs (its own slow stretches kept), inside the budget "
+                 "with a margin for its timing noise and speed drift, so that your median of 3 timings at any later "
+                 "moment stays inside; full: timed at the host's full speed (slow stretches waited out and timed "
+                 "again, as nas profile measures), with a margin for the timing noise only: the latency a quiet "
+                 "full-speed re-measurement finds, the one device profiles hold", kind="str",
+        choices=VERIFY_SPEEDS)
     rerank: str | None = setting(None, "two-stage ranking: after the search, score its best archs again with this "
                                        "estimator (e.g. train:2:fashion-mnist, which ranks trained accuracy far "
                                        "better than a training-free score) and choose the front by that score",

@@ -18,6 +18,11 @@ measurement goes into the host's local profile, the host correction is refitted 
 search goes on for a few more batches with the refitted predictor. After ``rounds`` refits the front is only
 measured and filtered (no more search) until every reported arch is measured and inside the budget. A host that
 stays busy degrades the verification: the archs not yet measured keep their predictions, and the report says so.
+
+``--verify-speed full`` times the front at the host's full speed instead (the quiet guard waits out the host's
+own slow stretches and times again, as ``nas profile`` measures), so the margin covers the timing noise only, not
+the drift: the latency is then the one device profiles and a quiet full-speed re-measurement give, which on a
+host whose speed wanders (1.5-2x here for minutes) is what lets the front use the whole budget.
 """
 from __future__ import annotations
 
@@ -205,8 +210,11 @@ def measured_provenance(verify: dict[str, Any] | None, protocol_device: str) -> 
         where = "the host that ran the search"
     if v.get("min_timings"):
         what = "p90" if v.get("statistic") == "p90" else "median"
-        how = (f"the {what} of {v['min_timings']}-{v.get('max_timings')} timing runs at separate moments, inside the "
-               "budget with a margin for the host's noise; other processes' load waited out")
+        full = v.get("speed") == "full"
+        when = " at the host's full speed (its slow stretches waited out)" if full else ""
+        noise = "timing noise" if full else "noise and speed drift"
+        how = (f"the {what} of {v['min_timings']}-{v.get('max_timings')} timing runs at separate moments{when}, inside "
+               f"the budget with a margin for the host's {noise}; other processes' load waited out")
     else:  # a run verified before every arch was timed several times
         how = "median, quiet-guarded"
     return f"measured on {where} with {protocol_device}'s end-to-end protocol (deploy form; {how})"
@@ -224,6 +232,7 @@ class VerifyReport:
     extra_trials: int = 0
     dropped: list[dict[str, Any]] = field(default_factory=list)
     timed_more: int = 0  # archs within the margin of the limit after MIN_TIMINGS, timed twice more (or more)
+    speed: str = "as-is"  # "as-is": timed with the host as it runs; "full": at its full speed (--verify-speed)
     note: str = ""
     stat: str = "p50"
     noise: Noise = field(default_factory=Noise)
@@ -235,12 +244,21 @@ class VerifyReport:
     def to_dict(self) -> dict[str, Any]:
         return {"device": self.device, "host": self.host, "rounds": self.rounds, "refits": self.refits,
                 "measured": self.measured, "timings": self.timings, "min_timings": MIN_TIMINGS,
-                "max_timings": MAX_TIMINGS, "statistic": self.stat, "extra_trials": self.extra_trials,
+                "max_timings": MAX_TIMINGS, "statistic": self.stat, "speed": self.speed,
+                "extra_trials": self.extra_trials,
                 "dropped": self.dropped, "timed_more": self.timed_more,
                 "host_noise": {"sigma_log": self.noise.sigma, "drift_log": self.noise.drift,
                                "margin_at_min_timings": self.noise.margin(MIN_TIMINGS),
-                               "protects": f"a user's median of {USER_TIMINGS} timings, one-sided 95%"},
+                               "protects": f"a user's median of {USER_TIMINGS} timings{self._when()}, one-sided 95%"},
                 "host_speed": self.host_speed, "degraded": self.degraded, "note": self.note}
+
+    @property
+    def as_is(self) -> bool:
+        """Whether the front is timed with the host as it runs (its slow stretches kept), not at its full speed."""
+        return self.speed != "full"
+
+    def _when(self) -> str:
+        return " at any moment" if self.as_is else " at the host's full speed"
 
     def summary(self) -> dict[str, Any]:
         """summary.json's ``verify``: :meth:`to_dict` and the printed :meth:`line`."""
@@ -251,10 +269,12 @@ class VerifyReport:
         drop = (f"{len(self.dropped)} dropped for breaking the budget when measured" if self.dropped
                 else "none broke the budget")
         more = f", {self.timed_more} near the limit timed up to {MAX_TIMINGS}x" if self.timed_more else ""
-        out = (f"verified on this host: {self.measured} archs timed {MIN_TIMINGS}+ times each at separate moments "
-               f"({self.timings} timings, {self.rounds} round(s)), latency = {what} of its timings, inside the budget "
-               f"when it is with a {100 * (math.exp(self.noise.margin(MIN_TIMINGS)) - 1):.1f}% margin for this "
-               f"host's noise and speed drift; {drop}{more}, {self.refits} refit(s), {self.extra_trials} extra trials")
+        how = ("" if self.as_is else " at the host's full speed (its slow stretches waited out)")
+        what_for = "noise and speed drift" if self.as_is else "noise at full speed"
+        out = (f"verified on this host: {self.measured} archs timed {MIN_TIMINGS}+ times each at separate moments"
+               f"{how} ({self.timings} timings, {self.rounds} round(s)), latency = {what} of its timings, inside the "
+               f"budget when it is with a {100 * (math.exp(self.noise.margin(MIN_TIMINGS)) - 1):.1f}% margin for this "
+               f"host's {what_for}; {drop}{more}, {self.refits} refit(s), {self.extra_trials} extra trials")
         hs = self.host_speed
         if hs:
             out += (f"; this host ran {hs['p5']:.2f}-{hs['p95']:.2f}x its full speed while verifying (speed sentinel, "
@@ -273,13 +293,14 @@ def _order(front: list[TrialRow], latency: Any, limit: float | None) -> list[Tri
     return [r for r, s in zip(front, straddle) if s] + [r for r, s in zip(front, straddle) if not s]
 
 
-def _time(measure: Any, archs: Sequence[Any]) -> list[tuple[float, float]]:
-    """One timing run of each arch, (median, 90th percentile) ms: the quiet-guarded timer's whole measurement with
-    the host as it is (``measure.full``), else the ms ``measure`` returns (a plain timing function: p90 = median)."""
+def _time(measure: Any, archs: Sequence[Any], as_is: bool = True) -> list[tuple[float, float]]:
+    """One timing run of each arch, (median, 90th percentile) ms: the quiet-guarded timer's whole measurement
+    (``measure.full``) with the host as it is, or at its full speed (``as_is=False``: its slow stretches waited out
+    and timed again), else the ms ``measure`` returns (a plain timing function: p90 = median)."""
     full = getattr(measure, "full", None)
     if full is not None:
         return [(m.median_ms, m.p90_ms if m.p90_ms is not None else m.median_ms)
-                for m in full(archs, slow_windows=True, keep=True)]
+                for m in full(archs, slow_windows=as_is, keep=True)]
     return [(float(m), float(m)) for m in measure(archs)]
 
 
@@ -297,7 +318,7 @@ def measure_rows(search: Any, cal: Any, rows: Sequence[TrialRow], reporter: Repo
     got: dict[str, ArchTimings] = {r.arch_id: ArchTimings() for r in new}
     try:
         for _ in range(MIN_TIMINGS):
-            for r, (p50, p90) in zip(new, _time(cal.measure, [r.arch for r in new])):
+            for r, (p50, p90) in zip(new, _time(cal.measure, [r.arch for r in new], rep.as_is)):
                 got[r.arch_id].add(p50, p90)
     except ProfileError as e:
         reporter.warn(f"timing before training: the archs stay predicted (the machine stayed busy: {e})")
@@ -320,7 +341,8 @@ def verify(search: Any, cal: Any, evaluator: Any, reporter: Reporter, rounds: in
 
     con = search.budget.get("latency")
     limit, stat = (con.limit, con.stat) if con is not None else (None, "p50")
-    rep = report or VerifyReport(device=cal.local or search.cfg.device, stat=stat)
+    rep = report or VerifyReport(device=cal.local or search.cfg.device, stat=stat,
+                                 speed=getattr(search.cfg, "verify_speed", "as-is"))
     timings = rep.arch_timings
     speed = getattr(cal.measure, "speed", None)
     checks0 = len(speed.ratios) if speed is not None and report is None else 0
@@ -343,7 +365,7 @@ def verify(search: Any, cal: Any, evaluator: Any, reporter: Reporter, rounds: in
         try:
             for k in range(max(need[r.arch_id] for r in todo)):  # interleaved: one pass over them all, then the next
                 now = [r for r in todo if need[r.arch_id] > k]
-                for r, (p50, p90) in zip(now, _time(cal.measure, [r.arch for r in now])):
+                for r, (p50, p90) in zip(now, _time(cal.measure, [r.arch for r in now], rep.as_is)):
                     timings.setdefault(r.arch_id, ArchTimings()).add(p50, p90)
                 rep.timings += len(now)
         except ProfileError as e:  # the host stayed busy: report what holds, predict the rest, say so
@@ -356,7 +378,8 @@ def verify(search: Any, cal: Any, evaluator: Any, reporter: Reporter, rounds: in
             reporter.warn(f"verify: {rep.note}")
             break
         rep.measured += len(new)
-        rep.noise = Noise(host_noise(list(timings.values()), stat), speed_drift(speed.ratios) if speed else 0.0)
+        drift = speed_drift(speed.ratios) if speed is not None and rep.as_is else 0.0  # full: no slow stretch kept
+        rep.noise = Noise(host_noise(list(timings.values()), stat), drift)
         search.latency_factor = budget_factor(list(timings.values()), rep.noise, stat)
         if new:
             record_measurements(search.cfg.device, search.space, [r.arch for r in new],
