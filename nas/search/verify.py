@@ -45,6 +45,7 @@ MIN_TIMINGS = 3  # timings of every reported arch, at separate moments
 MAX_TIMINGS = 7  # ... at most, for an arch whose median lies within the host's margin of the limit
 USER_TIMINGS = 3  # the re-measurement the margin protects: a user's median of this many timings
 Z = 1.645  # one-sided 95%
+FULL_SPEED = " at the host's full speed (its slow stretches waited out)"  # how a --verify-speed full front was timed
 SIGMA_FLOOR = 0.005  # the host's timing noise is never taken as smaller than 0.5% (log scale)
 # the median of each robust scale for normal noise of sd 1 (simulated): the smaller neighbour gap of 3 timings, the
 # median absolute deviation of 5 or 7
@@ -211,8 +212,7 @@ def measured_provenance(verify: dict[str, Any] | None, protocol_device: str) -> 
     if v.get("min_timings"):
         what = "p90" if v.get("statistic") == "p90" else "median"
         full = v.get("speed") == "full"
-        when = " at the host's full speed (its slow stretches waited out)" if full else ""
-        noise = "timing noise" if full else "noise and speed drift"
+        when, noise = (FULL_SPEED, "timing noise") if full else ("", "noise and speed drift")
         how = (f"the {what} of {v['min_timings']}-{v.get('max_timings')} timing runs at separate moments{when}, inside "
                f"the budget with a margin for the host's {noise}; other processes' load waited out")
     else:  # a run verified before every arch was timed several times
@@ -269,8 +269,7 @@ class VerifyReport:
         drop = (f"{len(self.dropped)} dropped for breaking the budget when measured" if self.dropped
                 else "none broke the budget")
         more = f", {self.timed_more} near the limit timed up to {MAX_TIMINGS}x" if self.timed_more else ""
-        how = ("" if self.as_is else " at the host's full speed (its slow stretches waited out)")
-        what_for = "noise and speed drift" if self.as_is else "noise at full speed"
+        how, what_for = ("", "noise and speed drift") if self.as_is else (FULL_SPEED, "noise at full speed")
         out = (f"verified on this host: {self.measured} archs timed {MIN_TIMINGS}+ times each at separate moments"
                f"{how} ({self.timings} timings, {self.rounds} round(s)), latency = {what} of its timings, inside the "
                f"budget when it is with a {100 * (math.exp(self.noise.margin(MIN_TIMINGS)) - 1):.1f}% margin for this "
@@ -342,7 +341,7 @@ def verify(search: Any, cal: Any, evaluator: Any, reporter: Reporter, rounds: in
     con = search.budget.get("latency")
     limit, stat = (con.limit, con.stat) if con is not None else (None, "p50")
     rep = report or VerifyReport(device=cal.local or search.cfg.device, stat=stat,
-                                 speed=getattr(search.cfg, "verify_speed", "as-is"))
+                                 speed=search.cfg.verify_speed)
     timings = rep.arch_timings
     speed = getattr(cal.measure, "speed", None)
     checks0 = len(speed.ratios) if speed is not None and report is None else 0
