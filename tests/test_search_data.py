@@ -1,6 +1,6 @@
 """nas search --data: the training-free search, then its best archs trained briefly on the data, the front chosen by
 that and reported with each arch's trained accuracy (with the recipe as provenance); without --data the output
-says nothing was trained. Runs on a small real Fashion-MNIST subset (1,200 training, 200 test images)."""
+says nothing was trained. Runs on a small real Fashion-MNIST subset (600 training, 200 test images)."""
 from __future__ import annotations
 
 import json
@@ -18,10 +18,10 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fashion-
 
 @pytest.fixture(scope="module")
 def fashion_subset(tmp_path_factory) -> Path:
-    """The first 1,200 training and 200 test images of the real Fashion-MNIST, as IDX files."""
+    """The first 600 training and 200 test images of the real Fashion-MNIST, as IDX files."""
     arrays, _ = read_fashion_mnist(str(SHARED))
     d = tmp_path_factory.mktemp("fmnist")
-    for split, key, n in (("train", "train", 1200), ("t10k", "test", 200)):
+    for split, key, n in (("train", "train", 600), ("t10k", "test", 200)):
         write_idx(d / f"{split}-images-idx3-ubyte.gz", np.ascontiguousarray(arrays[f"{key}_images"][:n]))
         write_idx(d / f"{split}-labels-idx1-ubyte.gz", np.ascontiguousarray(arrays[f"{key}_labels"][:n]))
     return d

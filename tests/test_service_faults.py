@@ -118,7 +118,7 @@ def test_postgresql_restart_answers_503_then_the_job_finishes(tmp_path):
     srv = Server(tmp_path / "home", url).start()
     try:
         c = Client(srv.url, srv.token("submit"))
-        job = c.search(**{**SLOW, "trials": 60})
+        job = c.search(**{**SLOW, "trials": 30})
         wait_for(lambda: len(done_trials(url, job.job["study"])) >= 6, 90, "6 trials told")
         before = done_trials(url, job.job["study"])
         pg.pause()
@@ -133,7 +133,7 @@ def test_postgresql_restart_answers_503_then_the_job_finishes(tmp_path):
         done = job.wait(timeout=180)
         assert done["state"] == "done" and done["attempts"] >= 2  # its process left during the outage, then resumed
         final = study_trials(url, job.job["study"])
-        assert len(final) == 60 and all(final[n] == a for n, a in before.items())
+        assert len(final) == 30 and all(final[n] == a for n, a in before.items())
     finally:
         srv.stop()
         pg.stop()

@@ -7,6 +7,7 @@ through :func:`parse_key`.
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable
@@ -40,10 +41,17 @@ def _typed(text: str) -> Value:
 def parse_key(key: str, typed: bool = True) -> tuple[str, dict[str, Value]]:
     """``'mbconv|cin=24|k=5|act=relu'`` -> ``('mbconv', {'cin': 24, 'k': 5, 'act': 'relu'})``.
 
-    ``typed=False`` keeps every value as written (``hw='56x56'``); errors name the key and the part.
+    ``typed=False`` keeps every value as written (``hw='56x56'``); errors name the key and the part. Parses are
+    memoised (a profile's keys are read again by every predictor loaded from it); each call gets its own dict.
     """
     if not isinstance(key, str) or not key:
         raise PredictorError(f"latency key {key!r} must be a non-empty string 'name|field=value|...'")
+    name, fields = _parse(key, typed)
+    return name, dict(fields)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _parse(key: str, typed: bool) -> tuple[str, tuple[tuple[str, Value], ...]]:
     parts = key.split("|")
     name = parts[0]
     if not name or "=" in name:
@@ -56,4 +64,4 @@ def parse_key(key: str, typed: bool = True) -> tuple[str, dict[str, Value]]:
         if f in fields:
             raise PredictorError(f"latency key '{key}': field '{f}' repeated")
         fields[f] = _typed(v) if typed else v
-    return name, fields
+    return name, tuple(fields.items())
