@@ -7,10 +7,10 @@ through :func:`parse_key`.
 """
 from __future__ import annotations
 
-import functools
 import math
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 from nas.errors import PredictorError
 
@@ -50,7 +50,7 @@ def parse_key(key: str, typed: bool = True) -> tuple[str, dict[str, Value]]:
     return name, dict(fields)
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=1 << 16)
 def _parse(key: str, typed: bool) -> tuple[str, tuple[tuple[str, Value], ...]]:
     parts = key.split("|")
     name = parts[0]
