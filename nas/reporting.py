@@ -64,3 +64,24 @@ SILENT = Silent()
 def or_silent(reporter: Reporter | None) -> Reporter:
     """``reporter``, or the silent one when None."""
     return SILENT if reporter is None else reporter
+
+
+class Held(Silent):
+    """A reporter that keeps log lines and warnings back until :meth:`replay`: messages of a step whose outcome
+    decides whether they matter (a device chosen for a budget that is then refused says nothing, the refusal alone
+    is the one line)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, str]] = []
+
+    def log(self, message: str) -> None:
+        self.messages.append(("log", message))
+
+    def warn(self, message: str) -> None:
+        self.messages.append(("warn", message))
+
+    def replay(self, reporter: Reporter) -> None:
+        """Send what was held to ``reporter``, in order."""
+        for kind, message in self.messages:
+            getattr(reporter, kind)(message)
+        self.messages.clear()

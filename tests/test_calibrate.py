@@ -611,19 +611,30 @@ def test_the_python_api_predicts_with_this_hosts_cached_calibration(home, tiny):
 
 def test_an_impossible_latency_budget_exits_2_before_anything_is_measured(home, tmp_path, monkeypatch, capsys):
     """`nas search --budget latency:0.0001ms`: one line naming the budget, exit 2, no probe, no calibration, no run
-    folder (the shipped profile, with room for a host twice as fast, already rules it out)."""
+    folder (the shipped profile, with room for a host twice as fast, already rules it out). On a CPU with no
+    profile of its own, too: what the device's choice would have said is not said, the refusal is the line."""
     from nas.cli.main import main
+    from nas.profile import machine
 
     def no_measuring(*a, **k):
         raise AssertionError("measured before refusing an impossible budget")
 
+    host_latency = cal_mod.host_latency
     monkeypatch.setattr(cal_mod, "host_latency", no_measuring)
     monkeypatch.setattr(cal_mod, "quiet_measure", no_measuring)
     monkeypatch.chdir(tmp_path)
-    assert main(["search", "--budget", "latency:0.0001ms", "--runs", str(tmp_path / "runs")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "latency:0.0001ms" in err[0] and "nothing was measured" in err[0], err
-    assert not (tmp_path / "runs").exists()
+    for cpu in (None, "Unprofiled CPU 9000"):
+        if cpu:
+            monkeypatch.setattr(machine, "cpu_model", lambda cpu=cpu: cpu)
+        assert main(["search", "--budget", "latency:0.0001ms", "--runs", str(tmp_path / "runs")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "latency:0.0001ms" in err[0] and "nothing was measured" in err[0], err
+        assert not (tmp_path / "runs").exists()
+    # the same device note is said when the budget stands (it is held, not lost; --calibrate off measures nothing)
+    monkeypatch.setattr(cal_mod, "host_latency", host_latency)
+    assert main(["search", "--budget", "latency:50ms", "--trials", "2", "--objectives", "accuracy,latency",
+                 "--space", "tiny", "--no-verify", "--runs", str(tmp_path / "runs")]) == 0
+    assert "no profile of this CPU (Unprofiled CPU 9000)" in capsys.readouterr().err
 
 
 def _trial_mixers(run_dir) -> dict[str, str]:

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 import nas
-from nas.errors import BudgetError, NASError
+from nas.errors import BudgetError, NASError, ParamError
 from nas.search.engine import SearchConfig, arch_to_params, distributions, params_to_arch, run_search
 from nas.search.pareto import hypervolume, pareto_mask
 
@@ -129,6 +129,40 @@ def test_existing_study_needs_resume(tmp_path, tiny_space):
     assert list(res.trials["number"]) == list(range(9))
 
 
+def test_resume_refuses_settings_that_define_the_study_and_leaves_it_untouched(tmp_path, tiny_space, capsys):
+    """A resumed study keeps its space, budget, score, objectives, strategy, seed...: its stored trials were chosen
+    and scored under them. A changed one is one line naming the flag, exit 2, and the study as it was."""
+    from nas.cli import main as cli
+
+    def told() -> list:
+        st = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'runs' / 's' / 'study.db'}")
+        return [(t.number, t.state, t.params, t.values) for t in st.get_trials()]
+
+    run_search(cfg(tmp_path, tiny_space, trials=6, study="s"))
+    before = told()
+    for change, says in [({"budget": "params:50K"}, "budget params:50K: study 's' was made with params:60K"),
+                         ({"seed": 3}, "seed 3: .* was made with 0;"),
+                         ({"accuracy": "proxy:nwot"}, "accuracy proxy:nwot: .* with proxy:params"),
+                         ({"objectives": ("accuracy", "params")}, "objectives accuracy,params: .* accuracy,macs"),
+                         ({"strategy": "random"}, "strategy random: .* with nsga2")]:
+        with pytest.raises(ParamError, match=says):
+            run_search(cfg(tmp_path, tiny_space, trials=9, resume=True, study="s", **change))
+    assert told() == before
+    capsys.readouterr()
+    code = cli.main(["search", "--space", str(tiny_space), "--budget", "params:70K", "--objectives", "accuracy,macs",
+                     "--accuracy", "proxy:params", "--trials", "9", "--study", "s", "--runs", str(tmp_path / "runs"),
+                     "--resume"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].endswith("--budget params:70K: study 's' was made with params:60K; resume it with the same setting, "
+                           "or name a new study")
+    assert told() == before
+    # an equal budget written another way, more trials and a re-rank are a resume, not a new study
+    res = run_search(cfg(tmp_path, tiny_space, trials=9, resume=True, study="s", budget="params:60000",
+                         rerank="proxy:nwot", rerank_top=2))
+    assert list(res.trials["number"]) == list(range(9)) and told()[:6] == before
+
+
 def _complete_trials(db: Path) -> int:
     """Completed trials in a study file, read without Optuna: opening it with Optuna while the search is creating
     the schema would race the search on the schema's first rows."""
@@ -146,7 +180,7 @@ def _complete_trials(db: Path) -> int:
 def test_resume_after_kill_loses_and_repeats_nothing(tmp_path, tiny_space):
     runs = tmp_path / "runs"
     cmd = [sys.executable, "-m", "nas.cli.main", "search", "--space", str(tiny_space), "--budget", "params:1G",
-           "--objectives", "accuracy,macs", "--accuracy", "debug:sleep:0.15", "--trials", "40", "--runs", str(runs),
+           "--objectives", "accuracy,macs", "--accuracy", "debug:sleep:0.15", "--trials", "24", "--runs", str(runs),
            "--study", "killed"]
     log = tmp_path / "search.err"
     with log.open("wb") as err:
@@ -162,17 +196,18 @@ def test_resume_after_kill_loses_and_repeats_nothing(tmp_path, tiny_space):
     st = optuna.load_study(study_name="killed", storage=f"sqlite:///{db}")
     complete = {t.number: t.user_attrs["row"]["arch_id"] for t in st.get_trials(
         states=(optuna.trial.TrialState.COMPLETE,))}
-    assert 6 <= len(complete) < 40
+    assert 6 <= len(complete) < 24
     res = run_search(SearchConfig(budget="params:1G", space=str(tiny_space), objectives=("accuracy", "macs"),
-                                  accuracy="proxy:params", trials=40, runs_dir=runs, study="killed", resume=True))
+                                  accuracy="debug:sleep:0.15", trials=24, runs_dir=runs, study="killed",
+                                  resume=True))  # the same score: a study keeps its settings
     t = res.trials
-    assert len(t) == 40 and t["number"].is_unique
+    assert len(t) == 24 and t["number"].is_unique
     # every trial completed before the kill is still there, unchanged, and was not evaluated again
     kept = t.set_index("number")
     for number, arch_id in complete.items():
         assert kept.loc[number, "arch_id"] == arch_id
     st = optuna.load_study(study_name="killed", storage=f"sqlite:///{db}")
-    assert len(st.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 40
+    assert len(st.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 24
 
 
 def test_ray_worker_death_costs_one_retry(tmp_path, tiny_space):

@@ -141,7 +141,7 @@ def test_postgresql_restart_answers_503_then_the_job_finishes(tmp_path):
 
 def test_busy_host_degrades_a_latency_search_instead_of_failing_it(tmp_path):
     burn = "import time\nend = time.time() + 300\nwhile time.time() < end: pass"
-    burners = [subprocess.Popen([sys.executable, "-c", burn]) for _ in range(os.cpu_count() or 2)]
+    burners = [subprocess.Popen([sys.executable, "-c", burn])]  # 1 CPU of other load: 4x the guard's limit
     srv = Server(tmp_path / "home").start()
     try:
         c = Client(srv.url, srv.token("submit"))

@@ -10,13 +10,14 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy.stats import rankdata
 
 from nas.errors import NASError
 
 
 def ranks(values: Sequence[float]) -> np.ndarray:
     """Average ranks scaled to ``[0, 1]`` (0 = lowest). NaN counts as the lowest value; ties share."""
+    from scipy.stats import rankdata  # here: importing scipy.stats costs every `nas` command 0.7-1.2 s
+
     v = np.asarray(values, dtype=np.float64)
     v = np.where(np.isnan(v), -np.inf, v)
     if v.size <= 1:

@@ -34,7 +34,7 @@ from optuna.trial import TrialState
 from nas.cost.budget import Budget
 from nas.cost.count import count
 from nas.errors import BudgetError, NASError, ParamError
-from nas.reporting import Reporter, or_silent
+from nas.reporting import Held, Reporter, or_silent
 from nas.search.config import (  # noqa: F401
     COLUMN,
     DATA_CONFIRM,
@@ -174,11 +174,50 @@ def prepare_search(cfg: SearchConfig, reporter: Reporter | None = None) -> Prepa
     with _about("accuracy"):
         _check_config(cfg, space)
     if "latency" in cfg.objectives or "latency" in budget.keys:
+        held = Held()  # what the device's choice says is said only if the budget stands: else the refusal is the line
         with _about("device"):
-            cfg.device = cfg.device or _default_device(space, rep, cfg.calibrate)
+            cfg.device = cfg.device or _default_device(space, held, cfg.calibrate)
         with _about("budget"):
             refuse_impossible(space, budget, cfg.device)  # before any probe: an impossible budget costs no measuring
+        held.replay(rep)
+    if cfg.resume:
+        check_resume(cfg, space, budget)  # before calibration: a refused resume costs nothing
     return Prepared(cfg, space, budget, this_host)
+
+
+STUDY_SETTINGS = ("space", "device", "budget", "accuracy", "objectives", "strategy", "seed", "init", "prescreen",
+                  "prescreen_share")
+"""The settings that define a study: a resumed search must keep them (its stored trials were chosen, scored and
+costed under them). ``trials`` may grow, and the stages after the search (re-rank, refine, confirm, verification)
+may change: their scores are stored under their own spec."""
+
+
+def study_storage(cfg: SearchConfig, space: SearchSpace) -> str:
+    """The Optuna storage URL of a search: ``cfg.storage``, else SQLite in its run folder."""
+    return cfg.storage or f"sqlite:///{(Path(cfg.runs_dir) / _study_name(cfg, space) / 'study.db').resolve()}"
+
+
+def check_resume(cfg: SearchConfig, space: SearchSpace, budget: Budget) -> None:
+    """ParamError naming the first of :data:`STUDY_SETTINGS` that differs from what the resumed study was made
+    with (its stored ``config``); a study not there yet, or stored before a setting was recorded, passes."""
+    url = study_storage(cfg, space)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        return  # nothing to resume: _open_study says so (and opening would create the file)
+    name = _study_name(cfg, space)
+    stored = next((s.user_attrs.get("config") or {} for s in _safe_summaries(open_storage(url))
+                   if s.study_name == name), {})
+    now = _config_dict(cfg, space)
+
+    def show(v: Any) -> str:
+        return ",".join(map(str, v)) if isinstance(v, list | tuple) else str(v)
+
+    for key in STUDY_SETTINGS:
+        if key not in stored:
+            continue
+        was, given = stored[key], now[key]
+        if not (Budget.parse(was) == budget if key == "budget" else was == given):
+            raise ParamError(key, f"{show(given)}: study '{name}' was made with {show(was)}; resume it with "
+                                  "the same setting, or name a new study")
 
 
 def run_search(cfg: SearchConfig, reporter: Reporter | None = None, evaluator: Any = None,
@@ -410,7 +449,7 @@ class _Search:
     def _open_study(self) -> optuna.Study:
         cfg = self.cfg
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        storage = open_storage(cfg.storage or f"sqlite:///{(self.run_dir / 'study.db').resolve()}")
+        storage = open_storage(study_storage(cfg, self.space))
         exists = self.name in {s.study_name for s in _safe_summaries(storage)}
         if exists and not cfg.resume:
             raise ParamError("study", f"'{self.name}' already exists in {self.run_dir}; resume it to continue, or "

@@ -55,19 +55,20 @@ def sample_feasible(space: SearchSpace, budget: Budget, n: int, rng: random.Rand
 
     Stops after ``max_draws`` draws (a budget that admits almost nothing returns fewer); ids in
     ``exclude`` are skipped."""
-    seen = set(exclude or ())
+    excluded = set(exclude or ())
+    seen: set[Arch] = set()  # by value, not id: an id hashes the arch's JSON, a third of a draw's cost
     out: list[Arch] = []
     drawn = 0
     while len(out) < n and drawn < max_draws:
         batch = []
         for _ in range(chunk):
             a = space.sample(rng=rng)
-            if a.id not in seen:
-                seen.add(a.id)
+            if a not in seen:
+                seen.add(a)
                 batch.append(a)
         drawn += chunk
         if not batch:
             continue
         ok = feasible_mask(budget, batch_costs(batch, latency_model)) if len(budget) else np.ones(len(batch), bool)
-        out += [a for a, k in zip(batch, ok) if k]
+        out += [a for a, k in zip(batch, ok) if k and not (excluded and a.id in excluded)]
     return out[:n]
