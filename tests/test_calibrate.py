@@ -389,6 +389,25 @@ def test_no_reported_arch_has_a_true_median_over_the_budget_on_a_wobbly_host(hom
     assert "margin for this host's noise" in ver["line"]
 
 
+def test_after_the_verification_sets_a_margin_the_search_proposes_archs_inside_it(home, tiny, tmp_path):
+    """A noisy host's margin tightens the budget an unmeasured arch is tested on (prediction x the factor): the
+    trials the search goes on with are proposed inside that tighter budget, by the pre-screen as by the first test,
+    so the extra trials fill the front below it instead of being spent where nothing counts any more."""
+    limit, trials = 0.5, 40
+    res = run_search(SearchConfig(budget=f"latency:{limit}ms", space="tiny", trials=trials, seed=0, prescreen=8,
+                                  accuracy="proxy:params", runs_dir=tmp_path / "runs", calibrate="never"),
+                     measure=Wobbly(tiny, wobble=0.3))
+    ver, t = res.summary["verify"], res.trials
+    assert ver["extra_trials"] > 0 and ver["host_noise"]["sigma_log"] > 0.1
+    extra = t[(t["number"] >= trials) & t["latency_bound_ms"].notna()]
+    chosen = extra[extra["source"].isin(["prescreen", "feasible-verify"])]
+    assert set(chosen["source"]) == {"prescreen", "feasible-verify"}, extra["source"].value_counts()
+    assert (extra["source"] == "feasible-verify").sum() == ver["redrawn"] > 0
+    assert (chosen["latency_bound_ms"] <= limit).all(), chosen[["source", "latency_ms", "latency_bound_ms"]]
+    assert (chosen["latency_bound_ms"] > chosen["latency_ms"] * 1.05).all()  # tested on the factor, not the prediction
+    assert f"({ver['redrawn']} of them drawn inside the budget the margin leaves)" in ver["line"]
+
+
 class Drifting(Wobbly):
     """A host whose own speed wanders: each timing pass meets a moment 1.0-1.4x slow, which its speed sentinel
     records. Timed as it is, every timing carries that moment's slowness; timed at full speed (the quiet guard waits

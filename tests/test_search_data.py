@@ -150,7 +150,8 @@ def test_mutants_stay_inside_the_budget_using_the_most_of_it_first():
     from nas.search.refine import EDGE, mutants, with_mixer
 
     space = nas.load_space("hybrid-s")
-    search = types.SimpleNamespace(space=space, budget=Budget.parse("params:300K"), latency=None, latency_factor=1.0)
+    search = types.SimpleNamespace(space=space, budget=Budget.parse("params:300K"), latency=None, latency_factor=1.0,
+                                   tested_latency=lambda: None)
     rng = random.Random(1)
     parent = next(a for a in (space.sample(rng=rng) for _ in range(500)) if 250_000 < nas.count(a).params <= 300_000)
     seen = {parent.id}

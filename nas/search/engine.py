@@ -52,7 +52,7 @@ from nas.search.config import (  # noqa: F401
     rerank_column,
 )
 from nas.search.estimators import split_score
-from nas.search.feasible import sample_feasible
+from nas.search.feasible import ScaledLatency, sample_feasible
 from nas.search.pareto import hypervolume
 from nas.search.prescreen import Prescreener, prescreen_slots, screening_error, validate_prescreen
 from nas.search.proposals import Evolution, Proposal, ProposalSampler
@@ -443,7 +443,24 @@ class _Search:
         self.batch_size = 0
         self.acc_provenance = ""
         self.verify_report: Any = None  # nas.search.verify's report, once the front was measured here
-        self.latency_factor = 1.0  # an unmeasured arch's budget test: prediction x this (nas.search.verify.budget_factor)
+        self._latency_factor = 1.0  # an unmeasured arch's budget test: prediction x this (see latency_factor)
+
+    @property
+    def latency_factor(self) -> float:
+        """What an unmeasured arch's predicted latency is multiplied by for its budget test, everywhere the search
+        tests one (its trials, the pre-screen's and the random strategy's draws, the refinement): 1 until the
+        verification has timed archs here (nas.search.verify.budget_factor)."""
+        return self._latency_factor
+
+    @latency_factor.setter
+    def latency_factor(self, factor: float) -> None:
+        self._latency_factor = float(factor)
+        if self.prescreen is not None:
+            self.prescreen.latency_factor = self._latency_factor
+
+    def tested_latency(self) -> ScaledLatency | None:
+        """The latency model the search tests unmeasured archs on (its predictions times :attr:`latency_factor`)."""
+        return None if self.latency is None else ScaledLatency(self.latency, self.latency_factor)
 
     # ---- the study -----------------------------------------------------------------------------------
     def _open_study(self) -> optuna.Study:
@@ -492,14 +509,27 @@ class _Search:
         if cfg.prescreen:
             self.prescreen = Prescreener(self.space, self.budget, self.columns, self.senses, self.latency,
                                          candidates=cfg.prescreen, seed=cfg.seed, warmup=max(10, self.batch_size))
+            self.prescreen.latency_factor = self.latency_factor
         # Start inside the budget: the first generation is drawn uniformly from the archs whose counted
         # costs and predicted latency meet it (nas.search.feasible); it is enqueued, so it survives a kill
         waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        if self.feasible_draws and cfg.strategy != "random" and not self.rows and not waiting:
-            n0 = {"nsga2": self.sampler.population_size, "evolution": self.evolution.pop if self.evolution else 0,
-                  "tpe": getattr(self.sampler.base, "_n_startup_trials", 0)}.get(cfg.strategy, 0)
-            for a in sample_feasible(self.space, self.budget, min(n0, cfg.trials), self.init_rng, self.latency):
-                self.study.enqueue_trial(self._params(a), user_attrs={"source": "feasible-init"})
+        if not self.rows and not waiting:
+            self.enqueue_inside(cfg.trials, "feasible-init")
+
+    def enqueue_inside(self, most: int, source: str) -> int:
+        """Queue a generation (at most ``most`` archs) drawn uniformly from the unscored archs the budget test admits
+        now, for the strategy to go on from (the first generation; the verification's, once its margin has moved
+        the test); none for random search, which draws every trial so, or without a budget or ``init=feasible``."""
+        cfg = self.cfg
+        if not self.feasible_draws or cfg.strategy == "random":
+            return 0
+        size = {"nsga2": self.sampler.population_size, "evolution": self.evolution.pop if self.evolution else 0,
+                "tpe": getattr(self.sampler.base, "_n_startup_trials", 0)}.get(cfg.strategy, 0)
+        archs = sample_feasible(self.space, self.budget, min(size, most), self.init_rng, self.tested_latency(),
+                                exclude=set(self.scored))
+        for a in archs:  # enqueued, so they survive a kill
+            self.study.enqueue_trial(self._params(a), user_attrs={"source": source})
+        return len(archs)
 
     def _params(self, arch: Arch) -> dict[str, Any]:
         return arch_to_params(self.space, arch, self.dists, self.rng)
@@ -512,7 +542,8 @@ class _Search:
         if self.feasible_draws and cfg.strategy == "random" and n > len(out):
             seen = set(self.scored) | {p.arch.id for p in out}
             out += [Proposal(a, "feasible-random") for a in
-                    sample_feasible(self.space, self.budget, n - len(out), self.init_rng, self.latency, exclude=seen)]
+                    sample_feasible(self.space, self.budget, n - len(out), self.init_rng, self.tested_latency(),
+                                    exclude=seen)]
         if self.evolution is not None and n > len(out):
             out += self.evolution.propose(self.rows, n - len(out))
         return out

@@ -34,6 +34,17 @@ def batch_costs(archs: Sequence[Arch], latency_model: Any = None) -> dict[str, n
     return out
 
 
+class ScaledLatency:
+    """A latency model's predictions times ``factor``: what an unmeasured arch is tested on against a latency
+    budget once the verification has timed archs on this host (``nas.search.verify.budget_factor``)."""
+
+    def __init__(self, model: Any, factor: float):
+        self.model, self.factor = model, float(factor)
+
+    def predict(self, archs: Sequence[Arch]) -> np.ndarray:
+        return np.asarray(self.model.predict(list(archs)), dtype=float) * self.factor
+
+
 def feasible_mask(budget: Budget, costs: dict[str, np.ndarray]) -> np.ndarray:
     """Archs meeting every limit: relative violation ``(value - limit) / limit <= 0`` (the engine's rule).
 

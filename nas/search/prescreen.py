@@ -66,6 +66,7 @@ class Prescreener:
         if "accuracy" not in columns:
             raise NASError("pre-screening needs accuracy among the objectives")
         self.space, self.budget, self.latency_model = space, budget, latency_model
+        self.latency_factor = 1.0  # set by the search once its front was timed here (nas.search.verify.budget_factor)
         self.columns, self.senses = list(columns), list(senses)
         self.candidates, self.warmup = int(candidates), max(2, int(warmup))
         self.rng = random.Random(seed + 104729)
@@ -154,7 +155,9 @@ class Prescreener:
         if not cands:
             return []
         costs = batch_costs(cands, self.latency_model)
-        keep = feasible_mask(self.budget, costs)
+        tested = (costs if self.latency_factor == 1.0 or "latency" not in costs
+                  else {**costs, "latency": costs["latency"] * self.latency_factor})
+        keep = feasible_mask(self.budget, tested)  # the search's own budget test: prediction x the verification's factor
         cvals = {COLUMNS[k]: v for k, v in costs.items()}
         cands = [a for a, k in zip(cands, keep) if k]
         if not cands:

@@ -32,7 +32,7 @@ import numpy as np
 
 from nas.errors import SpaceError
 from nas.reporting import Reporter
-from nas.search.feasible import batch_costs, feasible_mask, sample_feasible
+from nas.search.feasible import ScaledLatency, batch_costs, feasible_mask, sample_feasible
 from nas.search.proposals import Proposal
 from nas.search.rerank import score_rows
 from nas.space import Arch, SearchSpace
@@ -120,18 +120,9 @@ def with_mixer(space: SearchSpace, arch: Arch, mixer: str) -> Arch | None:
         return None
 
 
-class _Scaled:
-    """The search's latency model times the verification's factor (what an unmeasured arch is tested on)."""
-
-    def __init__(self, search: Any):
-        self.model, self.factor = search.latency, search.latency_factor
-
-    def predict(self, archs: list[Arch]) -> np.ndarray:
-        return np.asarray(self.model.predict(archs), dtype=float) * self.factor
-
-
-def _latency(search: Any) -> _Scaled | None:
-    return _Scaled(search) if search.latency is not None else None
+def _latency(search: Any) -> ScaledLatency | None:
+    """What the search tests an unmeasured arch's latency on: its model times the verification's factor."""
+    return search.tested_latency()
 
 
 def sweep(search: Any, rng: random.Random, seen: set[str], rungs: int = 1) -> list[list[Proposal]]:

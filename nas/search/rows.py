@@ -11,10 +11,12 @@ from typing import Any
 
 from nas.space import Arch
 
-SOURCES = ("sampler", "evolution", "prescreen", "feasible-init", "feasible-random", "recovered", "sweep", "refine")
+SOURCES = ("sampler", "evolution", "prescreen", "feasible-init", "feasible-verify", "feasible-random", "recovered",
+           "sweep", "refine")
 """Where a trial's arch came from: the strategy's sampler, an evolution child, the pre-screen predictor's
-pick, the feasible first generation, a feasible uniform draw (random search), a trial recovered from a
-killed run, or the refinement after a re-rank (nas.search.refine: its mixer sweep, its local search)."""
+pick, the feasible first generation, a generation drawn inside the budget again once the verification's margin
+moved its test, a feasible uniform draw (random search), a trial recovered from a killed run, or the refinement
+after a re-rank (nas.search.refine: its mixer sweep, its local search)."""
 
 
 @dataclass

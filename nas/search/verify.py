@@ -15,7 +15,8 @@ user's timings share one moment of the host, so that part does not average out).
 but within the margin is timed twice more while that could clear it, up to :data:`MAX_TIMINGS`; one still not
 clear of the limit then, or whose median is over it, stops counting as feasible. Its
 measurement goes into the host's local profile, the host correction is refitted on everything measured here and the
-search goes on for a few more batches with the refitted predictor. After ``rounds`` refits the front is only
+search goes on for a few more batches with the refitted predictor, half of them a generation drawn inside the budget
+test the margin moved (every unmeasured arch is tested on its prediction times :func:`budget_factor`). After ``rounds`` refits the front is only
 measured and filtered (no more search) until every reported arch is measured and inside the budget. A host that
 stays busy degrades the verification: the archs not yet measured keep their predictions, and the report says so.
 
@@ -230,6 +231,7 @@ class VerifyReport:
     measured: int = 0
     timings: int = 0  # timing runs in all
     extra_trials: int = 0
+    redrawn: int = 0  # of those, archs drawn inside the budget test the margin moved (engine's enqueue_inside)
     dropped: list[dict[str, Any]] = field(default_factory=list)
     timed_more: int = 0  # archs within the margin of the limit after MIN_TIMINGS, timed twice more (or more)
     speed: str = "as-is"  # "as-is": timed with the host as it runs; "full": at its full speed (--verify-speed)
@@ -245,7 +247,7 @@ class VerifyReport:
         return {"device": self.device, "host": self.host, "rounds": self.rounds, "refits": self.refits,
                 "measured": self.measured, "timings": self.timings, "min_timings": MIN_TIMINGS,
                 "max_timings": MAX_TIMINGS, "statistic": self.stat, "speed": self.speed,
-                "extra_trials": self.extra_trials,
+                "extra_trials": self.extra_trials, "redrawn": self.redrawn,
                 "dropped": self.dropped, "timed_more": self.timed_more,
                 "host_noise": {"sigma_log": self.noise.sigma, "drift_log": self.noise.drift,
                                "margin_at_min_timings": self.noise.margin(MIN_TIMINGS),
@@ -273,7 +275,8 @@ class VerifyReport:
         out = (f"verified on this host: {self.measured} archs timed {MIN_TIMINGS}+ times each at separate moments"
                f"{how} ({self.timings} timings, {self.rounds} round(s)), latency = {what} of its timings, inside the "
                f"budget when it is with a {100 * (math.exp(self.noise.margin(MIN_TIMINGS)) - 1):.1f}% margin for this "
-               f"host's {what_for}; {drop}{more}, {self.refits} refit(s), {self.extra_trials} extra trials")
+               f"host's {what_for}; {drop}{more}, {self.refits} refit(s), {self.extra_trials} extra trials"
+               + (f" ({self.redrawn} of them drawn inside the budget the margin leaves)" if self.redrawn else ""))
         hs = self.host_speed
         if hs:
             out += (f"; this host ran {hs['p5']:.2f}-{hs['p95']:.2f}x its full speed while verifying (speed sentinel, "
@@ -400,6 +403,10 @@ def verify(search: Any, cal: Any, evaluator: Any, reporter: Reporter, rounds: in
             search.prescreen.latency_model = search.latency
         rep.refits += 1
         restate(search.rows, search.budget, timings, search.latency, rep.noise, factor=search.latency_factor)
+        # the margin moved the budget test: half the extra trials are a generation drawn inside the new one, for the
+        # strategy to go on from (the last one's children land where the margin may leave nothing: on a host 1.5x
+        # noisy, above 2/3 of the budget); the pre-screen and the strategy's children fill the rest
+        rep.redrawn += search.enqueue_inside(max(1, extra // 2), "feasible-verify")
         target = len(search.rows) + extra
         while len(search.rows) < target:
             search.step(evaluator, min(search.batch_size, target - len(search.rows)))
