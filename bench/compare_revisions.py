@@ -1,4 +1,4 @@
-"""Cost throughput, predictor throughput, a latency model's reload time and design wall time of two revisions, side by side in one run.
+"""Cost throughput, predictor throughput, feasible draws, import and reload times, design wall time of two revisions, side by side in one run.
 
 For restructurings that must not move a figure: a temporary git worktree of ``--base`` is measured
 interleaved with the working tree (each measurement in a fresh process, one torch thread), best of
@@ -19,9 +19,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SNIPPET = r'''
 import time, json
+t0 = time.perf_counter()
+import nas.search.engine, nas.proxies  # what `nas search` imports before its first step (torch included)
+out = {"import s search and scores": time.perf_counter() - t0}
 import nas
 from nas.blocks.layer import layer_cost
-out = {}
 for name in ("hybrid", "ofa-mbv3", "seq1d"):
     sp = nas.load_space(name); layer_cost.cache_clear()
     archs = sp.sample_many(20000, seed=0)
@@ -41,6 +43,13 @@ for name in ("hybrid", "ofa-mbv3"):
     p.predict(archs[:100])
     t0 = time.perf_counter(); p.predict(archs)
     out[f"predict archs/s {name}"] = 20000 / (time.perf_counter() - t0)
+import random
+from nas.cost.budget import Budget
+from nas.search.feasible import sample_feasible
+sp = nas.load_space("hybrid-s"); tight = Budget.parse("params:150K")
+sample_feasible(sp, tight, 10, random.Random(1), max_draws=2000)  # counting's caches warm, as in a search
+t0 = time.perf_counter(); sample_feasible(sp, tight, 10**6, random.Random(0), max_draws=20000)
+out["feasible draws/s hybrid-s 150K"] = 20000 / (time.perf_counter() - t0)  # rejection sampling, ~0.02% kept
 from nas.design import design
 t0 = time.perf_counter(); design("hybrid", "macs:300M", time_limit=60)
 out["design s hybrid macs:300M"] = time.perf_counter() - t0
