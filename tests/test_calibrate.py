@@ -408,6 +408,24 @@ def test_after_the_verification_sets_a_margin_the_search_proposes_archs_inside_i
     assert f"({ver['redrawn']} of them drawn inside the budget the margin leaves)" in ver["line"]
 
 
+def test_a_front_the_host_rules_out_says_why_and_what_to_try(home, tiny, tmp_path, capsys):
+    """A host 50x slower than any prediction: every arch the search keeps is measured over the budget. The table is
+    empty, and one line says why (the measured budget, the host's margin) and what to try."""
+    from nas.cli.cmd_search import _print_front
+
+    res = run_search(SearchConfig(budget="latency:0.5ms", space="tiny", trials=16, seed=0, accuracy="proxy:params",
+                                  runs_dir=tmp_path / "runs", calibrate="never"),
+                     measure=FakeHost(tiny, scale=50.0))
+    s = res.summary
+    assert not s["pareto"] and s["verify"]["dropped"]
+    capsys.readouterr()
+    _print_front(s, str(res.run_dir))
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("no arch is reported"))
+    assert "measured over latency < 0.5 ms here" in line and "% margin for this host's noise and speed drift" in line
+    assert "--verify-speed full" in line and "a larger budget" in line
+
+
 class Drifting(Wobbly):
     """A host whose own speed wanders: each timing pass meets a moment 1.0-1.4x slow, which its speed sentinel
     records. Timed as it is, every timing carries that moment's slowness; timed at full speed (the quiet guard waits

@@ -419,6 +419,32 @@ def test_first_generation_starts_inside_a_tight_budget(tmp_path, tiny_space, str
     assert on.trials["feasible"].sum() > off.trials["feasible"].sum()
 
 
+def test_a_corner_uniform_draws_almost_never_meet_is_reached_by_walks_toward_the_smallest_arch(
+        tmp_path, tiny_space, monkeypatch):
+    """Under 1.45M params `hybrid` keeps about 1 uniform draw in 10,000; walks from uniform draws toward the smallest
+    arch find 20 distinct archs inside at once. A first generation that uniform draws cannot fill is topped up so."""
+    import random
+
+    from nas.cost.budget import Budget
+    from nas.search import engine
+    from nas.search.feasible import sample_corner, sample_feasible
+
+    space, budget = nas.load_space("hybrid"), Budget.parse("params:1.45M")
+    assert len(sample_feasible(space, budget, 5, random.Random(0), max_draws=20_000)) < 5
+    got = sample_corner(space, budget, 20, random.Random(0))
+    assert len(got) == 20 and len(set(got)) == 20 and all(nas.count(a).params <= 1_450_000 for a in got)
+    assert [a.id for a in sample_corner(space, budget, 20, random.Random(0))] == [a.id for a in got]  # seeded
+    assert not {a.id for a in got[:5]} & {a.id for a in sample_corner(space, budget, 20, random.Random(0),
+                                                                      exclude={a.id for a in got[:5]})}
+    assert len({str(a) for a in got}) == 20 and len({a.stages[0] for a in got}) > 1  # not one arch over and over
+
+    monkeypatch.setattr(engine, "sample_feasible", lambda *a, **k: [])  # as if uniform draws found nothing
+    res = run_search(cfg(tmp_path, tiny_space, budget=_tight_params_budget(nas.load_space(tiny_space)), trials=16,
+                         population=8))
+    first = res.trials.sort_values("number").head(8)
+    assert (first["source"] == "feasible-init").all() and first["feasible"].all()
+
+
 def test_random_search_draws_uniformly_from_the_feasible_set(tmp_path, tiny_space):
     space = nas.load_space(tiny_space)
     budget = _tight_params_budget(space)

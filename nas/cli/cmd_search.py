@@ -9,6 +9,7 @@ measured error (Spearman rho, MAE) on the archs it picked.
 from __future__ import annotations
 
 import argparse
+import math
 
 from nas.cli import ui
 from nas.cli.flags import add_calibrate_flag, add_config_flags, config_from_args
@@ -151,6 +152,8 @@ def _print_front(s: dict, where: str) -> None:
               "fashion-mnist (or other DATA) to train the best archs briefly and choose the front by that")
     if ver:
         print(ver.get("line") or ver.get("note"))
+    if not s["pareto"]:
+        print(_empty_front(s, ver))
     pre = s.get("prescreen")
     if pre:
         err = pre["error_on_screened"]
@@ -159,3 +162,18 @@ def _print_front(s: dict, where: str) -> None:
                f"{'-' if err['mae'] is None else format(err['mae'], '.4g')}")
         print(f"pre-screen: {pre['trials']} trials picked by the accuracy predictor from "
               f"{pre['candidates_per_trial']} candidates each; {how}")
+
+
+def _empty_front(s: dict, ver: dict) -> str:
+    """Why a search reports no arch, and what to try."""
+    if ver.get("dropped"):
+        margin = 100 * (math.exp(ver["host_noise"]["margin_at_min_timings"]) - 1)
+        hs = ver.get("host_speed") or {}
+        ran = f" (it ran {hs['p5']:.2f}-{hs['p95']:.2f}x its full speed)" if hs else ""
+        fix = ("--verify-speed full times at the host's full speed, with a margin for the timing noise alone; or "
+               if ver.get("speed") != "full" else "")
+        return (f"no arch is reported: every one the search kept was measured over {s['budget']} here once the "
+                f"{margin:.0f}% margin for this host's noise{' and speed drift' if ver.get('speed') != 'full' else ''} "
+                f"was added{ran}. Try {fix}a larger budget, or more --trials")
+    return (f"no arch is reported: none of the {s['trials']} trials met {s['budget'] or 'the budget'} by its counted "
+            "costs and predicted latency. Try a larger budget, or more --trials")

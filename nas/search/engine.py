@@ -52,7 +52,7 @@ from nas.search.config import (  # noqa: F401
     rerank_column,
 )
 from nas.search.estimators import split_score
-from nas.search.feasible import ScaledLatency, sample_feasible
+from nas.search.feasible import ScaledLatency, sample_corner, sample_feasible
 from nas.search.pareto import hypervolume
 from nas.search.prescreen import Prescreener, prescreen_slots, screening_error, validate_prescreen
 from nas.search.proposals import Evolution, Proposal, ProposalSampler
@@ -99,6 +99,10 @@ def _sampler(cfg: SearchConfig) -> optuna.samplers.BaseSampler:
 def _study_name(cfg: SearchConfig, space: SearchSpace) -> str:
     return cfg.study or f"{space.name}-{cfg.strategy}-s{cfg.seed}"
 
+
+LATER_DRAWS = 20_000
+"""Uniform draws a later generation inside the budget (after the verification moved its test) takes before it walks
+toward the smallest arch instead (:func:`nas.search.feasible.sample_corner`): about a second on ``hybrid``."""
 
 HOST_SLACK = 2.0
 """Before a probe, a latency budget is refused only if the space's smallest arch would break it even on a host this
@@ -519,14 +523,20 @@ class _Search:
     def enqueue_inside(self, most: int, source: str) -> int:
         """Queue a generation (at most ``most`` archs) drawn uniformly from the unscored archs the budget test admits
         now, for the strategy to go on from (the first generation; the verification's, once its margin has moved
-        the test); none for random search, which draws every trial so, or without a budget or ``init=feasible``."""
+        the test), topped up by walks toward the smallest arch (:func:`~nas.search.feasible.sample_corner`) where
+        uniform draws find too few; none for random search, which draws every trial uniformly, or without a budget
+        or ``init=feasible``."""
         cfg = self.cfg
         if not self.feasible_draws or cfg.strategy == "random":
             return 0
         size = {"nsga2": self.sampler.population_size, "evolution": self.evolution.pop if self.evolution else 0,
                 "tpe": getattr(self.sampler.base, "_n_startup_trials", 0)}.get(cfg.strategy, 0)
-        archs = sample_feasible(self.space, self.budget, min(size, most), self.init_rng, self.tested_latency(),
-                                exclude=set(self.scored))
+        want, lat = min(size, most), self.tested_latency()
+        draws = {} if source == "feasible-init" else {"max_draws": LATER_DRAWS}  # the first: uniform above all
+        archs = sample_feasible(self.space, self.budget, want, self.init_rng, lat, exclude=set(self.scored), **draws)
+        if len(archs) < want and isinstance(self.space, SearchSpace):  # a corner uniform draws almost never meet
+            archs += sample_corner(self.space, self.budget, want - len(archs), self.init_rng, lat,
+                                   exclude=set(self.scored) | {a.id for a in archs})
         for a in archs:  # enqueued, so they survive a kill
             self.study.enqueue_trial(self._params(a), user_attrs={"source": source})
         return len(archs)

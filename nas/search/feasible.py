@@ -83,3 +83,35 @@ def sample_feasible(space: SearchSpace, budget: Budget, n: int, rng: random.Rand
         ok = feasible_mask(budget, batch_costs(batch, latency_model)) if len(budget) else np.ones(len(batch), bool)
         out += [a for a, k in zip(batch, ok) if k and not (excluded and a.id in excluded)]
     return out[:n]
+
+
+def sample_corner(space: SearchSpace, budget: Budget, n: int, rng: random.Random, latency_model: Any = None,
+                  exclude: set[str] | None = None, chunk: int = 256, steps: int = 8, max_walks: int = 5_000
+                  ) -> list[Arch]:
+    """Up to ``n`` distinct archs within the budget found by walks toward the space's small corner, for budgets that
+    uniform draws almost never meet: each walk starts from a uniform draw and, while it breaks the budget, crosses
+    it with a smallest arch (``space.min``, its layers' mixers drawn), so a whole stage (or the resolution, or the
+    stem) at a time becomes its smallest; it stops at the first arch inside. Not uniform over the feasible set:
+    biased towards archs whose other stages are smallest, and close to the budget's edge."""
+    excluded = set(exclude or ())
+    seen: set[Arch] = set()
+    out: list[Arch] = []
+    walks = dry = 0
+    while len(out) < n and walks < max_walks and dry < 2:  # two chunks of walks that all ended outside: none inside
+        found = len(seen)
+        walk = [space.sample(rng=rng) for _ in range(chunk)]
+        floors = [space.min(rng=rng) for _ in range(chunk)]
+        walks += chunk
+        for _ in range(steps + 1):
+            ok = feasible_mask(budget, batch_costs(walk, latency_model))
+            for a, k in zip(walk, ok):
+                if k and a not in seen:
+                    seen.add(a)
+                    if a.id not in excluded:
+                        out.append(a)
+            walk, floors = ([space.crossover(a, f, rng=rng) for a, f, k in zip(walk, floors, ok) if not k],
+                            [f for f, k in zip(floors, ok) if not k])
+            if not walk:
+                break
+        dry = dry + 1 if len(seen) == found else 0
+    return out[:n]
