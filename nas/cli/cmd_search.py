@@ -168,12 +168,11 @@ def _empty_front(s: dict, ver: dict) -> str:
     """Why a search reports no arch, and what to try."""
     if ver.get("dropped"):
         margin = 100 * (math.exp(ver["host_noise"]["margin_at_min_timings"]) - 1)
-        hs = ver.get("host_speed") or {}
+        hs, as_is = ver.get("host_speed") or {}, ver.get("speed") != "full"
         ran = f" (it ran {hs['p5']:.2f}-{hs['p95']:.2f}x its full speed)" if hs else ""
-        fix = ("--verify-speed full times at the host's full speed, with a margin for the timing noise alone; or "
-               if ver.get("speed") != "full" else "")
+        fix = "--verify-speed full times at the host's full speed, with a margin for the timing noise alone; or " if as_is else ""
         return (f"no arch is reported: every one the search kept was measured over {s['budget']} here once the "
-                f"{margin:.0f}% margin for this host's noise{' and speed drift' if ver.get('speed') != 'full' else ''} "
-                f"was added{ran}. Try {fix}a larger budget, or more --trials")
+                f"{margin:.0f}% margin for this host's noise{' and speed drift' if as_is else ''} was added{ran}. "
+                f"Try {fix}a larger budget, or more --trials")
     return (f"no arch is reported: none of the {s['trials']} trials met {s['budget'] or 'the budget'} by its counted "
             "costs and predicted latency. Try a larger budget, or more --trials")

@@ -100,10 +100,6 @@ def _study_name(cfg: SearchConfig, space: SearchSpace) -> str:
     return cfg.study or f"{space.name}-{cfg.strategy}-s{cfg.seed}"
 
 
-LATER_DRAWS = 20_000
-"""Uniform draws a later generation inside the budget (after the verification moved its test) takes before it walks
-toward the smallest arch instead (:func:`nas.search.feasible.sample_corner`): about a second on ``hybrid``."""
-
 HOST_SLACK = 2.0
 """Before a probe, a latency budget is refused only if the space's smallest arch would break it even on a host this
 many times faster than the profile's (VMs of one CPU label differ by 7-45%)."""
@@ -207,9 +203,11 @@ def check_resume(cfg: SearchConfig, space: SearchSpace, budget: Budget) -> None:
     url = study_storage(cfg, space)
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
         return  # nothing to resume: _open_study says so (and opening would create the file)
-    name = _study_name(cfg, space)
-    stored = next((s.user_attrs.get("config") or {} for s in _safe_summaries(open_storage(url))
-                   if s.study_name == name), {})
+    name, storage = _study_name(cfg, space), open_storage(url)
+    try:
+        stored = storage.get_study_user_attrs(storage.get_study_id_from_name(name)).get("config") or {}
+    except KeyError:  # no such study: _open_study says so
+        return
     now = _config_dict(cfg, space)
 
     def show(v: Any) -> str:
@@ -520,19 +518,19 @@ class _Search:
         if not self.rows and not waiting:
             self.enqueue_inside(cfg.trials, "feasible-init")
 
-    def enqueue_inside(self, most: int, source: str) -> int:
+    def enqueue_inside(self, most: int, source: str, uniform_draws: int | None = None) -> int:
         """Queue a generation (at most ``most`` archs) drawn uniformly from the unscored archs the budget test admits
         now, for the strategy to go on from (the first generation; the verification's, once its margin has moved
         the test), topped up by walks toward the smallest arch (:func:`~nas.search.feasible.sample_corner`) where
-        uniform draws find too few; none for random search, which draws every trial uniformly, or without a budget
-        or ``init=feasible``."""
+        uniform draws find too few (after ``uniform_draws`` of them, default :func:`sample_feasible`'s); none for random
+        search, which draws every trial uniformly, or without a budget or ``init=feasible``."""
         cfg = self.cfg
         if not self.feasible_draws or cfg.strategy == "random":
             return 0
         size = {"nsga2": self.sampler.population_size, "evolution": self.evolution.pop if self.evolution else 0,
                 "tpe": getattr(self.sampler.base, "_n_startup_trials", 0)}.get(cfg.strategy, 0)
         want, lat = min(size, most), self.tested_latency()
-        draws = {} if source == "feasible-init" else {"max_draws": LATER_DRAWS}  # the first: uniform above all
+        draws = {} if uniform_draws is None else {"max_draws": uniform_draws}
         archs = sample_feasible(self.space, self.budget, want, self.init_rng, lat, exclude=set(self.scored), **draws)
         if len(archs) < want and isinstance(self.space, SearchSpace):  # a corner uniform draws almost never meet
             archs += sample_corner(self.space, self.budget, want - len(archs), self.init_rng, lat,

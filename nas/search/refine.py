@@ -32,7 +32,7 @@ import numpy as np
 
 from nas.errors import SpaceError
 from nas.reporting import Reporter
-from nas.search.feasible import ScaledLatency, batch_costs, feasible_mask, sample_feasible
+from nas.search.feasible import batch_costs, feasible_mask, sample_feasible
 from nas.search.proposals import Proposal
 from nas.search.rerank import score_rows
 from nas.space import Arch, SearchSpace
@@ -95,7 +95,7 @@ def fill(budget: Any, costs: dict[str, np.ndarray]) -> np.ndarray:
 
 def _costs(search: Any, archs: list[Arch]) -> dict[str, np.ndarray]:
     """Counted costs and the latency the budget is tested on for an unmeasured arch (prediction x factor)."""
-    return batch_costs(archs, _latency(search))
+    return batch_costs(archs, search.tested_latency())
 
 
 def with_mixer(space: SearchSpace, arch: Arch, mixer: str) -> Arch | None:
@@ -120,17 +120,12 @@ def with_mixer(space: SearchSpace, arch: Arch, mixer: str) -> Arch | None:
         return None
 
 
-def _latency(search: Any) -> ScaledLatency | None:
-    """What the search tests an unmeasured arch's latency on: its model times the verification's factor."""
-    return search.tested_latency()
-
-
 def sweep(search: Any, rng: random.Random, seen: set[str], rungs: int = 1) -> list[list[Proposal]]:
     """Per mixer type of the space (see the module docstring), a ladder of up to ``rungs`` archs inside the
     budget: the one using the most of it first, then each using at least :data:`SWEEP_STEP` less."""
     space = search.space
     mixers = sorted({m for st in space.stages for m in st.mixers if m not in ("skip", "identity")})
-    base = sample_feasible(space, search.budget, SWEEP_DRAWS // 2, rng, _latency(search), max_draws=20_000)
+    base = sample_feasible(space, search.budget, SWEEP_DRAWS // 2, rng, search.tested_latency(), max_draws=20_000)
     base += [space.sample(rng=rng) for _ in range(SWEEP_DRAWS - len(base))]  # and some beyond it
     out = []
     for m in mixers:

@@ -44,6 +44,7 @@ ROUNDS = 3  # refit-and-search rounds at most
 MAX_PASSES = 12  # measuring rounds at most (the last rounds only measure and filter)
 MIN_TIMINGS = 3  # timings of every reported arch, at separate moments
 MAX_TIMINGS = 7  # ... at most, for an arch whose median lies within the host's margin of the limit
+REDRAW_DRAWS = 20_000  # a continuation's uniform draws (about a second on hybrid) before it walks to the small corner
 USER_TIMINGS = 3  # the re-measurement the margin protects: a user's median of this many timings
 Z = 1.645  # one-sided 95%
 FULL_SPEED = " at the host's full speed (its slow stretches waited out)"  # how a --verify-speed full front was timed
@@ -406,7 +407,7 @@ def verify(search: Any, cal: Any, evaluator: Any, reporter: Reporter, rounds: in
         # the margin moved the budget test: half the extra trials are a generation drawn inside the new one, for the
         # strategy to go on from (the last one's children land where the margin may leave nothing: on a host 1.5x
         # noisy, above 2/3 of the budget); the pre-screen and the strategy's children fill the rest
-        rep.redrawn += search.enqueue_inside(max(1, extra // 2), "feasible-verify")
+        rep.redrawn += search.enqueue_inside(max(1, extra // 2), "feasible-verify", uniform_draws=REDRAW_DRAWS)
         target = len(search.rows) + extra
         while len(search.rows) < target:
             search.step(evaluator, min(search.batch_size, target - len(search.rows)))
