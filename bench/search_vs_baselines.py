@@ -25,9 +25,11 @@ the budget when the median of its timings is; one that is not is replaced by the
 search's own verification is stricter: median plus the host's noise margin; it runs with ``--verify-speed full``,
 so its timings are at the host's full speed like every other method's here and that margin covers the timing
 noise only, not the host's drift, which no other method is charged for). Then, per budget, every method's
-pick and the candidates it replaced are timed again all together (3 runs interleaved over them all, so every
-method meets the same moments of the host's speed, which drifts by 10-60% over an hour here), and each
-method's pick is its first candidate inside the budget by those side-by-side timings alone. Each pick is then trained with
+pick, the candidates it replaced and its next candidate after the pick (``fallbacks``: a pick found over the
+budget here falls back to it, for every method alike) are timed again all together (``side_timings``: 5 runs
+interleaved over them all, so every method meets the same moments of the host's speed, which drifts by 10-60%
+over an hour here, and two slow runs do not move a median), and each method's pick is its first candidate
+inside the budget by those side-by-side timings alone. Each pick is then trained with
 the ground truth's recipe and trainer (``bench/accuracy_groundtruth.py``: ``RECIPE``, ``_train`` =
 ``nas.supernet.train.train_standalone``), seeds 0 and 1, and tested on the whole t10k split. Target: the
 search's pick >= the best of (b)-(d) + 0.5 points at both budgets.
@@ -85,10 +87,10 @@ METHODS = ("search", "random", *FAMILIES, "largest-macs")
 SETTINGS = {  # everything that changes a pick; the training recipe is gt.RECIPE
     "full": {"budgets": "1.5,2.5", "trials": 300, "rerank_top": 8, "refine": 20, "confirm": 3, "rerank_epochs": 2,
              "pool": 2000, "verify_speed": "full",
-             "seeds": [0, 1], "timings": 3, "calib": 60, "holdout": 40, "seed": 0},
+             "seeds": [0, 1], "timings": 3, "side_timings": 5, "fallbacks": 1, "calib": 60, "holdout": 40, "seed": 0},
     "smoke": {"budgets": "1.5,2.5", "trials": 12, "rerank_top": 2, "refine": 3, "confirm": 1, "rerank_epochs": 1,
               "pool": 200, "verify_speed": "full",
-              "seeds": [0], "timings": 3, "calib": 8, "holdout": 4, "seed": 0},
+              "seeds": [0], "timings": 3, "side_timings": 3, "fallbacks": 1, "calib": 8, "holdout": 4, "seed": 0},
 }
 SMOKE_RECIPE = {"train_subset": 600, "val_subset": 300, "epochs": 1, "batch_size": 64}  # as gt --smoke
 PREDICTED_SLACK = 1.3  # hand-designed rungs predicted this far over the budget are not timed at all
@@ -275,8 +277,11 @@ def choose(b: float, st: dict, s: dict, data: str, work: Path, smoke: bool, devi
         arch, over = first_inside(cands, b, clock, s["timings"], known)
         cpu = cpu0 + time.process_time() - c0
         by_id = {a.id: a for a in cands}
+        after = [a for a in cands[len(over) + 1:] if a.id != (arch.id if arch else None)] if arch else []
         st[method] = {"arch": arch.to_dict() if arch else None, "cpu_s": round(cpu, 1), "over_budget": over,
-                      "over_archs": [by_id[i].to_dict() for i in over], "candidates": len(cands), **extra}
+                      "over_archs": [by_id[i].to_dict() for i in over],
+                      "next_archs": [a.to_dict() for a in after[:s.get("fallbacks", 0)]],
+                      "candidates": len(cands), **extra}
         save()
         log(f"{b:g} ms {method}: {arch.id if arch else 'nothing inside'} ({len(over)} over the budget replaced)")
 
@@ -346,12 +351,14 @@ def side_by_side(b: float, st: dict, s: dict, work: Path, clock: Clock, save: An
     import nas
 
     space = nas.load_space(SPACE)
-    order = {m: [*over_archs(b, st, m, s, work), space.arch_from_dict(st[m]["arch"])]
+    order = {m: [*over_archs(b, st, m, s, work), space.arch_from_dict(st[m]["arch"]),
+                 *(space.arch_from_dict(d) for d in st[m].get("next_archs", []))]
              for m in METHODS if st.get(m) and st[m]["arch"] is not None}
     archs = list({a.id: a for cands in order.values() for a in cands}.values())
     times: dict[str, list[float]] = {a.id: [] for a in archs}
-    for k in range(s["timings"]):
-        log(f"{b:g} ms side by side: timing run {k + 1} of {s['timings']} over {len(archs)} archs")
+    runs = s.get("side_timings", s["timings"])
+    for k in range(runs):
+        log(f"{b:g} ms side by side: timing run {k + 1} of {runs} over {len(archs)} archs")
         for a, ms in zip(archs, clock.once(archs)):
             times[a.id].append(round(ms, 4))
     picks = {}
@@ -466,8 +473,8 @@ def print_table(rows: list[dict], verdict: dict) -> None:
     for b in sorted({r["budget_ms"] for r in rows}):
         when = {r["timed"] for r in rows if r["budget_ms"] == b and r.get("timed")}
         if when:
-            print(f"{b:g} ms: every pick and the candidates it replaced timed {', '.join(sorted(when))} (3 runs "
-                  "interleaved over them all); the picks are the first candidates inside by those timings")
+            print(f"{b:g} ms: every pick, the candidates it replaced and its next one timed {', '.join(sorted(when))} "
+                  "(runs interleaved over them all); the picks are the first candidates inside by those timings")
     for b, v in verdict.items():
         shown = "n/a" if v["margin_points"] is None else f"{v['margin_points']:+.2f} points"
         print(f"{b}: search - best baseline = {shown} (target >= +0.50): "
