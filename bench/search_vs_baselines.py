@@ -277,7 +277,7 @@ def choose(b: float, st: dict, s: dict, data: str, work: Path, smoke: bool, devi
         arch, over = first_inside(cands, b, clock, s["timings"], known)
         cpu = cpu0 + time.process_time() - c0
         by_id = {a.id: a for a in cands}
-        after = [a for a in cands[len(over) + 1:] if a.id != (arch.id if arch else None)] if arch else []
+        after = cands[len(over) + 1:] if arch else []  # first_inside's pick is cands[len(over)]
         st[method] = {"arch": arch.to_dict() if arch else None, "cpu_s": round(cpu, 1), "over_budget": over,
                       "over_archs": [by_id[i].to_dict() for i in over],
                       "next_archs": [a.to_dict() for a in after[:s.get("fallbacks", 0)]],
